@@ -1,0 +1,48 @@
+# Two commands on a fresh machine with Python 3.11+:
+#   make run   - set everything up and start the relay with the embedded emulator
+#   make test  - set everything up, lint, type-check and run every test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck pytest bench system-deps clean
+
+# The venv is rebuilt whenever the dependency list changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "live-relay needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Tests start their own redis-server on a free port; install it when the machine lacks it.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: install it (apt-get install redis-server / brew install redis)"; exit 1; fi; }
+
+run: $(STAMP)
+	$(VENV)/bin/live-relay dev
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+# pytest exits 5 when it collected nothing: a suite that runs no test is a failure, said plainly.
+pytest: $(STAMP) system-deps
+	@$(PY) -m pytest; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
+	  exit $$status
+
+test: lint typecheck pytest
+
+bench: $(STAMP) system-deps
+	$(PY) -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

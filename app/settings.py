@@ -1,0 +1,213 @@
+"""Every setting of the relay, read once from `RELAY_*` environment variables and `.env`.
+
+Nothing else in the code base reads the environment: a `Settings` instance is built at start-up
+(or by a test) and passed explicitly. Invalid values stop start-up with a message that names the
+setting (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+DEFAULT_ALLOWED_MODELS = (
+    "gemini-live-2.5-flash",
+    "gemini-live-2.5-flash-native-audio",
+    "gemini-live-2.5-flash-preview-native-audio-09-2025",
+    "gemini-2.0-flash-live-preview-04-09",
+    "gemini-2.0-flash-exp",
+)
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    """`a, b,c` -> ("a", "b", "c"): friendlier in an env file than a JSON list."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """The relay's configuration. Field descriptions double as `--help` and README text."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- serving --------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0: any free).")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate: serve wss:// directly.")
+    tls_key_file: Path | None = Field(None, description="PEM private key for tls_cert_file.")
+    client_permessage_deflate: bool = Field(
+        False, description="Offer permessage-deflate to clients (costs CPU and memory per frame)."
+    )
+    max_setup_frame_bytes: int = Field(
+        16 * MiB, gt=0, description="Largest first (setup) frame from a client; larger: 1009."
+    )
+    max_frame_bytes: int = Field(
+        8 * MiB, gt=0, description="Largest client frame after setup; larger: close 1009."
+    )
+    setup_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time a client has to send its setup frame after connecting."
+    )
+
+    # --- upstream -------------------------------------------------------------------------
+    upstream: Literal["vertex", "emulator"] = Field(
+        "vertex", description="`vertex` (Vertex AI Live) or `emulator` (in-process, offline)."
+    )
+    vertex_project: str | None = Field(
+        None, description="Google Cloud project of the Vertex endpoint (default: from ADC)."
+    )
+    vertex_location: str = Field(
+        "us-central1", description="Vertex location; `global` uses the global host."
+    )
+    vertex_api_version: Literal["v1beta1", "v1"] = Field(
+        "v1beta1", description="Vertex Live API version."
+    )
+    vertex_base_url: str | None = Field(
+        None, description="Override the upstream wss:// host (private endpoints, an emulator)."
+    )
+    vertex_credentials_file: Path | None = Field(
+        None, description="Service-account or ADC JSON file; default: Application Default Creds."
+    )
+    upstream_permessage_deflate: bool = Field(
+        False, description="Offer permessage-deflate to the upstream."
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="Upstream TCP + TLS + WebSocket handshake deadline."
+    )
+    upstream_ping_interval_seconds: float = Field(
+        20.0, gt=0, description="Keepalive ping interval on the upstream leg."
+    )
+    upstream_ping_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long the upstream may take to answer a ping (it is slow)."
+    )
+    token_refresh_margin_seconds: float = Field(
+        300.0, ge=0, description="Refresh the upstream access token this long before it expires."
+    )
+    emulator_url: str | None = Field(
+        None,
+        description="With upstream=emulator: use this running emulator instead of one "
+        "started in-process (e.g. ws://emulator:9000 in docker compose).",
+    )
+
+    # --- session policy -------------------------------------------------------------------
+    allowed_models: CommaList = Field(
+        DEFAULT_ALLOWED_MODELS, description="Models clients may request (comma-separated)."
+    )
+    max_session_seconds: float = Field(
+        1800.0, gt=0, description="Hard limit on one client session."
+    )
+    goaway_notice_seconds: float = Field(
+        60.0, ge=0, description="A goAway is sent this long before the session limit."
+    )
+    idle_timeout_seconds: float = Field(
+        300.0, gt=0, description="Close a session after this long without a client frame."
+    )
+    drain_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long live sessions get to finish."
+    )
+
+    # --- client authentication ------------------------------------------------------------
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Static API keys of the default project (comma-separated)."
+    )
+    projects_file: Path | None = Field(
+        None, description="TOML file declaring projects, their keys, issuers and limits."
+    )
+    token_signing_key: SecretStr | None = Field(
+        None, description="Secret that signs relay-issued session tokens (shared by replicas)."
+    )
+    jwt_leeway_seconds: float = Field(
+        30.0, ge=0, description="Clock skew tolerated on exp/nbf/iat of client JWTs."
+    )
+    firebase_certs_url: str = Field(
+        "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+        description="Where Firebase ID token signing certificates are fetched.",
+    )
+    appcheck_jwks_url: str = Field(
+        "https://firebaseappcheck.googleapis.com/v1/jwks",
+        description="Where Firebase App Check signing keys are fetched.",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for the admin endpoints (usage)."
+    )
+
+    # --- quotas ---------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="Quota store: redis://, rediss://, redis+sentinel://; unset: memory."
+    )
+    redis_cluster: bool = Field(False, description="Treat redis_url as a Redis Cluster.")
+    quota_key_prefix: str = Field("relay", description="Prefix of every quota key in Redis.")
+    quota_fail_open: bool = Field(
+        False, description="Admit sessions when the quota store is unreachable."
+    )
+    lease_ttl_seconds: float = Field(
+        30.0, gt=0, description="A session slot not renewed for this long is freed."
+    )
+    default_max_sessions: int = Field(
+        10, ge=0, description="Concurrent sessions per project unless the project says otherwise."
+    )
+    default_max_sessions_per_user: int | None = Field(
+        None, ge=1, description="Concurrent sessions per user (unset: no per-user cap)."
+    )
+    default_tokens_per_minute: int = Field(
+        4_000_000, ge=0, description="Tokens per project per sliding minute, unless overridden."
+    )
+
+    # --- observability --------------------------------------------------------------------
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics.")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve /metrics on this separate port instead."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Require `Authorization: Bearer <token>` on /metrics."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @field_validator("allowed_models", "api_keys", mode="before")
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.goaway_notice_seconds >= self.max_session_seconds:
+            raise ValueError("goaway_notice_seconds must be below max_session_seconds")
+        if self.max_frame_bytes > self.max_setup_frame_bytes:
+            raise ValueError("max_frame_bytes must not exceed max_setup_frame_bytes")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+class SettingsError(Exception):
+    """Settings could not be built; the message names every offending setting."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build `Settings` from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = f"RELAY_{name.upper()}" if error["loc"] else "settings"
+            problems.append(f"{env}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
