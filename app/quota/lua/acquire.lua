@@ -1,0 +1,51 @@
+-- Acquire one concurrent-session lease unless the project's token window is spent or a
+-- session limit is reached. Acquiring a lease that is already held extends it (a retried call).
+--
+-- KEYS[1]  leases of the project
+-- KEYS[2]  lease details of the project
+-- KEYS[3]  token buckets of the project
+-- ARGV[1]  session id
+-- ARGV[2]  lease details, JSON (stored as is)
+-- ARGV[3]  user id ("" without a user)
+-- ARGV[4]  lease time to live, ms
+-- ARGV[5]  max concurrent sessions of the project
+-- ARGV[6]  max concurrent sessions of the user (-1: no per-user cap, or no user)
+-- ARGV[7]  tokens per minute of the project
+-- ARGV[8]  window length, seconds
+-- Result:  {"ok"} when the lease is held, else {kind, count, limit, ms_until_free} with kind
+--          "tokens" (count: tokens in the window), "sessions" or "user_sessions" (count: leases
+--          held; ms_until_free: -1).
+local now = now_ms()
+purge_expired_leases(KEYS[1], KEYS[2], now)
+
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  local tokens_per_minute = tonumber(ARGV[7])
+  local used, ms_until_free = token_window(KEYS[3], tokens_per_minute, tonumber(ARGV[8]), now)
+  if ms_until_free >= 0 then
+    return {'tokens', used, tokens_per_minute, ms_until_free}
+  end
+
+  local held = redis.call('ZCARD', KEYS[1])
+  local max_sessions = tonumber(ARGV[5])
+  if held >= max_sessions then
+    return {'sessions', held, max_sessions, -1}
+  end
+
+  local max_user_sessions = tonumber(ARGV[6])
+  if max_user_sessions >= 0 then
+    local held_by_user = 0
+    for _, details in ipairs(redis.call('HVALS', KEYS[2])) do
+      if cjson.decode(details).user == ARGV[3] then
+        held_by_user = held_by_user + 1
+      end
+    end
+    if held_by_user >= max_user_sessions then
+      return {'user_sessions', held_by_user, max_user_sessions, -1}
+    end
+  end
+end
+
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+expire_with_last_lease(KEYS[1], KEYS[2], now)
+return {'ok'}

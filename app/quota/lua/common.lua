@@ -1,0 +1,66 @@
+-- Helpers prepended to every other script of this directory (`load_script` in redis_store.py).
+-- KEYS: none. ARGV: none. Result: none; it only defines the local functions below.
+--
+-- Layout of one project's keys (every one carries the {project} hash tag: one Cluster slot):
+--   leases   sorted set: member = session id, score = lease expiry (ms since the epoch)
+--   details  hash: session id -> JSON {"user": string or null, "started_at": unix time}
+--   tokens   hash: unix second -> tokens charged during that second
+
+-- Milliseconds since the epoch by the Redis server's clock, so relay replicas with skewed
+-- clocks still agree on when a lease expires and which second a token belongs to.
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- Forget the leases whose expiry has passed: their relay stopped renewing them.
+local function purge_expired_leases(leases_key, details_key, now)
+  local expired = redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)
+  for _, session_id in ipairs(expired) do
+    redis.call('HDEL', details_key, session_id)
+  end
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
+  end
+end
+
+-- Let both lease keys vanish with their last lease, so idle projects leave nothing behind.
+local function expire_with_last_lease(leases_key, details_key, now)
+  local last = redis.call('ZRANGE', leases_key, -1, -1, 'WITHSCORES')
+  if #last == 2 then
+    local ttl = tonumber(last[2]) - now
+    redis.call('PEXPIRE', leases_key, ttl)
+    redis.call('PEXPIRE', details_key, ttl)
+  end
+end
+
+-- The sliding window ending now: tokens used in it, and the ms until enough of them leave it
+-- for usage to drop under `limit` (-1 while under the limit). Bucket `s` leaves the window
+-- `window_s` seconds after it began; buckets already gone are deleted on the way.
+local function token_window(tokens_key, limit, window_s, now)
+  local oldest = math.floor(now / 1000) - window_s + 1
+  local flat = redis.call('HGETALL', tokens_key)
+  local buckets, used = {}, 0
+  for i = 1, #flat, 2 do
+    local second, tokens = tonumber(flat[i]), tonumber(flat[i + 1])
+    if second < oldest then
+      redis.call('HDEL', tokens_key, flat[i])
+    else
+      buckets[#buckets + 1] = {second, tokens}
+      used = used + tokens
+    end
+  end
+  if used < limit then
+    return used, -1
+  end
+  table.sort(buckets, function(a, b) return a[1] < b[1] end)
+  local must_free, freed = used - limit + 1, 0
+  for _, bucket in ipairs(buckets) do
+    freed = freed + bucket[2]
+    if freed >= must_free then
+      return used, (bucket[1] + window_s) * 1000 - now
+    end
+  end
+  -- Only a zero budget gets here: it never frees, so the answer is "look again after a window".
+  return used, window_s * 1000
+end

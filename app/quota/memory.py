@@ -1,0 +1,161 @@
+"""A quota store in this process's memory: exact for one process, blind to any other.
+
+It is the store of `live-relay dev` and of a single replica without Redis. Its methods never
+await, so each one runs atomically on the event loop, the way a Lua script runs in Redis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from app.quota.refusals import sessions_refusal, tokens_refusal, user_sessions_refusal
+from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, TokenWindow
+
+
+@dataclass
+class _Project:
+    expiries: dict[str, float] = field(default_factory=dict)
+    """session id -> unix time its lease expires."""
+    leases: dict[str, Lease] = field(default_factory=dict)
+    buckets: dict[int, int] = field(default_factory=dict)
+    """unix second -> tokens charged during that second."""
+
+
+@dataclass
+class _UseCounter:
+    uses: int
+    expires_at: float
+
+
+class MemoryQuotaStore:
+    """`QuotaStore` for one process. `clock` (unix time) is injectable so tests can slide the
+    token window without waiting a minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._projects: dict[str, _Project] = {}
+        self._uses: dict[str, _UseCounter] = {}
+
+    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+        now = self._clock()
+        project = self._live_project(lease.project, now)
+        if lease.session_id not in project.leases:
+            refusal = self._refusal(project, lease, limits, now)
+            if refusal is not None:
+                self._forget_if_idle(lease.project, project)
+                return refusal
+        self._record(project, lease, now + ttl)
+        return None
+
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
+        now = self._clock()
+        recreated = 0
+        for lease in leases:
+            project = self._live_project(lease.project, now)
+            recreated += lease.session_id not in project.leases
+            self._record(project, lease, now + ttl)
+        return recreated
+
+    async def release(self, lease: Lease) -> None:
+        project = self._projects.get(lease.project)
+        if project is not None:
+            project.leases.pop(lease.session_id, None)
+            project.expiries.pop(lease.session_id, None)
+            self._forget_if_idle(lease.project, project)
+
+    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+        if tokens < 0:
+            raise ValueError(f"cannot charge a negative number of tokens ({tokens})")
+        now = self._clock()
+        state = self._live_project(project, now)
+        second = math.floor(now)
+        state.buckets[second] = state.buckets.get(second, 0) + tokens
+        window = self._window(state, limits, now)
+        self._forget_if_idle(project, state)
+        return window
+
+    async def window(self, project: str, limits: QuotaLimits) -> TokenWindow:
+        now = self._clock()
+        state = self._live_project(project, now)
+        window = self._window(state, limits, now)
+        self._forget_if_idle(project, state)
+        return window
+
+    async def sessions(self, project: str) -> list[Lease]:
+        state = self._live_project(project, self._clock())
+        leases = sorted(state.leases.values(), key=lambda lease: lease.started_at)
+        self._forget_if_idle(project, state)
+        return leases
+
+    async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
+        now = self._clock()
+        # Counters of expired tokens would otherwise pile up for the life of the process.
+        for stale in [name for name, counter in self._uses.items() if counter.expires_at <= now]:
+            del self._uses[stale]
+        if expires_at <= now:
+            return None
+        counter = self._uses.setdefault(key, _UseCounter(0, expires_at))
+        if counter.uses >= max_uses:
+            return None
+        counter.uses += 1
+        return max_uses - counter.uses
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def _live_project(self, name: str, now: float) -> _Project:
+        """The project's state with expired leases and buckets that left the window removed."""
+        project = self._projects.setdefault(name, _Project())
+        for session_id in [sid for sid, expiry in project.expiries.items() if expiry <= now]:
+            del project.expiries[session_id]
+            del project.leases[session_id]
+        oldest = math.floor(now) - WINDOW_SECONDS + 1
+        for second in [second for second in project.buckets if second < oldest]:
+            del project.buckets[second]
+        return project
+
+    def _forget_if_idle(self, name: str, project: _Project) -> None:
+        if not project.leases and not project.buckets:
+            self._projects.pop(name, None)
+
+    @classmethod
+    def _refusal(
+        cls, project: _Project, lease: Lease, limits: QuotaLimits, now: float
+    ) -> Refusal | None:
+        window = cls._window(project, limits, now)
+        if window.seconds_until_free is not None:
+            return tokens_refusal(lease.project, window.limit, window.seconds_until_free)
+        if len(project.leases) >= limits.max_sessions:
+            return sessions_refusal(lease.project, len(project.leases), limits.max_sessions)
+        user_cap = limits.max_sessions_per_user
+        if lease.user is not None and user_cap is not None:
+            held = sum(1 for other in project.leases.values() if other.user == lease.user)
+            if held >= user_cap:
+                return user_sessions_refusal(lease.user, held, user_cap)
+        return None
+
+    @staticmethod
+    def _record(project: _Project, lease: Lease, expiry: float) -> None:
+        project.leases[lease.session_id] = lease
+        project.expiries[lease.session_id] = expiry
+
+    @staticmethod
+    def _window(project: _Project, limits: QuotaLimits, now: float) -> TokenWindow:
+        used = sum(project.buckets.values())
+        limit = limits.tokens_per_minute
+        if used < limit:
+            return TokenWindow(used, limit, None)
+        # The oldest buckets leave first; find the one whose departure brings usage under limit.
+        must_free, freed = used - limit + 1, 0
+        for second in sorted(project.buckets):
+            freed += project.buckets[second]
+            if freed >= must_free:
+                return TokenWindow(used, limit, second + WINDOW_SECONDS - now)
+        # Only a zero budget gets here: it never frees, so say "look again after a window".
+        return TokenWindow(used, limit, float(WINDOW_SECONDS))

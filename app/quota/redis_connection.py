@@ -1,0 +1,108 @@
+"""Pooled `redis.asyncio` clients for the three ways to deploy Redis: one server, Sentinel, Cluster.
+
+    redis://[[user]:password@]host:port/db          one server (rediss:// for TLS)
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]
+                                                    Sentinel (rediss+sentinel:// for TLS);
+                                                    credentials and TLS apply to sentinels and
+                                                    master alike
+    redis://host:port with RELAY_REDIS_CLUSTER=true Cluster (any node; the rest is discovered)
+
+Quota checks sit on the path of every new session, so an unreachable Redis must fail fast: the
+defaults below bound every command to seconds instead of redis-py's patient retries. Options in
+the query string of a redis:// URL (e.g. `?socket_timeout=5`) override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+"""Sentinel URL scheme -> whether connections use TLS."""
+DEFAULT_SENTINEL_PORT = 26379
+
+
+def _client_options() -> dict[str, Any]:
+    return {
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 2.0,
+        # One immediate retry replaces a pooled connection that a Redis restart broke; more
+        # would only delay the refusal a client gets while Redis is down.
+        "retry": Retry(NoBackoff(), retries=1),
+        "decode_responses": True,
+    }
+
+
+@dataclass(frozen=True)
+class RedisConnection:
+    """The client quota scripts run on, and the Sentinel it was found through, if any."""
+
+    client: Redis | RedisCluster
+    sentinel: Sentinel | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
+
+
+def connect_redis(url: str, *, cluster: bool = False) -> RedisConnection:
+    """A connection for `url` (nothing is sent until the first command); ValueError if bad."""
+    scheme = urlsplit(url).scheme
+    if scheme in SENTINEL_SCHEMES:
+        if cluster:
+            raise ValueError("RELAY_REDIS_CLUSTER cannot be combined with a Sentinel URL")
+        return _connect_sentinel(url)
+    if scheme not in ("redis", "rediss"):
+        raise ValueError(
+            f"RELAY_REDIS_URL must start with redis://, rediss:// or redis+sentinel://, "
+            f"not {scheme}://"
+        )
+    if cluster:
+        return RedisConnection(RedisCluster.from_url(url, **_client_options()))
+    return RedisConnection(Redis.from_url(url, **_client_options()))
+
+
+def _connect_sentinel(url: str) -> RedisConnection:
+    parts = urlsplit(url)
+    if parts.query:
+        raise ValueError("a redis+sentinel:// URL takes no query options")
+    path = [segment for segment in parts.path.split("/") if segment]
+    if len(path) not in (1, 2) or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(
+            "a redis+sentinel:// URL names the service and optionally the db: "
+            "redis+sentinel://host:26379,host2:26379/mymaster/0"
+        )
+    _, _, hosts = parts.netloc.rpartition("@")
+    auth: dict[str, Any] = {}
+    if parts.username:
+        auth["username"] = unquote(parts.username)
+    if parts.password:
+        auth["password"] = unquote(parts.password)
+    if SENTINEL_SCHEMES[parts.scheme]:
+        auth["ssl"] = True
+    options = _client_options()
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        [_host_and_port(host) for host in hosts.split(",")],
+        sentinel_kwargs={**options, **auth},
+        **options,
+        **auth,
+    )
+    master = sentinel.master_for(path[0], db=int(path[1]) if len(path) == 2 else 0)
+    return RedisConnection(master, sentinel)
+
+
+def _host_and_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host:
+        return address, DEFAULT_SENTINEL_PORT
+    if not port.isdigit():
+        raise ValueError(f"bad sentinel address {address!r}: expected host:port")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,199 @@
+"""Quotas in Redis, exact however many relay replicas share it.
+
+Every decision is one Lua script (`lua/*.lua`, each headed by its KEYS, ARGV and result), so
+checking a limit and recording a lease cannot interleave with another replica doing the same.
+Scripts use the Redis server's clock, never the replica's. Each script touches the keys of one
+project only, and those keys share the `{project}` hash tag: one slot in a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Literal
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from app.quota.redis_connection import RedisConnection
+from app.quota.refusals import sessions_refusal, tokens_refusal, user_sessions_refusal
+from app.quota.types import (
+    WINDOW_SECONDS,
+    Lease,
+    QuotaLimits,
+    QuotaStoreError,
+    Refusal,
+    TokenWindow,
+)
+
+KeyKind = Literal["leases", "details", "tokens", "uses"]
+ScriptCall = tuple[list[str], list[str | int]]
+"""KEYS and ARGV of one script run."""
+
+
+def quota_key(prefix: str, scope: str, kind: KeyKind) -> str:
+    """The one place Redis keys are named: `<prefix>:{<scope>}:<kind>`.
+
+    `scope` (a project, or the key of a use counter) is the Cluster hash tag; braces in it are
+    escaped, or a `}` in a project name would end the tag early and split its keys across slots.
+    """
+    tag = scope.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{prefix}:{{{tag}}}:{kind}"
+
+
+def load_script(name: str) -> str:
+    """`lua/<name>.lua` with the helpers of `lua/common.lua` in front."""
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+
+
+@contextmanager
+def _store_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, RedisClusterException) as exc:
+        raise QuotaStoreError(f"quota store: {action} failed: {exc}") from exc
+
+
+class RedisQuotaStore:
+    """`QuotaStore` on Redis (one server, Sentinel or Cluster: see `connect_redis`)."""
+
+    def __init__(self, connection: RedisConnection, *, key_prefix: str) -> None:
+        self._connection = connection
+        self._client = connection.client
+        self._prefix = key_prefix
+        # register_script runs EVALSHA and reloads the script on NOSCRIPT, so a Redis that
+        # restarted and forgot its scripts costs one extra round trip, not an error.
+        self._acquire = self._client.register_script(load_script("acquire"))
+        self._renew = self._client.register_script(load_script("renew"))
+        self._release = self._client.register_script(load_script("release"))
+        self._tokens = self._client.register_script(load_script("tokens"))
+        self._sessions = self._client.register_script(load_script("sessions"))
+        self._consume_use = self._client.register_script(load_script("consume_use"))
+
+    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+        user_cap = limits.max_sessions_per_user
+        with _store_errors("acquire"):
+            result = await self._acquire(
+                keys=self._project_keys(lease.project, "leases", "details", "tokens"),
+                args=[
+                    lease.session_id,
+                    _details(lease),
+                    lease.user or "",
+                    _milliseconds(ttl),
+                    limits.max_sessions,
+                    -1 if lease.user is None or user_cap is None else user_cap,
+                    limits.tokens_per_minute,
+                    WINDOW_SECONDS,
+                ],
+            )
+        match result:
+            case ["ok"]:
+                return None
+            case ["tokens", _, limit, ms_until_free]:
+                return tokens_refusal(lease.project, int(limit), int(ms_until_free) / 1000)
+            case ["sessions", held, limit, _]:
+                return sessions_refusal(lease.project, int(held), int(limit))
+            case ["user_sessions", held, limit, _] if lease.user is not None:
+                return user_sessions_refusal(lease.user, int(held), int(limit))
+        raise QuotaStoreError(f"quota store: unexpected answer from acquire.lua: {result!r}")
+
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
+        by_project: dict[str, list[Lease]] = {}
+        for lease in leases:
+            by_project.setdefault(lease.project, []).append(lease)
+        calls: list[ScriptCall] = []
+        for project, project_leases in by_project.items():
+            args: list[str | int] = [_milliseconds(ttl)]
+            for lease in project_leases:
+                args += [lease.session_id, _details(lease)]
+            calls.append((self._project_keys(project, "leases", "details"), args))
+        with _store_errors("renew"):
+            recreated = await self._pipelined(self._renew, calls)
+        return sum(int(count) for count in recreated)
+
+    async def release(self, lease: Lease) -> None:
+        with _store_errors("release"):
+            await self._release(
+                keys=self._project_keys(lease.project, "leases", "details"),
+                args=[lease.session_id],
+            )
+
+    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+        if tokens < 0:
+            raise ValueError(f"cannot charge a negative number of tokens ({tokens})")
+        return await self._token_window(project, tokens, limits)
+
+    async def window(self, project: str, limits: QuotaLimits) -> TokenWindow:
+        return await self._token_window(project, 0, limits)
+
+    async def sessions(self, project: str) -> list[Lease]:
+        with _store_errors("sessions"):
+            flat = await self._sessions(keys=self._project_keys(project, "leases", "details"))
+        leases = []
+        for session_id, details_json in zip(flat[::2], flat[1::2], strict=True):
+            details = json.loads(details_json)
+            leases.append(Lease(project, details["user"], session_id, details["started_at"]))
+        return sorted(leases, key=lambda lease: lease.started_at)
+
+    async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
+        with _store_errors("consume_use"):
+            left = int(
+                await self._consume_use(
+                    keys=[quota_key(self._prefix, key, "uses")],
+                    args=[max_uses, _milliseconds(expires_at)],
+                )
+            )
+        return None if left < 0 else left
+
+    async def ping(self) -> None:
+        with _store_errors("ping"):
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        with _store_errors("close"):
+            await self._connection.aclose()
+
+    async def _token_window(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+        with _store_errors("charge" if tokens else "window"):
+            used, ms_until_free = await self._tokens(
+                keys=self._project_keys(project, "tokens"),
+                args=[tokens, limits.tokens_per_minute, WINDOW_SECONDS],
+            )
+        seconds_until_free = None if int(ms_until_free) < 0 else int(ms_until_free) / 1000
+        return TokenWindow(int(used), limits.tokens_per_minute, seconds_until_free)
+
+    async def _pipelined(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
+        """Run `script` once per call in one round trip (per Cluster node)."""
+        if not calls:
+            return []
+        try:
+            return await self._evalsha_pipelined(script.sha, calls)
+        except NoScriptError:
+            # Redis restarted and forgot the script: what register_script does for one call.
+            script.sha = await self._client.script_load(script.script)
+            return await self._evalsha_pipelined(script.sha, calls)
+
+    async def _evalsha_pipelined(self, sha: str, calls: list[ScriptCall]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            return await pipe.execute()
+
+    def _project_keys(self, project: str, *kinds: KeyKind) -> list[str]:
+        return [quota_key(self._prefix, project, kind) for kind in kinds]
+
+
+def _details(lease: Lease) -> str:
+    """What a lease stores besides its id; acquire.lua reads `user` to count per-user sessions."""
+    return json.dumps(
+        {"user": lease.user, "started_at": lease.started_at},
+        ensure_ascii=False,  # the user id then reaches Lua byte for byte, as in ARGV
+        separators=(",", ":"),
+    )
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

@@ -1,0 +1,63 @@
+"""The refusals a client sees, worded once for every store.
+
+A refusal's reason becomes a WebSocket close reason, which RFC 6455 caps at 123 bytes: names
+quoted in it are shortened so the numbers that explain the refusal always fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from app.quota.types import Refusal
+
+MAX_CLOSE_REASON_BYTES = 123
+MAX_NAME_BYTES = 32
+ELLIPSIS = "…"
+
+STORE_UNAVAILABLE = Refusal("UNAVAILABLE: quota store unreachable", "store")
+
+
+def sessions_refusal(project: str, held: int, limit: int) -> Refusal:
+    return Refusal(
+        _fit(
+            f"RESOURCE_EXHAUSTED: project {_quoted(project)} has {held} of {limit} "
+            "concurrent sessions"
+        ),
+        "sessions",
+    )
+
+
+def user_sessions_refusal(user: str, held: int, limit: int) -> Refusal:
+    return Refusal(
+        _fit(f"RESOURCE_EXHAUSTED: user {_quoted(user)} has {held} of {limit} concurrent sessions"),
+        "user_sessions",
+    )
+
+
+def tokens_refusal(project: str, limit: int, seconds_until_free: float) -> Refusal:
+    # Rounded up: a client that retries after the advertised delay must find the window free.
+    retry_in = max(1, math.ceil(seconds_until_free))
+    return Refusal(
+        _fit(
+            f"RESOURCE_EXHAUSTED: project {_quoted(project)} spent its {limit} tokens per minute; "
+            f"retry in {retry_in} s"
+        ),
+        "tokens",
+    )
+
+
+def _quoted(name: str) -> str:
+    return f'"{_truncate(name, MAX_NAME_BYTES)}"'
+
+
+def _fit(reason: str) -> str:
+    return _truncate(reason, MAX_CLOSE_REASON_BYTES)
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    """`text` if it fits in `max_bytes` of UTF-8, else its longest prefix that fits with `…`."""
+    if len(text.encode()) <= max_bytes:
+        return text
+    room = max_bytes - len(ELLIPSIS.encode())
+    # errors="ignore" drops a character cut in half by the byte limit.
+    return text.encode()[:room].decode(errors="ignore") + ELLIPSIS

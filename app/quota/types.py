@@ -1,0 +1,101 @@
+"""The values and the interface shared by every quota store.
+
+A store counts two things per project: concurrent sessions, held as leases that expire unless
+renewed, and tokens, in a sliding window of `WINDOW_SECONDS` made of one-second buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+WINDOW_SECONDS = 60
+"""Length of the token window. A charge counts for 59 to 60 s: buckets are whole seconds."""
+
+RefusalKind = Literal["sessions", "user_sessions", "tokens", "store"]
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """The limits of one project: settings defaults or the project's overrides."""
+
+    max_sessions: int = 10
+    max_sessions_per_user: int | None = None
+    tokens_per_minute: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One concurrent-session slot, held while the session runs."""
+
+    project: str
+    user: str | None
+    session_id: str
+    started_at: float
+    """Unix time."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a session may not start: `reason` is its WebSocket close reason (code 1013)."""
+
+    reason: str
+    kind: RefusalKind
+    """Low-cardinality metric label."""
+
+
+@dataclass(frozen=True)
+class TokenWindow:
+    """Tokens a project used in the sliding window that ends now."""
+
+    used: int
+    limit: int
+    seconds_until_free: float | None
+    """While the budget is spent: how long until enough tokens leave the window; else None."""
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.limit
+
+
+class QuotaStoreError(Exception):
+    """The quota store is unreachable or broken; the cause is chained (`raise ... from`)."""
+
+
+class QuotaStore(Protocol):
+    """Where quotas are counted: `MemoryQuotaStore` (one process) or `RedisQuotaStore`.
+
+    Every method raises `QuotaStoreError` when the store cannot answer.
+    """
+
+    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+        """Record `lease` until now+ttl unless the token window is spent or a session limit is
+        reached; expired leases are purged first. Atomic. Acquiring a held lease extends it."""
+
+    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
+        """Extend every lease to now+ttl, re-creating the ones the store lost (a Redis restart)
+        or let expire; returns how many had to be re-created."""
+
+    async def release(self, lease: Lease) -> None:
+        """Free the lease's slot; releasing a lease that is not held does nothing."""
+
+    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+        """Add `tokens` to the project's window and return the window after the charge."""
+
+    async def window(self, project: str, limits: QuotaLimits) -> TokenWindow:
+        """The project's window as it is now."""
+
+    async def sessions(self, project: str) -> list[Lease]:
+        """The project's live leases, oldest session first."""
+
+    async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
+        """Count one use of `key` (e.g. a token's jti, never the token itself): the uses left
+        after this one, or None when they are used up or `expires_at` (unix time) has passed.
+        The counter is forgotten at `expires_at`."""
+
+    async def ping(self) -> None:
+        """Return when the store answers."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
