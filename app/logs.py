@@ -1,0 +1,179 @@
+"""Log lines on stdout: JSON by default, plain text with `RELAY_LOG_FORMAT=text`.
+
+One line when a session starts, one when it ends, and errors: never one per frame, never a
+frame payload, never a secret. Every line written while `session_id_var` is set carries that
+session's id, so all lines of one session can be found together.
+
+Tokens travel in query strings (`?access_token=`, `?key=`), because browsers cannot set headers
+on a WebSocket, and uvicorn writes the path with its query string both in its access lines and
+in its WebSocket handshake lines (on `uvicorn.error`). The values in those query strings are
+replaced by `REDACTED` before any line is formatted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from app.settings import Settings
+
+session_id_var: ContextVar[str | None] = ContextVar("relay_session_id", default=None)
+
+REDACTED = "REDACTED"
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# uvicorn adds an ANSI-coloured copy of some messages for its own console formatter.
+_DROPPED_EXTRAS = frozenset({"color_message"})
+
+
+def hash_user(user: str | None) -> str | None:
+    """A short stable pseudonym for a user id, so logs can group a user's sessions.
+
+    The same user gets the same value on every replica and across restarts. It is a
+    pseudonym, not anonymity: whoever can guess a user id can compute its hash.
+    """
+    if user is None:
+        return None
+    return hashlib.sha256(b"live-relay user:" + user.encode()).hexdigest()[:16]
+
+
+def redact_query(path: str) -> str:
+    """`/v1/live?access_token=abc&x` -> `/v1/live?access_token=REDACTED&REDACTED`."""
+    path_only, question_mark, query = path.partition("?")
+    if not question_mark:
+        return path
+    parameters = []
+    for parameter in query.split("&"):
+        name, equals, _ = parameter.partition("=")
+        parameters.append(f"{name}={REDACTED}" if equals else REDACTED)
+    return f"{path_only}?{'&'.join(parameters)}"
+
+
+class RedactQueryFilter(logging.Filter):
+    """Redact query-string values in the path arguments of uvicorn's lines.
+
+    uvicorn passes the request path as a `%s` argument that starts with `/`; only such
+    arguments are touched, so other messages keep their text.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_query(arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
+class SessionFilter(logging.Filter):
+    """Stamp the current session id (from `session_id_var`) on every record as `session`.
+
+    A filter rather than the formatter reads the variable, because filters run in the task
+    that logged, where the context holds that task's session.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        session = session_id_var.get()
+        if session is not None and not hasattr(record, "session"):
+            record.session = session
+        return True
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, object]:
+    return {
+        name: value
+        for name, value in vars(record).items()
+        if name not in _RECORD_ATTRIBUTES and name not in _DROPPED_EXTRAS
+    }
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, every `extra` field, and `exc`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in _extra_fields(record).items():
+            entry.setdefault(name, value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # default=str: an extra that JSON cannot encode (a Path, an enum) still gets logged.
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`ts LEVEL logger: msg key=value ...`, with a traceback on the following lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(
+            f"{name}={_text_value(value)}" for name, value in _extra_fields(record).items()
+        )
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        if fields:
+            line = f"{line} {fields}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
+
+
+def _text_value(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(char.isspace() for char in text) else text
+
+
+def configure_logging(settings: Settings) -> dict[str, Any]:
+    """The logging configuration (`logging.config.dictConfig` schema) for the relay.
+
+    It covers uvicorn's own loggers, so pass it as uvicorn's `log_config`: uvicorn applies it in
+    the server process and again in every worker it spawns. Nothing is applied here.
+    """
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "session": {"()": SessionFilter},
+            "redact_query": {"()": RedactQueryFilter},
+        },
+        "formatters": {
+            "json": {"()": JsonFormatter},
+            "text": {"()": TextFormatter},
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": settings.log_format,
+                "filters": ["session"],
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},
+            # WebSocket handshake lines ("WebSocket /v1/live?access_token=..." [accepted]).
+            "uvicorn.error": {"level": level, "filters": ["redact_query"]},
+            "uvicorn.access": {
+                "handlers": ["stdout"],
+                "level": level,
+                "propagate": False,
+                "filters": ["redact_query"],
+            },
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+    }

@@ -1,0 +1,303 @@
+"""Prometheus metrics of the relay, and the `/metrics` endpoint that exposes them.
+
+Every metric lives on a `CollectorRegistry` handed to `RelayMetrics`, so each app (and each
+test) owns its own; nothing is registered on prometheus_client's global registry.
+
+Several uvicorn workers: prometheus_client's multiprocess mode. prometheus_client picks its value
+store once, when it is first imported, from the `PROMETHEUS_MULTIPROC_DIR` environment variable;
+there is no other switch. So the `serve` command calls `prepare_multiprocess` in the parent
+process before uvicorn starts its workers: it sets that variable to a fresh directory, and every
+worker, being a newly spawned interpreter that inherits the parent's environment, imports
+prometheus_client already in multiprocess mode. Each worker then writes its values to files in
+that directory, and `metrics_registry()` returns a registry that sums the files of all workers, so
+whichever worker answers a scrape reports the totals.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hmac
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    make_asgi_app,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.metrics_core import Metric
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app import __version__
+from app.settings import Settings
+
+# The variable prometheus_client itself reads (see the module docstring).
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Values of the `direction` label of relay_frames_total and relay_bytes_total.
+FROM_CLIENT = "client_to_upstream"
+TO_CLIENT = "upstream_to_client"
+
+# Sessions last seconds to the 30-minute default limit (and beyond, when configured).
+SESSION_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
+# A Vertex handshake (TCP + TLS + WebSocket upgrade) takes tens to hundreds of milliseconds.
+UPSTREAM_CONNECT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# Close codes a peer may legitimately send (RFC 6455 section 7.4.1 and the IANA registry).
+# Codes 3000-4999 are free for applications: a client could send thousands of distinct ones,
+# so they are counted by class to keep the `code` label bounded.
+_STANDARD_CLOSE_CODES = frozenset(range(1000, 1016))
+
+
+def close_code_label(code: int) -> str:
+    """The `code` label for a WebSocket close code: itself when standard, else its class."""
+    if code in _STANDARD_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return "invalid"
+
+
+class RelayMetrics:
+    """All metrics of the relay, registered on one registry.
+
+    Labels stay low-cardinality: `project` is bounded by the configuration, every `reason`,
+    `outcome`, `kind` and `side` is a word chosen by the relay, never a user or session id.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sessions_active = Gauge(
+            "relay_sessions_active",
+            "Client sessions open now.",
+            ["project"],
+            registry=registry,
+            # Sum over live workers only: a worker that exited holds no session.
+            multiprocess_mode="livesum",
+        )
+        self.sessions_total = Counter(
+            "relay_sessions_total",
+            "Client sessions ended, by outcome (e.g. completed, rejected, error).",
+            ["project", "outcome"],
+            registry=registry,
+        )
+        self.session_duration_seconds = Histogram(
+            "relay_session_duration_seconds",
+            "Length of client sessions that were admitted.",
+            ["project"],
+            registry=registry,
+            buckets=SESSION_DURATION_BUCKETS,
+        )
+        self.frames_total = Counter(
+            "relay_frames_total",
+            "WebSocket frames relayed, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.bytes_total = Counter(
+            "relay_bytes_total",
+            "Payload bytes of relayed WebSocket frames, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.tokens_total = Counter(
+            "relay_tokens_total",
+            "Tokens reported by the upstream's usageMetadata, by kind (prompt, response).",
+            ["project", "kind"],
+            registry=registry,
+        )
+        self.quota_rejections_total = Counter(
+            "relay_quota_rejections_total",
+            "Sessions refused by a quota, by the quota that refused them.",
+            ["project", "reason"],
+            registry=registry,
+        )
+        self.fail_open_admissions_total = Counter(
+            "relay_fail_open_admissions_total",
+            "Sessions admitted without a quota check because the quota store was unreachable.",
+            ["project"],
+            registry=registry,
+        )
+        self.auth_failures_total = Counter(
+            "relay_auth_failures_total",
+            "Client connections refused by authentication, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.upstream_connect_seconds = Histogram(
+            "relay_upstream_connect_seconds",
+            "Time to open the upstream WebSocket (TCP, TLS and handshake).",
+            registry=registry,
+            buckets=UPSTREAM_CONNECT_BUCKETS,
+        )
+        self.closes_total = Counter(
+            "relay_closes_total",
+            "Sessions closed, by the side that closed first (client, upstream, relay) and code.",
+            ["side", "code"],
+            registry=registry,
+        )
+        self.goaways_total = Counter(
+            "relay_goaways_total",
+            "goAway messages sent to clients, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "relay_build_info",
+            "Always 1; the labels say which live-relay and Python are running.",
+            ["version", "python"],
+            registry=registry,
+            # Every worker reports the same 1; without a mode each would add a `pid` series.
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+
+        # Bound once: add_traffic runs for every session every few seconds and should not look
+        # label values up each time.
+        self._frames_in = self.frames_total.labels(direction=FROM_CLIENT)
+        self._frames_out = self.frames_total.labels(direction=TO_CLIENT)
+        self._bytes_in = self.bytes_total.labels(direction=FROM_CLIENT)
+        self._bytes_out = self.bytes_total.labels(direction=TO_CLIENT)
+
+    def add_traffic(self, frames_in: int, bytes_in: int, frames_out: int, bytes_out: int) -> None:
+        """Add one session's traffic since its last call; `in` is client -> upstream.
+
+        The session pumps count frames and bytes in plain integers and call this with the
+        deltas every few seconds and at session end, never per frame: the hot path only adds.
+        """
+        self._frames_in.inc(frames_in)
+        self._bytes_in.inc(bytes_in)
+        self._frames_out.inc(frames_out)
+        self._bytes_out.inc(bytes_out)
+
+    def record_close(self, side: str, code: int) -> None:
+        """Count a session's close by the side that closed first (client, upstream, relay)."""
+        self.closes_total.labels(side=side, code=close_code_label(code)).inc()
+
+
+def prepare_multiprocess(settings: Settings) -> Path | None:
+    """Make multiprocess metrics work for the workers about to start; return their directory.
+
+    Call in the parent process before uvicorn spawns workers. When `PROMETHEUS_MULTIPROC_DIR`
+    is already set (an operator's choice, e.g. a mounted volume), its files from an earlier
+    run are deleted, since they would otherwise be added to this run's counters. Otherwise,
+    with several workers, a fresh private directory is created, exported in that variable and
+    removed when this process exits. One worker needs nothing: returns None.
+    """
+    configured = os.environ.get(MULTIPROC_DIR_ENV)
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return directory
+    if settings.workers == 1:
+        return None
+    directory = Path(tempfile.mkdtemp(prefix="live-relay-metrics-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ[MULTIPROC_DIR_ENV] = str(directory)
+    return directory
+
+
+class _MultiProcessRegistry(CollectorRegistry):
+    """A registry whose exposition is the sum of every worker's files.
+
+    In multiprocess mode a metric's values live in the shared files, so the metric objects
+    registered here (by `RelayMetrics`) are kept only for the duplicate-name check; collecting
+    them as well would report this worker's share a second time.
+    """
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        # prometheus_client.multiprocess has no type hints, hence the ignores.
+        self._files = prometheus_multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        metrics: Iterable[Metric] = self._files.collect()  # type: ignore[no-untyped-call]
+        return metrics
+
+
+def metrics_registry() -> CollectorRegistry:
+    """A fresh registry to give `RelayMetrics` and to expose on /metrics.
+
+    In multiprocess mode (see `prepare_multiprocess`) it reports the sum over all workers;
+    otherwise it also carries the process and platform collectors, which multiprocess mode
+    cannot aggregate.
+    """
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
+        return _MultiProcessRegistry(directory)
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a finished worker's share of the `live*` gauges (relay_sessions_active).
+
+    Call when worker `pid` exits (from the worker's own shutdown, or from whoever saw it die);
+    without it a crashed worker's open sessions would be counted until the next restart.
+    Nothing to do in single-process mode.
+    """
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
+        prometheus_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+class _MetricsEndpoint:
+    """The ASGI endpoint behind GET /metrics: an optional bearer-token check, then exposition."""
+
+    def __init__(self, registry: CollectorRegistry, token: SecretStr | None) -> None:
+        # prometheus_client negotiates the format (Prometheus text, OpenMetrics) and gzip.
+        self._exposition: ASGIApp = make_asgi_app(registry)
+        self._token = None if token is None else token.get_secret_value().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._token is not None and not _bearer_matches(scope, self._token):
+            refusal = JSONResponse(
+                {
+                    "error": "unauthorized",
+                    "detail": "send `Authorization: Bearer <RELAY_METRICS_TOKEN>` to read metrics",
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+            await refusal(scope, receive, send)
+            return
+        await self._exposition(scope, receive, send)
+
+
+def _bearer_matches(scope: Scope, token: bytes) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, presented = value.partition(b" ")
+            return scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), token)
+    return False
+
+
+def metrics_route(registry: CollectorRegistry, token: SecretStr | None) -> Route:
+    """GET /metrics as a route to add to an existing app (`app.router.routes.append(...)`)."""
+    return Route("/metrics", _MetricsEndpoint(registry, token), methods=["GET"])
+
+
+def build_metrics_app(registry: CollectorRegistry, token: SecretStr | None) -> ASGIApp:
+    """A standalone app serving only GET /metrics, e.g. on `RELAY_METRICS_PORT`.
+
+    With `token` set, a request without `Authorization: Bearer <token>` gets 401 and a JSON body.
+    """
+    return Starlette(routes=[metrics_route(registry, token)])
