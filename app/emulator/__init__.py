@@ -1,0 +1,15 @@
+"""An offline emulator of the Vertex AI Live API, for development and tests.
+
+    from app.emulator import Emulator, EmulatorConfig, Faults
+
+    async with Emulator(EmulatorConfig(connection_lifetime_seconds=5)) as emulator:
+        ...  # point a client at emulator.base_url
+
+See docs/emulator.md for what it imitates and the conventions it follows.
+"""
+
+from app.emulator.config import EmulatorConfig, Faults
+from app.emulator.server import Emulator
+from app.emulator.stats import EmulatorStats
+
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "Faults"]

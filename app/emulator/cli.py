@@ -1,0 +1,75 @@
+"""`live-relay emulator`: run the offline Live API emulator on its own until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import ssl
+import sys
+
+from app.emulator.config import DEFAULT_KNOWN_MODELS, EmulatorConfig
+from app.emulator.server import Emulator
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=9000, help="TCP port (0: any free port)")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// instead of ws://")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--require-token", help="accept only `Authorization: Bearer TOKEN` (default: any)"
+    )
+    parser.add_argument(
+        "--known-models",
+        default=",".join(DEFAULT_KNOWN_MODELS),
+        help="comma-separated model ids the emulator accepts",
+    )
+    parser.add_argument(
+        "--connection-lifetime",
+        type=float,
+        default=600.0,
+        help="seconds before the emulator ends a connection (goAway comes before)",
+    )
+    parser.add_argument(
+        "--goaway-notice", type=float, default=60.0, help="seconds of notice goAway gives"
+    )
+    parser.add_argument(
+        "--echo-audio",
+        action="store_true",
+        help="load-test mode: answer every audio chunk at once with the same audio",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("--tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    ssl_context = None
+    if args.tls_cert is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    config = EmulatorConfig(
+        known_models=tuple(m.strip() for m in args.known_models.split(",") if m.strip()),
+        require_token=args.require_token,
+        connection_lifetime_seconds=args.connection_lifetime,
+        goaway_notice_seconds=min(args.goaway_notice, args.connection_lifetime),
+        echo_audio=args.echo_audio,
+    )
+    asyncio.run(_serve(Emulator(config), args.host, args.port, ssl_context))
+    return 0
+
+
+async def _serve(
+    emulator: Emulator, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await emulator.start(host, port, ssl_context)
+    print(f"live-relay emulator listening on {emulator.base_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await emulator.stop()

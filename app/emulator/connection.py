@@ -1,0 +1,238 @@
+"""One client connection: authentication, setup, then the session until either side ends.
+
+The order mirrors the service: the token is checked at the upgrade, the first frame must be
+a valid setup, `setupComplete` answers it, and from then on every frame goes to the session
+while the connection's lifetime runs out (`goAway`, then a 1000 close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from app.emulator.config import EmulatorConfig, Faults
+from app.emulator.replies import Entry
+from app.emulator.resumption import SESSION_NOT_FOUND, HandleStore
+from app.emulator.session import LiveSession
+from app.emulator.setup import parse_setup
+from app.emulator.stats import EmulatorStats
+from app.emulator.wire import (
+    INVALID_ARGUMENT,
+    ProtocolViolation,
+    duration_text,
+    encode_server_message,
+    interpret,
+    load_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED = "Request had invalid authentication credentials."
+LIFETIME_REACHED = "The operation was cancelled."
+INTERNAL_ERROR = "Internal error encountered."
+SETUP_COMPLETE = encode_server_message({"setupComplete": {}})
+
+# Echo mode answers an audio chunk with these around the very same base64 text.
+_ECHO_HEAD = (
+    '{"serverContent":{"modelTurn":{"parts":[{"inlineData":'
+    '{"mimeType":"audio/pcm;rate=24000","data":"'
+)
+_ECHO_TAIL = '"}}]}}}'
+
+
+def authorized(authorization: str | None, required: str | Callable[[str], bool] | None) -> bool:
+    """Whether an `Authorization` header carries the bearer token the emulator requires."""
+    if required is None:
+        return True
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    if callable(required):
+        return bool(required(token))
+    return hmac.compare_digest(token.encode(), required.encode())
+
+
+@dataclass(frozen=True)
+class ConnectionContext:
+    """What every connection of one emulator shares."""
+
+    config: EmulatorConfig
+    stats: EmulatorStats
+    handles: HandleStore
+    call_ids: itertools.count[int]
+
+
+class _FaultCounter:
+    """Counts received frames and says when a close or drop fault is due."""
+
+    def __init__(self, faults: Faults) -> None:
+        self._faults = faults
+        self._frames = 0
+
+    def due(self) -> Literal["close", "drop"] | None:
+        faults = self._faults
+        if faults.drop_after_frames is not None and self._frames >= faults.drop_after_frames:
+            return "drop"
+        if faults.close_after_frames is not None and self._frames >= faults.close_after_frames:
+            return "close"
+        return None
+
+    def count_frame(self) -> Literal["close", "drop"] | None:
+        self._frames += 1
+        return self.due()
+
+
+async def _inject(ws: ServerConnection, fault: Literal["close", "drop"], faults: Faults) -> None:
+    if fault == "drop":
+        ws.transport.abort()  # no close frame: the client sees an abnormal closure (1006)
+    else:
+        await ws.close(faults.close_code, faults.close_reason)
+
+
+async def serve_connection(
+    ws: ServerConnection, context: ConnectionContext, api_version: str
+) -> None:
+    config = context.config
+    ends_at = asyncio.get_running_loop().time() + config.connection_lifetime_seconds
+    faults = _FaultCounter(config.faults)
+    if config.auth_failure == "close" and not authorized(
+        ws.request.headers.get("Authorization") if ws.request else None, config.require_token
+    ):
+        # Refused once the setup arrives, so that a client waiting for setupComplete reads the
+        # close (google-genai turns it into APIError 1008) instead of failing its send.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(config.connection_lifetime_seconds):
+                await ws.recv()
+        await ws.close(1008, UNAUTHENTICATED)
+        return
+    if (fault := faults.due()) is not None:
+        await _inject(ws, fault, config.faults)
+        return
+    first_frame = await ws.recv()
+    if (fault := faults.count_frame()) is not None:
+        await _inject(ws, fault, config.faults)
+        return
+    try:
+        session = _open_session(first_frame, context, api_version, ws)
+    except ProtocolViolation as violation:
+        await ws.close(violation.code, violation.reason)
+        return
+    if config.faults.setup_delay_seconds > 0:
+        await asyncio.sleep(config.faults.setup_delay_seconds)
+    await ws.send(SETUP_COMPLETE)
+    async with asyncio.TaskGroup() as tasks:
+        model = tasks.create_task(_until_closed(session.run_model()))
+        lifetime = tasks.create_task(_until_closed(_lifetime(ws, ends_at, config)))
+        try:
+            await _receive(ws, session, faults, context)
+        finally:
+            model.cancel()
+            lifetime.cancel()
+
+
+def _open_session(
+    frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
+) -> LiveSession:
+    kind, setup_message = interpret(load_frame(frame))
+    if kind != "setup":
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    context.stats.frames_received["setup"] += 1
+    setup = parse_setup(setup_message, context.config.known_models, api_version)
+    history: tuple[Entry, ...] = ()
+    if setup.resume_handle is not None:
+        resumed = context.handles.resume(setup.resume_handle)
+        if resumed is None:
+            raise ProtocolViolation(1008, SESSION_NOT_FOUND)
+        history = resumed
+    context.stats.setups.append(setup_message)
+
+    async def send(message: dict[str, Any]) -> None:
+        await ws.send(encode_server_message(message))
+
+    return LiveSession(
+        setup,
+        context.config,
+        send=send,
+        history=history,
+        handles=context.handles,
+        stats=context.stats,
+        call_ids=context.call_ids,
+    )
+
+
+async def _receive(
+    ws: ServerConnection, session: LiveSession, faults: _FaultCounter, context: ConnectionContext
+) -> None:
+    echo = context.config.echo_audio
+    async for frame in ws:
+        if (fault := faults.count_frame()) is not None:
+            await _inject(ws, fault, context.config.faults)
+            return
+        try:
+            message = load_frame(frame)
+            if echo and await _echo(ws, message, context.stats):
+                continue
+            session.handle(*interpret(message))
+        except ProtocolViolation as violation:
+            await ws.close(violation.code, violation.reason)
+            return
+
+
+async def _echo(ws: ServerConnection, message: Any, stats: EmulatorStats) -> bool:
+    """Echo mode's hot path: answer audio at once, untouched. False: not audio, not handled.
+
+    It must stay cheap at hundreds of sessions per core: no validation beyond what keeps the
+    answer valid JSON, no logging, no task.
+    """
+    if not isinstance(message, dict):
+        return False
+    realtime = message.get("realtimeInput", message.get("realtime_input"))
+    if not isinstance(realtime, dict):
+        return False
+    audio = realtime.get("audio")
+    blobs = (
+        [audio] if audio is not None else realtime.get("mediaChunks", realtime.get("media_chunks"))
+    )
+    if not isinstance(blobs, list) or len(realtime) != 1:
+        return False
+    echoes: list[bytes] = []
+    video_frames = 0
+    for blob in blobs:
+        data = blob.get("data") if isinstance(blob, dict) else None
+        if not isinstance(data, str) or '"' in data or "\\" in data:
+            return False
+        if audio is None and not str(blob.get("mimeType", blob.get("mime_type"))).startswith(
+            "audio/"
+        ):
+            video_frames += 1
+        else:
+            echoes.append(f"{_ECHO_HEAD}{data}{_ECHO_TAIL}".encode())
+    stats.frames_received["video"] += video_frames
+    stats.frames_received["audio"] += len(echoes)
+    for echo in echoes:
+        await ws.send(echo)
+    return True
+
+
+async def _lifetime(ws: ServerConnection, ends_at: float, config: EmulatorConfig) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, ends_at - config.goaway_notice_seconds - loop.time()))
+    time_left = round(max(0.0, ends_at - loop.time()), 1)
+    await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
+    await asyncio.sleep(max(0.0, ends_at - loop.time()))
+    await ws.close(1000, LIFETIME_REACHED)
+
+
+async def _until_closed(work: Coroutine[Any, Any, None]) -> None:
+    """Run a session task; the connection closing under it is its normal end."""
+    with contextlib.suppress(ConnectionClosed):
+        await work

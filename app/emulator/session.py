@@ -1,0 +1,365 @@
+"""One emulated Live session after setup: the model's side of the conversation.
+
+The connection's receive loop hands every client message to `LiveSession.handle`, which
+never blocks: it updates state, detects voice activity and queues user turns. The model
+task (`run_model`) takes turns one at a time and streams replies through `send`. The two
+meet in `_interrupt`: user activity during a reply sets it (unless the setup asked for
+NO_INTERRUPTION) and the model task stops at its next chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.emulator.config import EmulatorConfig
+from app.emulator.replies import (
+    Entry,
+    ToolTrigger,
+    chunks,
+    find_tool_call,
+    reply_text,
+    spoken_input_text,
+    tool_reply_text,
+)
+from app.emulator.resumption import HandleStore
+from app.emulator.setup import SessionSetup
+from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
+from app.emulator.stats import EmulatorStats
+from app.emulator.tokens import (
+    VIDEO_TOKENS_PER_FRAME,
+    TokenCounts,
+    audio_tokens,
+    text_tokens,
+    usage_metadata,
+)
+from app.emulator.vad import ActivityStarted, VoiceActivityDetector
+from app.emulator.wire import INVALID_ARGUMENT, ProtocolViolation, decode_base64, encode_base64
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DEFAULT_INPUT_SAMPLE_RATE = 16_000
+_RATE = re.compile(r"rate=(\d+)")
+EXPLICIT_ACTIVITY_REFUSED = (
+    "Explicit activity control is not supported when automatic activity detection is enabled."
+)
+INPUT_DURING_TOOL_CALL_REFUSED = "Operation is not implemented, or supported, or enabled."
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    text: str
+    spoken: bool  # from audio: the text is its transcription, the audio is what counts
+    audio_seconds: float  # audio and video received since the previous turn
+    video_frames: int
+
+
+@dataclass(frozen=True)
+class _PendingCall:
+    id: str
+    # The function's response, or None when the user interrupted the call.
+    response: asyncio.Future[Any]
+
+
+class LiveSession:
+    def __init__(
+        self,
+        setup: SessionSetup,
+        config: EmulatorConfig,
+        *,
+        send: Send,
+        history: tuple[Entry, ...],
+        handles: HandleStore,
+        stats: EmulatorStats,
+        call_ids: itertools.count[int],
+    ) -> None:
+        self._setup = setup
+        self._config = config
+        self._send = send
+        self._handles = handles
+        self._stats = stats
+        self._call_ids = call_ids
+        self._history = list(history)
+        self._history_tokens = sum(text_tokens(entry.text) for entry in history)
+        self._voice = Voice(setup.voice)
+        self._vad = VoiceActivityDetector(setup.vad)
+        self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._interrupt = asyncio.Event()
+        self._replying = False
+        self._pending_call: _PendingCall | None = None
+        self._explicit_activity_seconds: float | None = None  # None: no activity open
+        self._client_text: list[str] = []
+        self._audio_seconds = 0.0
+        self._video_frames = 0
+
+    # --- client messages ------------------------------------------------------------------
+
+    def handle(self, kind: str, value: Any) -> None:
+        """Apply one client message (top-level field `kind`); raises ProtocolViolation."""
+        if kind == "realtimeInput":
+            self._realtime_input(_message(value))
+        elif kind == "clientContent":
+            self._client_content(_message(value))
+        elif kind == "toolResponse":
+            self._tool_response(_message(value))
+        elif kind == "setup":
+            raise ProtocolViolation(1007, INVALID_ARGUMENT)
+        else:
+            raise ProtocolViolation(
+                1007, f'Invalid JSON payload received. Unknown name "{kind}": Cannot find field.'
+            )
+
+    def _realtime_input(self, value: dict[str, Any]) -> None:
+        if self._pending_call is not None and self._config.close_on_input_during_tool_call:
+            raise ProtocolViolation(1008, INPUT_DURING_TOOL_CALL_REFUSED)
+        for chunk in value.get("mediaChunks") or []:
+            blob = _message(chunk)
+            if str(blob.get("mimeType", "")).startswith("audio/"):
+                self._audio(blob, "realtime_input.media_chunks.data")
+            else:
+                self._video(blob, "realtime_input.media_chunks.data")
+        if "audio" in value:
+            self._audio(_message(value["audio"]), "realtime_input.audio.data")
+        if "video" in value:
+            self._video(_message(value["video"]), "realtime_input.video.data")
+        if "text" in value:
+            self._stats.frames_received["text"] += 1
+            self._user_activity()
+            self._queue_turn(str(value["text"]), spoken=False)
+        if "activityStart" in value:
+            self._stats.frames_received["activity_start"] += 1
+            self._explicit_activity_start()
+        if "activityEnd" in value:
+            self._stats.frames_received["activity_end"] += 1
+            self._explicit_activity_end()
+        if value.get("audioStreamEnd"):
+            self._stats.frames_received["audio_stream_end"] += 1
+            self._audio_stream_end()
+
+    def _audio(self, blob: dict[str, Any], field: str) -> None:
+        self._stats.frames_received["audio"] += 1
+        pcm = decode_base64(blob.get("data"), field)
+        rate = _sample_rate(blob.get("mimeType"))
+        seconds = len(pcm) // 2 / rate
+        self._audio_seconds += seconds
+        if not self._setup.vad.enabled:
+            if self._explicit_activity_seconds is not None:
+                self._explicit_activity_seconds += seconds
+            return
+        for event in self._vad.feed(pcm, rate):
+            if isinstance(event, ActivityStarted):
+                self._user_activity()
+            else:
+                self._queue_turn(spoken_input_text(event.speech_seconds), spoken=True)
+
+    def _video(self, blob: dict[str, Any], field: str) -> None:
+        self._stats.frames_received["video"] += 1
+        decode_base64(blob.get("data"), field)
+        self._video_frames += 1
+
+    def _explicit_activity_start(self) -> None:
+        if self._setup.vad.enabled:
+            raise ProtocolViolation(1007, EXPLICIT_ACTIVITY_REFUSED)
+        self._explicit_activity_seconds = 0.0
+        self._user_activity()
+
+    def _explicit_activity_end(self) -> None:
+        if self._setup.vad.enabled:
+            raise ProtocolViolation(1007, EXPLICIT_ACTIVITY_REFUSED)
+        if self._explicit_activity_seconds is not None:
+            seconds, self._explicit_activity_seconds = self._explicit_activity_seconds, None
+            self._queue_turn(spoken_input_text(seconds), spoken=True)
+
+    def _audio_stream_end(self) -> None:
+        if self._setup.vad.enabled and (ended := self._vad.end_of_stream()) is not None:
+            self._queue_turn(spoken_input_text(ended.speech_seconds), spoken=True)
+
+    def _client_content(self, value: dict[str, Any]) -> None:
+        self._stats.frames_received["client_content"] += 1
+        self._user_activity()
+        for content in value.get("turns") or []:
+            content = _message(content)
+            text = " ".join(
+                str(part["text"]) for part in content.get("parts") or [] if "text" in part
+            )
+            if content.get("role") == "model":
+                self._remember(Entry("model", text))
+            else:
+                self._client_text.append(text)
+        if value.get("turnComplete"):
+            text, self._client_text = " ".join(self._client_text), []
+            self._queue_turn(text, spoken=False)
+
+    def _tool_response(self, value: dict[str, Any]) -> None:
+        self._stats.frames_received["tool_response"] += 1
+        call = self._pending_call
+        for response in value.get("functionResponses") or []:
+            response = _message(response)
+            # Answers to unknown or cancelled calls are ignored, as by the service.
+            if call is not None and response.get("id") == call.id and not call.response.done():
+                call.response.set_result(response.get("response") or {})
+
+    def _user_activity(self) -> None:
+        """The user started speaking or typing: interrupt the reply unless told not to."""
+        if self._replying and self._setup.interrupts:
+            self._interrupt.set()
+            call = self._pending_call
+            if call is not None and not call.response.done():
+                call.response.set_result(None)
+
+    def _queue_turn(self, text: str, *, spoken: bool) -> None:
+        self._turns.put_nowait(UserTurn(text, spoken, self._audio_seconds, self._video_frames))
+        self._audio_seconds, self._video_frames = 0.0, 0
+
+    # --- the model ------------------------------------------------------------------------
+
+    async def run_model(self) -> None:
+        """Answer queued turns one after the other, until cancelled."""
+        while True:
+            turn = await self._turns.get()
+            self._interrupt.clear()
+            self._replying = True
+            try:
+                await self._reply(turn)
+            finally:
+                self._replying = False
+                self._pending_call = None
+            self._stats.turns_completed += 1
+            if self._setup.resumption:
+                handle = self._handles.issue(tuple(self._history))
+                await self._send(
+                    {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+                )
+
+    async def _reply(self, turn: UserTurn) -> None:
+        prompt = self._prompt_tokens(turn)
+        number = 1 + sum(1 for entry in self._history if entry.role == "model")
+        earlier = tuple(self._history)
+        self._remember(Entry("user", turn.text))
+        if self._setup.resumption:
+            await self._send({"sessionResumptionUpdate": {"resumable": False}})
+        if turn.spoken and self._setup.input_transcription:
+            await self._send({"serverContent": {"inputTranscription": {"text": turn.text}}})
+        if await self._pause(self._config.reply_delay_seconds):
+            await self._finish(prompt, "", 0.0, interrupted=True)
+            return
+        trigger = None if turn.spoken else find_tool_call(turn.text, self._setup.function_names)
+        if trigger is None:
+            text = reply_text(number, turn.text, earlier, self._setup.system_instruction)
+        else:
+            response = await self._call_tool(trigger)
+            if response is None:
+                await self._finish(prompt, "", 0.0, interrupted=True)
+                return
+            text = tool_reply_text(number, trigger.name, response)
+        sent, audio_seconds, interrupted = await self._stream(text)
+        await self._finish(prompt, sent, audio_seconds, interrupted=interrupted)
+
+    async def _call_tool(self, trigger: ToolTrigger) -> Any:
+        """The function's response, or None when the user interrupted the call."""
+        if self._interrupt.is_set():
+            return None
+        call = _PendingCall(
+            f"call-{next(self._call_ids)}", asyncio.get_running_loop().create_future()
+        )
+        self._pending_call = call
+        self._stats.tool_calls += 1
+        await self._send(
+            {
+                "toolCall": {
+                    "functionCalls": [{"id": call.id, "name": trigger.name, "args": trigger.args}]
+                }
+            }
+        )
+        response = await call.response
+        self._pending_call = None
+        if response is None:
+            self._stats.tool_call_cancellations += 1
+            await self._send({"toolCallCancellation": {"ids": [call.id]}})
+        return response
+
+    async def _stream(self, text: str) -> tuple[str, float, bool]:
+        """Send the reply chunk by chunk: (text sent, seconds of audio sent, interrupted)."""
+        sent: list[str] = []
+        audio_seconds = 0.0
+        for piece in chunks(text, self._config.reply_chunk_chars):
+            if await self._pause(self._config.reply_chunk_interval_seconds):
+                return "".join(sent), audio_seconds, True
+            if self._setup.response_modality == "TEXT":
+                await self._send({"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}})
+            else:
+                seconds = len(piece) * self._config.speech_seconds_per_char
+                audio = {
+                    "mimeType": OUTPUT_MIME_TYPE,
+                    "data": encode_base64(self._voice.render(seconds)),
+                }
+                await self._send(
+                    {"serverContent": {"modelTurn": {"parts": [{"inlineData": audio}]}}}
+                )
+                audio_seconds += seconds
+                if self._setup.output_transcription:
+                    await self._send({"serverContent": {"outputTranscription": {"text": piece}}})
+            sent.append(piece)
+        return "".join(sent), audio_seconds, False
+
+    async def _finish(
+        self, prompt: TokenCounts, sent: str, audio_seconds: float, *, interrupted: bool
+    ) -> None:
+        if self._setup.response_modality == "TEXT":
+            candidates = TokenCounts(text=text_tokens(sent))
+        else:
+            candidates = TokenCounts(audio=audio_tokens(audio_seconds))
+        if interrupted:
+            self._stats.interruptions += 1
+            await self._send({"serverContent": {"interrupted": True}})
+        else:
+            await self._send({"serverContent": {"generationComplete": True}})
+        await self._send(
+            {
+                "serverContent": {"turnComplete": True},
+                "usageMetadata": usage_metadata(prompt, candidates),
+            }
+        )
+        # What the user heard is what the model remembers, as with the service.
+        self._remember(Entry("model", sent))
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait between chunks; True as soon as the reply is interrupted."""
+        if seconds <= 0 or self._interrupt.is_set():
+            return self._interrupt.is_set()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._interrupt.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _prompt_tokens(self, turn: UserTurn) -> TokenCounts:
+        typed = 0 if turn.spoken else text_tokens(turn.text)
+        return TokenCounts(
+            text=text_tokens(self._setup.system_instruction) + self._history_tokens + typed,
+            audio=audio_tokens(turn.audio_seconds),
+            video=turn.video_frames * VIDEO_TOKENS_PER_FRAME,
+        )
+
+    def _remember(self, entry: Entry) -> None:
+        self._history.append(entry)
+        self._history_tokens += text_tokens(entry.text)
+
+
+def _message(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    return value
+
+
+def _sample_rate(mime_type: object) -> int:
+    match = _RATE.search(str(mime_type or ""))
+    rate = int(match.group(1)) if match else DEFAULT_INPUT_SAMPLE_RATE
+    if not 1_000 <= rate <= 192_000:
+        raise ProtocolViolation(1007, f"Unsupported audio sample rate: {rate}")
+    return rate

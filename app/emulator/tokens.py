@@ -1,0 +1,56 @@
+"""Deterministic token counting, reported in `usageMetadata` with Vertex field names.
+
+Rules (documented in docs/emulator.md):
+- text: one token per started group of 4 characters;
+- audio: 25 tokens per second, in and out (rounded up per turn);
+- video: 258 tokens per frame;
+- a turn's prompt is the whole context: system instruction, every earlier turn's text (user
+  and model), and the new input with the audio and video received since the previous turn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+AUDIO_TOKENS_PER_SECOND = 25
+VIDEO_TOKENS_PER_FRAME = 258
+CHARS_PER_TEXT_TOKEN = 4
+
+
+def text_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TEXT_TOKEN)
+
+
+def audio_tokens(seconds: float) -> int:
+    # Round to the microsecond first so that float noise never adds a token.
+    return math.ceil(round(seconds * AUDIO_TOKENS_PER_SECOND, 6))
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    text: int = 0
+    audio: int = 0
+    video: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.text + self.audio + self.video
+
+    def details(self) -> list[dict[str, Any]]:
+        counts = (("TEXT", self.text), ("AUDIO", self.audio), ("VIDEO", self.video))
+        return [{"modality": name, "tokenCount": count} for name, count in counts if count]
+
+
+def usage_metadata(prompt: TokenCounts, candidates: TokenCounts) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt.total,
+        "candidatesTokenCount": candidates.total,
+        "totalTokenCount": prompt.total + candidates.total,
+    }
+    if prompt.details():
+        usage["promptTokensDetails"] = prompt.details()
+    if candidates.details():
+        usage["candidatesTokensDetails"] = candidates.details()
+    return usage
