@@ -8,12 +8,14 @@ project only, and those keys share the `{project}` hash tag: one slot in a Redis
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
@@ -166,7 +168,10 @@ class RedisQuotaStore:
         return TokenWindow(int(used), limits.tokens_per_minute, seconds_until_free)
 
     async def _pipelined(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
-        """Run `script` once per call in one round trip (per Cluster node)."""
+        """Run `script` once per call: in one round trip on a single Redis; on a Cluster, where
+        redis-py refuses scripts in pipelines, as concurrent calls."""
+        if isinstance(self._client, RedisCluster):
+            return await asyncio.gather(*(script(keys=keys, args=args) for keys, args in calls))
         if not calls:
             return []
         try:

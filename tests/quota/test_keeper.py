@@ -1,0 +1,255 @@
+"""The keeper's policy on a real Redis that restarts, disappears and freezes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from redis.asyncio import Redis
+
+from app.quota.keeper import QuotaKeeper
+from app.quota.memory import MemoryQuotaStore
+from app.quota.redis_connection import connect_redis
+from app.quota.redis_store import RedisQuotaStore
+from app.quota.types import Lease, QuotaLimits, QuotaStore, Refusal
+from app.settings import load_settings
+from tests.support.redis_server import RedisServer
+
+TTL = 0.6  # the heartbeat beats every 0.2 s
+ONE_BEAT = TTL / 3 + 0.8  # with room for a slow, busy test machine
+LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
+
+
+def lease(number: int) -> Lease:
+    return Lease("acme", None, f"session-{number}", started_at=float(number))
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        await asyncio.sleep(0.02)
+
+
+async def held(store: QuotaStore) -> set[str]:
+    return {lease.session_id for lease in await store.sessions("acme")}
+
+
+@asynccontextmanager
+async def running_keeper(
+    store: QuotaStore, *, ttl: float = TTL, fail_open: bool = False
+) -> AsyncIterator[QuotaKeeper]:
+    keeper = QuotaKeeper(store, load_settings(lease_ttl_seconds=ttl, quota_fail_open=fail_open))
+    await keeper.start()
+    try:
+        yield keeper
+    finally:
+        await keeper.aclose()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisQuotaStore]:
+    store = RedisQuotaStore(connect_redis(redis_server.url), key_prefix="relay")
+    yield store
+    await store.aclose()
+
+
+async def save_and_stop(redis_server: RedisServer) -> None:
+    """Stop Redis keeping its data for the next start: an outage, not a data loss."""
+    client = Redis.from_url(redis_server.url)
+    await client.save()
+    await client.aclose()
+    redis_server.stop()
+
+
+# --- a reachable store ---------------------------------------------------------------------
+
+
+async def test_an_admitted_session_holds_its_slot_until_released() -> None:
+    store = MemoryQuotaStore()
+    async with running_keeper(store) as keeper:
+        assert await keeper.admit(lease(0), QuotaLimits(max_sessions=1)) is None
+        refusal = await keeper.admit(lease(1), QuotaLimits(max_sessions=1))
+        assert refusal is not None
+        assert refusal.kind == "sessions"
+        assert keeper.live_leases == [lease(0)]
+
+        await keeper.release(lease(0))
+
+        assert keeper.live_leases == []
+        assert await held(store) == set()
+
+
+async def test_the_heartbeat_keeps_leases_alive_well_past_their_ttl(
+    store: RedisQuotaStore,
+) -> None:
+    async with running_keeper(store) as keeper:
+        await keeper.admit(lease(0), LIMITS)
+
+        await asyncio.sleep(3 * TTL)
+
+        assert await held(store) == {"session-0"}
+
+
+async def test_charge_says_when_the_project_goes_over_its_budget(store: RedisQuotaStore) -> None:
+    async with running_keeper(store) as keeper:
+        assert await keeper.charge("acme", 999, LIMITS) is False
+        assert await keeper.charge("acme", 1, LIMITS) is True
+        refusal = await keeper.admit(lease(0), LIMITS)
+        assert refusal is not None
+        assert refusal.kind == "tokens"
+
+
+async def test_closing_the_keeper_releases_the_leases_still_held(
+    store: RedisQuotaStore,
+) -> None:
+    async with running_keeper(store, ttl=30) as keeper:
+        await keeper.admit(lease(0), LIMITS)
+        await keeper.admit(lease(1), LIMITS)
+
+    assert await held(store) == set()
+
+
+# --- Redis restarts and outages --------------------------------------------------------------
+
+
+async def test_after_redis_loses_its_data_the_heartbeat_restores_the_leases(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    async with running_keeper(store) as keeper:
+        for number in range(3):
+            await keeper.admit(lease(number), LIMITS)
+
+        redis_server.restart()
+        assert await held(store) == set()
+
+        await eventually(lambda: _holds(store, 3), within=ONE_BEAT)
+
+
+async def test_while_redis_is_down_new_sessions_are_refused_and_running_ones_restored_after(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    async with running_keeper(store) as keeper:
+        await keeper.admit(lease(0), LIMITS)
+        redis_server.stop()
+
+        refusal = await keeper.admit(lease(1), LIMITS)
+
+        assert refusal == Refusal("UNAVAILABLE: quota store unreachable", "store")
+        healthy_during_outage = keeper.store_healthy
+        assert keeper.live_leases == [lease(0)]
+        await asyncio.sleep(TTL / 3)  # a heartbeat fails meanwhile: no crash
+        redis_server.start()
+        await eventually(lambda: _holds(store, 1), within=ONE_BEAT)
+        assert await held(store) == {"session-0"}
+        assert (healthy_during_outage, keeper.store_healthy) == (False, True)
+        assert keeper.fail_open_admissions == 0
+
+
+async def test_fail_open_admits_while_redis_is_down_says_so_and_records_the_lease_later(
+    store: RedisQuotaStore, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_keeper(store, fail_open=True) as keeper:
+        redis_server.stop()
+
+        with caplog.at_level(logging.WARNING, logger="app.quota.keeper"):
+            admitted = await keeper.admit(lease(0), LIMITS)
+
+        assert admitted is None
+        assert keeper.fail_open_admissions == 1
+        assert "RELAY_QUOTA_FAIL_OPEN" in caplog.text
+        redis_server.start()
+        await eventually(lambda: _holds(store, 1), within=ONE_BEAT)
+
+
+async def test_a_release_while_redis_is_unreachable_is_applied_when_it_returns(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    # A long TTL: the released lease must go because it was released, not because it expired.
+    async with running_keeper(store, ttl=3.0) as keeper:
+        await keeper.admit(lease(0), LIMITS)
+        await keeper.admit(lease(1), LIMITS)
+        await save_and_stop(redis_server)
+
+        await keeper.release(lease(0))  # does not raise
+
+        redis_server.start()
+        assert await held(store) == {"session-0", "session-1"}
+        await eventually(lambda: _holds(store, 1), within=2.0)  # it would expire after 3 s
+        assert await held(store) == {"session-1"}
+
+
+async def test_tokens_charged_while_redis_is_down_are_counted_when_it_returns(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    async with running_keeper(store) as keeper:
+        redis_server.stop()
+
+        assert await keeper.charge("acme", 700, LIMITS) is False
+        assert await keeper.charge("acme", 300, LIMITS) is False
+
+        redis_server.start()
+
+        async def window_full() -> bool:
+            return (await store.window("acme", LIMITS)).used == 1_000
+
+        await eventually(window_full, within=ONE_BEAT)
+        await asyncio.sleep(TTL / 3)  # another beat: nothing is charged twice
+        assert (await store.window("acme", LIMITS)).used == 1_000
+
+
+async def test_store_healthy_follows_reachability(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    async with running_keeper(store) as keeper:
+        assert keeper.store_healthy is False
+
+        redis_server.start()
+
+        async def healthy() -> bool:
+            return keeper.store_healthy
+
+        await eventually(healthy, within=ONE_BEAT)
+
+
+# --- cancellation ----------------------------------------------------------------------------
+
+
+async def test_an_admission_cancelled_while_redis_records_it_leaves_no_slot_taken(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    assert redis_server.process is not None
+    async with running_keeper(store, ttl=30) as keeper:
+        await store.ping()  # a pooled connection is ready: the command below goes out at once
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            admission = asyncio.create_task(keeper.admit(lease(0), LIMITS))
+            await asyncio.sleep(0.2)  # the script is in Redis's socket, waiting to run
+            admission.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await admission
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+
+        raw = Redis.from_url(redis_server.url, decode_responses=True)
+
+        async def acquired_then_released() -> bool:
+            stats = await raw.info("commandstats")  # acquire.lua and release.lua both ran
+            return stats.get("cmdstat_evalsha", {}).get("calls", 0) >= 2 and not await held(store)
+
+        try:
+            await eventually(acquired_then_released, within=1.5)
+        finally:
+            await raw.aclose()
+        assert keeper.live_leases == []
+
+
+async def _holds(store: QuotaStore, count: int) -> bool:
+    return len(await held(store)) == count

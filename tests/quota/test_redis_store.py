@@ -1,0 +1,124 @@
+"""What only the Redis store has to get right: restarts, outages, key layout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import get_args
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+from redis.exceptions import RedisError
+
+from app.quota.redis_connection import connect_redis
+from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key
+from app.quota.types import Lease, QuotaLimits, QuotaStoreError
+from tests.support.redis_server import RedisServer
+
+LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
+LEASES = [Lease("acme", "bob", "s-1", 1.0), Lease("acme", None, "s-2", 2.0)]
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisQuotaStore]:
+    store = RedisQuotaStore(connect_redis(redis_server.url), key_prefix="relay")
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_scripts_forgotten_by_redis_are_loaded_again(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    await store.acquire(LEASES[0], LIMITS, 30)
+    await raw.script_flush()
+
+    assert await store.acquire(LEASES[1], LIMITS, 30) is None
+    await raw.script_flush()
+    assert await store.renew([*LEASES, Lease("other", None, "s-3", 3.0)], 30) == 1
+    await raw.script_flush()
+    assert (await store.charge("acme", 10, LIMITS)).used == 10
+    assert await store.consume_use("jti", 2, time.time() + 60) == 1
+    assert len(await store.sessions("acme")) == 2
+
+
+async def test_after_a_restart_that_lost_the_data_renew_restores_the_leases(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    for lease in LEASES:
+        await store.acquire(lease, LIMITS, 30)
+
+    redis_server.restart()
+
+    assert await store.sessions("acme") == []
+    assert await store.renew(LEASES, 30) == 2
+    assert await store.sessions("acme") == LEASES
+
+
+async def test_every_operation_raises_quota_store_error_quickly_when_redis_is_down(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    await store.ping()
+    redis_server.stop()
+    operations: dict[str, Callable[[], Awaitable[object]]] = {
+        "acquire": lambda: store.acquire(LEASES[0], LIMITS, 30),
+        "renew": lambda: store.renew(LEASES, 30),
+        "release": lambda: store.release(LEASES[0]),
+        "charge": lambda: store.charge("acme", 1, LIMITS),
+        "window": lambda: store.window("acme", LIMITS),
+        "sessions": lambda: store.sessions("acme"),
+        "consume_use": lambda: store.consume_use("jti", 1, time.time() + 60),
+        "ping": store.ping,
+    }
+
+    for name, operation in operations.items():
+        started = time.monotonic()
+        with pytest.raises(QuotaStoreError, match=name) as raised:
+            await operation()
+        assert isinstance(raised.value.__cause__, RedisError)
+        assert time.monotonic() - started < 1.0, f"{name} took too long to fail"
+
+
+async def test_a_project_leaves_no_lease_keys_once_its_sessions_end(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    await store.acquire(LEASES[0], LIMITS, 30)
+    await store.acquire(LEASES[1], LIMITS, 30)
+    await store.charge("acme", 10, LIMITS)
+
+    await store.release(LEASES[0])
+    await store.release(LEASES[1])
+
+    tokens_key = quota_key("relay", "acme", "tokens")
+    assert await raw.keys("*") == [tokens_key]
+    assert 0 < await raw.pttl(tokens_key) <= 61_000
+
+
+async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw: Redis) -> None:
+    await store.acquire(LEASES[0], LIMITS, 0.2)
+
+    keys = await raw.keys("*")
+    assert len(keys) == 2
+    for key in keys:
+        assert 0 < await raw.pttl(key) <= 200
+
+
+def test_every_key_of_a_project_is_in_the_projects_cluster_slot() -> None:
+    for project in ("acme", "a}b", "{x}", "100%"):
+        keys = [quota_key("relay", project, kind) for kind in get_args(KeyKind)]
+        assert len({key_slot(key.encode()) for key in keys}) == 1, keys
+
+
+def test_projects_whose_names_differ_never_share_a_key() -> None:
+    names = ["a}", "a%7D", "a{", "a%7B", "a", "a%"]
+
+    keys = {quota_key("relay", name, "leases") for name in names}
+
+    assert len(keys) == len(names)

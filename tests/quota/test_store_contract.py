@@ -1,0 +1,349 @@
+"""What every quota store promises, checked on each of them (see `backend` in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal
+from tests.quota.conftest import Backend
+
+TTL = 30.0
+LIMITS = QuotaLimits(max_sessions=3, max_sessions_per_user=None, tokens_per_minute=1_000)
+
+
+def lease(number: int, *, project: str = "acme", user: str | None = None) -> Lease:
+    return Lease(project, user, f"session-{number}", started_at=1_700_000_000.0 + number)
+
+
+async def held(backend: Backend, project: str = "acme") -> set[str]:
+    return {lease.session_id for lease in await backend.store.sessions(project)}
+
+
+# --- concurrent sessions -----------------------------------------------------------------
+
+
+async def test_acquire_admits_up_to_max_sessions_then_refuses_naming_the_limit(
+    backend: Backend,
+) -> None:
+    for number in range(3):
+        assert await backend.store.acquire(lease(number), LIMITS, TTL) is None
+
+    refusal = await backend.store.acquire(lease(3), LIMITS, TTL)
+
+    assert refusal == Refusal(
+        'RESOURCE_EXHAUSTED: project "acme" has 3 of 3 concurrent sessions', "sessions"
+    )
+    assert await held(backend) == {"session-0", "session-1", "session-2"}
+
+
+async def test_release_frees_the_slot_for_the_next_session(backend: Backend) -> None:
+    for number in range(3):
+        await backend.store.acquire(lease(number), LIMITS, TTL)
+
+    await backend.store.release(lease(1))
+
+    assert await backend.store.acquire(lease(3), LIMITS, TTL) is None
+    assert await held(backend) == {"session-0", "session-2", "session-3"}
+
+
+async def test_releasing_a_lease_that_is_not_held_changes_nothing(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), LIMITS, TTL)
+
+    await backend.store.release(lease(7))
+    await backend.store.release(lease(7, project="elsewhere"))
+
+    assert await held(backend) == {"session-0"}
+
+
+async def test_acquiring_a_held_lease_again_takes_no_second_slot(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=1)
+    assert await backend.store.acquire(lease(0), limits, TTL) is None
+
+    assert await backend.store.acquire(lease(0), limits, TTL) is None
+
+    assert await held(backend) == {"session-0"}
+
+
+async def test_a_lease_not_renewed_expires_after_its_ttl(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=1)
+    await backend.store.acquire(lease(0), limits, ttl=0.2)
+    assert (await backend.store.acquire(lease(1), limits, ttl=0.2)) is not None
+
+    await asyncio.sleep(0.3)
+
+    assert await held(backend) == set()
+    assert await backend.store.acquire(lease(1), limits, TTL) is None
+
+
+async def test_renew_keeps_leases_alive_past_their_ttl(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), LIMITS, ttl=0.4)
+    await backend.store.acquire(lease(1, project="other"), LIMITS, ttl=0.4)
+
+    for _ in range(6):
+        await asyncio.sleep(0.1)
+        recreated = await backend.store.renew([lease(0), lease(1, project="other")], ttl=0.4)
+        assert recreated == 0
+
+    assert await held(backend) == {"session-0"}
+    assert await held(backend, "other") == {"session-1"}
+
+
+async def test_renew_recreates_leases_the_store_no_longer_holds(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), LIMITS, TTL)
+    await backend.store.release(lease(0))  # as a Redis restart without persistence would
+
+    recreated = await backend.store.renew([lease(0), lease(1, project="other")], TTL)
+
+    assert recreated == 2
+    assert await backend.store.sessions("acme") == [lease(0)]
+    assert await backend.store.sessions("other") == [lease(1, project="other")]
+
+
+async def test_renew_revives_a_lease_that_expired(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), LIMITS, ttl=0.1)
+    await asyncio.sleep(0.2)
+
+    assert await backend.store.renew([lease(0)], TTL) == 1
+
+    assert await held(backend) == {"session-0"}
+
+
+async def test_per_user_cap_refuses_only_that_users_extra_session(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=10, max_sessions_per_user=2)
+    user = "zoë 🦊"  # ids reach Lua byte for byte, whatever their script
+    assert await backend.store.acquire(lease(0, user=user), limits, TTL) is None
+    assert await backend.store.acquire(lease(1, user=user), limits, TTL) is None
+
+    refusal = await backend.store.acquire(lease(2, user=user), limits, TTL)
+
+    assert refusal == Refusal(
+        f'RESOURCE_EXHAUSTED: user "{user}" has 2 of 2 concurrent sessions', "user_sessions"
+    )
+    assert await backend.store.acquire(lease(3, user="bob"), limits, TTL) is None
+    await backend.store.release(lease(0, user=user))
+    assert await backend.store.acquire(lease(2, user=user), limits, TTL) is None
+
+
+async def test_sessions_without_a_user_are_not_held_to_the_per_user_cap(
+    backend: Backend,
+) -> None:
+    limits = QuotaLimits(max_sessions=10, max_sessions_per_user=1)
+
+    results = [await backend.store.acquire(lease(n), limits, TTL) for n in range(3)]
+
+    assert results == [None, None, None]
+
+
+async def test_the_project_cap_is_checked_before_the_user_cap(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=1, max_sessions_per_user=1)
+    await backend.store.acquire(lease(0, user="bob"), limits, TTL)
+
+    refusal = await backend.store.acquire(lease(1, user="bob"), limits, TTL)
+
+    assert refusal is not None
+    assert refusal.kind == "sessions"
+
+
+async def test_sessions_lists_live_leases_with_users_and_start_times_oldest_first(
+    backend: Backend,
+) -> None:
+    newest, oldest = lease(2, user="bob"), lease(1)
+    await backend.store.acquire(newest, LIMITS, TTL)
+    await backend.store.acquire(oldest, LIMITS, TTL)
+    await backend.store.acquire(lease(3, project="other"), LIMITS, TTL)
+    await backend.store.acquire(lease(4), LIMITS, ttl=0.05)
+    await asyncio.sleep(0.1)
+
+    assert await backend.store.sessions("acme") == [oldest, newest]
+    assert await backend.store.sessions("nobody") == []
+
+
+async def test_each_project_has_its_own_slots(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=1)
+
+    first = await backend.store.acquire(lease(0, project="acme"), limits, TTL)
+    second = await backend.store.acquire(lease(1, project="globex"), limits, TTL)
+
+    assert (first, second) == (None, None)
+
+
+async def test_concurrent_acquires_admit_exactly_as_many_as_there_are_free_slots(
+    backend: Backend,
+) -> None:
+    limits = QuotaLimits(max_sessions=10)
+    replicas = [backend.store, backend.replica()]
+    await backend.store.acquire(lease(999), limits, TTL)  # one slot already taken
+
+    results = await asyncio.gather(
+        *(replicas[n % 2].acquire(lease(n), limits, TTL) for n in range(50))
+    )
+
+    assert sum(result is None for result in results) == 9
+    refusals = {result for result in results if result is not None}
+    assert refusals == {
+        Refusal('RESOURCE_EXHAUSTED: project "acme" has 10 of 10 concurrent sessions', "sessions")
+    }
+    assert len(await held(backend)) == 10
+
+
+async def test_concurrent_acquires_of_one_user_admit_exactly_the_users_cap(
+    backend: Backend,
+) -> None:
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=3)
+    replicas = [backend.store, backend.replica()]
+
+    results = await asyncio.gather(
+        *(replicas[n % 2].acquire(lease(n, user="bob"), limits, TTL) for n in range(30))
+    )
+
+    assert sum(result is None for result in results) == 3
+
+
+async def test_racing_acquires_and_releases_leave_no_slot_held(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=5)
+    replicas = [backend.store, backend.replica()]
+    rng = random.Random(5)
+
+    async def session(number: int) -> None:
+        store = replicas[number % 2]
+        await asyncio.sleep(rng.random() / 100)
+        refused = await store.acquire(lease(number), limits, TTL)
+        await asyncio.sleep(rng.random() / 100)
+        if refused is None:
+            await store.release(lease(number))
+
+    await asyncio.gather(*(session(n) for n in range(200)))
+
+    assert await held(backend) == set()
+
+
+# --- tokens per minute -------------------------------------------------------------------
+
+
+async def test_charges_add_up_in_the_window(backend: Backend) -> None:
+    await backend.store.charge("acme", 300, LIMITS)
+
+    window = await backend.store.charge("acme", 204, LIMITS)
+
+    assert (window.used, window.limit, window.spent, window.seconds_until_free) == (
+        504,
+        1_000,
+        False,
+        None,
+    )
+    assert await backend.store.window("acme", LIMITS) == window
+    assert (await backend.store.window("other", LIMITS)).used == 0
+
+
+async def test_a_spent_window_refuses_new_sessions_saying_when_it_frees(
+    backend: Backend,
+) -> None:
+    window = await backend.store.charge("acme", 1_000, LIMITS)
+
+    refusal = await backend.store.acquire(lease(0), LIMITS, TTL)
+
+    assert window.spent
+    assert window.seconds_until_free is not None
+    assert WINDOW_SECONDS - 1 < window.seconds_until_free <= WINDOW_SECONDS
+    assert refusal == Refusal(
+        'RESOURCE_EXHAUSTED: project "acme" spent its 1000 tokens per minute; retry in 60 s',
+        "tokens",
+    )
+    assert await backend.store.acquire(lease(0, project="other"), LIMITS, TTL) is None
+
+
+async def test_a_spent_window_does_not_end_leases_already_held(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), LIMITS, TTL)
+    await backend.store.charge("acme", 5_000, LIMITS)
+
+    assert await backend.store.renew([lease(0)], TTL) == 0
+    assert await backend.store.acquire(lease(0), LIMITS, TTL) is None
+    assert await held(backend) == {"session-0"}
+
+
+async def test_tokens_leave_the_window_sixty_seconds_after_they_were_charged(
+    backend: Backend,
+) -> None:
+    await backend.store.charge("acme", 600, LIMITS)
+    await backend.make_tokens_older("acme", 30)
+    await backend.store.charge("acme", 400, LIMITS)
+    assert (await backend.store.window("acme", LIMITS)).spent
+
+    await backend.make_tokens_older("acme", 31)
+
+    window = await backend.store.window("acme", LIMITS)
+    assert (window.used, window.spent) == (400, False)
+    assert await backend.store.acquire(lease(0), LIMITS, TTL) is None
+
+
+async def test_seconds_until_free_waits_for_just_enough_tokens_to_leave(
+    backend: Backend,
+) -> None:
+    await backend.store.charge("acme", 400, LIMITS)
+    await backend.make_tokens_older("acme", 40)
+    await backend.store.charge("acme", 500, LIMITS)
+    await backend.make_tokens_older("acme", 10)
+
+    # 1,300 used: under 1,000 once the 400 charged 50 s ago leave, in 10 s.
+    window = await backend.store.charge("acme", 400, LIMITS)
+    assert window.used == 1_300
+    assert window.seconds_until_free is not None
+    assert 9 < window.seconds_until_free <= 10
+
+    # 1,500 used: the 500 charged 10 s ago must leave too, in 50 s.
+    window = await backend.store.charge("acme", 200, LIMITS)
+    assert window.seconds_until_free is not None
+    assert 49 < window.seconds_until_free <= 50
+
+
+async def test_a_zero_budget_refuses_every_session(backend: Backend) -> None:
+    refusal = await backend.store.acquire(lease(0), QuotaLimits(tokens_per_minute=0), TTL)
+
+    assert refusal is not None
+    assert refusal.kind == "tokens"
+
+
+async def test_charging_negative_tokens_is_a_programming_error(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        await backend.store.charge("acme", -1, LIMITS)
+
+
+# --- uses of relay-issued tokens -------------------------------------------------------------
+
+
+async def test_consume_use_counts_down_then_refuses(backend: Backend) -> None:
+    expires_at = time.time() + 60
+
+    uses_left = [await backend.store.consume_use("jti-1", 3, expires_at) for _ in range(5)]
+
+    assert uses_left == [2, 1, 0, None, None]
+    assert await backend.store.consume_use("jti-2", 3, expires_at) == 2
+
+
+async def test_consume_use_refuses_an_expired_key(backend: Backend) -> None:
+    expires_at = time.time() + 0.2
+    assert await backend.store.consume_use("jti-1", 5, expires_at) == 4
+
+    await asyncio.sleep(0.3)
+
+    assert await backend.store.consume_use("jti-1", 5, expires_at) is None
+    assert await backend.store.consume_use("jti-2", 5, time.time() - 1) is None
+
+
+async def test_concurrent_uses_of_one_key_never_exceed_its_max(backend: Backend) -> None:
+    replicas = [backend.store, backend.replica()]
+    expires_at = time.time() + 60
+
+    results = await asyncio.gather(
+        *(replicas[n % 2].consume_use("jti-1", 4, expires_at) for n in range(40))
+    )
+
+    assert sorted(result for result in results if result is not None) == [0, 1, 2, 3]
+
+
+async def test_ping_answers_when_the_store_is_reachable(backend: Backend) -> None:
+    await backend.store.ping()
