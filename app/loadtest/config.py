@@ -1,0 +1,70 @@
+"""What a load test does: where it connects, how many sessions, for how long, sending what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.loadtest.probe import MAX_CHUNK_MS, MIN_CHUNK_MS
+
+# A Vertex model path is what the emulator expects when it is hit directly; the relay also
+# accepts it, so the default works against both.
+DEFAULT_MODEL = (
+    "projects/loadtest/locations/us-central1/publishers/google/models/gemini-live-2.5-flash"
+)
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """One load test. Every duration is bounded, so a run always ends by itself."""
+
+    url: str
+    model: str = DEFAULT_MODEL
+    sessions: int = 1
+    duration_seconds: float = 10.0
+    ramp_up_seconds: float = 1.0
+    chunk_ms: int = 40
+    text_only: bool = False
+    turn_interval_seconds: float = 2.0
+    api_key: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    compression: bool = False
+    open_timeout_seconds: float = 10.0
+    drain_seconds: float = 2.0
+    progress_interval_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        if self.ca_file is not None and not self.url.startswith("wss://"):
+            raise ValueError("a CA file only makes sense with a wss:// url")
+        if not 1 <= self.sessions <= 10_000:
+            raise ValueError("sessions must be within 1..10000")
+        if not 0 < self.duration_seconds <= 3600:
+            raise ValueError("duration must be within (0, 3600] seconds")
+        if not 0 <= self.ramp_up_seconds <= 600:
+            raise ValueError("ramp-up must be within [0, 600] seconds")
+        if not MIN_CHUNK_MS <= self.chunk_ms <= MAX_CHUNK_MS:
+            raise ValueError(f"chunk length must be within {MIN_CHUNK_MS}..{MAX_CHUNK_MS} ms")
+        for name in ("turn_interval_seconds", "open_timeout_seconds", "progress_interval_seconds"):
+            if not 0 < getattr(self, name) <= 600:
+                raise ValueError(f"{name} must be within (0, 600]")
+        if not 0 <= self.drain_seconds <= 600:
+            raise ValueError("drain_seconds must be within [0, 600]")
+
+    @property
+    def interval_seconds(self) -> float:
+        """Time between two frames (audio chunks or text turns) of one session."""
+        return self.turn_interval_seconds if self.text_only else self.chunk_ms / 1000
+
+    @property
+    def deadline_seconds(self) -> float:
+        """The longest a run can take: ramp-up, opening, measuring, draining, closing."""
+        return (
+            self.ramp_up_seconds
+            + self.open_timeout_seconds
+            + self.duration_seconds
+            + self.interval_seconds
+            + self.drain_seconds
+            + self.open_timeout_seconds  # closing handshakes
+        )

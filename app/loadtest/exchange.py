@@ -1,0 +1,87 @@
+"""What one simulated session sends, and how it recognises the answer to what it sent.
+
+Two exchanges: voice (an audio chunk per tick, answered by its echo) and text-only (a text turn
+per tick, answered by the `turnComplete` that ends the model's reply).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from app.loadtest.probe import AudioProbe, read_echo
+
+
+class CrossTalkError(Exception):
+    """A session received the answer to a frame another session sent: a proxy mixed them up."""
+
+
+class Exchange(Protocol):
+    def setup_frame(self) -> bytes:
+        """The first message of the session."""
+
+    def next_frame(self, sent_ns: int) -> bytes | None:
+        """The frame for this tick, or None when the session must skip it."""
+
+    def answered(self, message: bytes) -> int | None:
+        """The send time of the frame `message` answers, or None when it answers none."""
+
+
+def _setup(model: str, modality: str) -> bytes:
+    setup = {"setup": {"model": model, "generationConfig": {"responseModalities": [modality]}}}
+    return json.dumps(setup, separators=(",", ":")).encode()
+
+
+class AudioExchange:
+    """Sends a stamped audio chunk per tick; the echo of a chunk answers it."""
+
+    def __init__(self, probe: AudioProbe, session: int, model: str) -> None:
+        self._probe = probe
+        self._session = session
+        self._model = model
+        self._sequence = 0
+
+    def setup_frame(self) -> bytes:
+        return _setup(self._model, "AUDIO")
+
+    def next_frame(self, sent_ns: int) -> bytes:
+        frame = self._probe.frame(self._session, self._sequence, sent_ns)
+        self._sequence += 1
+        return frame
+
+    def answered(self, message: bytes) -> int | None:
+        echo = read_echo(message)
+        if echo is None:
+            return None
+        if echo.session != self._session:
+            raise CrossTalkError(f"session {self._session} got frame of session {echo.session}")
+        return echo.sent_ns
+
+
+class TextExchange:
+    """Sends a text turn per tick while no turn is running; `turnComplete` answers it."""
+
+    def __init__(self, session: int, model: str) -> None:
+        self._session = session
+        self._model = model
+        self._turns = 0
+        self._pending_since_ns: int | None = None
+
+    def setup_frame(self) -> bytes:
+        return _setup(self._model, "TEXT")
+
+    def next_frame(self, sent_ns: int) -> bytes | None:
+        if self._pending_since_ns is not None:
+            return None  # one turn at a time, as a person typing would
+        self._pending_since_ns = sent_ns
+        self._turns += 1
+        text = f"Load test session {self._session}, turn {self._turns}: say hello."
+        content = {"turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": True}
+        return json.dumps({"clientContent": content}, separators=(",", ":")).encode()
+
+    def answered(self, message: bytes) -> int | None:
+        # A quoted key cannot occur unescaped inside model text, so the sniff is exact.
+        if self._pending_since_ns is None or b'"turnComplete"' not in message:
+            return None
+        sent_ns, self._pending_since_ns = self._pending_since_ns, None
+        return sent_ns

@@ -1,0 +1,153 @@
+"""`live-relay loadtest` run for real, as a subprocess, against a live endpoint for a few seconds.
+
+Targets are fixtures named `<name>_target` listed in `TARGETS`: to run the same checks through
+another endpoint (the relay in front of the emulator), add a fixture and its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+
+from app.emulator import Emulator, EmulatorConfig
+
+VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+TARGETS = ["emulator"]
+SESSIONS = 5
+DURATION_SECONDS = 3
+LOADTEST_DEADLINE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Target:
+    """An endpoint, and the loadtest options it needs (model, credential, CA)."""
+
+    url: str
+    options: tuple[str, ...] = ()
+
+
+@pytest.fixture
+async def emulator_target() -> AsyncIterator[Target]:
+    """The emulator in load-test mode, hit directly: the no-relay baseline."""
+    async with Emulator(EmulatorConfig(echo_audio=True)) as emulator:
+        yield Target(emulator.base_url + VERTEX_PATH)
+
+
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest) -> Target:
+    found: Target = request.getfixturevalue(f"{request.param}_target")
+    return found
+
+
+async def run_loadtest(*args: str) -> tuple[int, str, str]:
+    """Run `live-relay loadtest ARGS` without blocking this loop (it may serve the target)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "loadtest",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), LOADTEST_DEADLINE_SECONDS)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_loadtest_reports_sane_figures_and_no_errors(target: Target) -> None:
+    status, stdout, stderr = await run_loadtest(
+        target.url,
+        *target.options,
+        f"--sessions={SESSIONS}",
+        f"--duration={DURATION_SECONDS}",
+        "--ramp-up=0.5",
+        "--json",
+    )
+    assert status == 0, stdout + stderr
+    report: dict[str, Any] = json.loads(stdout)
+    frames = report["frames"]
+    latency = report["latency_ms"]
+
+    assert report["errors"] == {"total": 0, "by_kind": {}}
+    assert report["sessions"] == {"requested": SESSIONS, "opened": SESSIONS}
+    assert report["close_codes"] == {"1000": SESSIONS}
+    assert frames["offered_per_second"] == SESSIONS * 25  # 40 ms chunks
+    assert frames["sent_per_second"] == pytest.approx(frames["offered_per_second"], rel=0.1)
+    assert frames["answered"] == frames["sent"]
+    assert frames["lost"] == 0
+    assert frames["other"] == 0
+    assert latency["count"] == frames["answered"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"] < 1000
+    assert 0 < report["setup_ms"]["p50"] < 1000
+    assert report["window"]["seconds"] == pytest.approx(DURATION_SECONDS, abs=0.2)
+    assert "measuring" in stderr  # progress was shown while it ran
+
+
+async def test_loadtest_text_mode_times_whole_turns(emulator_target: Target) -> None:
+    status, stdout, stderr = await run_loadtest(
+        emulator_target.url,
+        "--text",
+        "--turn-interval=0.5",
+        "--sessions=2",
+        "--duration=1.5",
+        "--ramp-up=0",
+        "--json",
+        "--quiet",
+    )
+    assert status == 0, stdout + stderr
+    report = json.loads(stdout)
+    assert report["mode"] == "text"
+    assert report["errors"]["total"] == 0
+    assert report["frames"]["answered"] == report["frames"]["sent"] >= 4
+    assert report["frames"]["other"] > 0  # the reply's parts before its turnComplete
+    assert report["latency_ms"]["p50"] > 0
+    assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("auth_failure", "error"),
+    [
+        ("reject", "refused: HTTP 401"),
+        ("close", "closed during setup: 1008 Request had invalid authentication credentials."),
+    ],
+)
+async def test_loadtest_counts_refused_sessions_and_fails(
+    auth_failure: Literal["reject", "close"], error: str
+) -> None:
+    config = EmulatorConfig(
+        echo_audio=True, require_token="the-right-key", auth_failure=auth_failure
+    )
+    async with Emulator(config) as emulator:
+        status, stdout, _ = await run_loadtest(
+            emulator.base_url + VERTEX_PATH,
+            "--api-key=a-wrong-key",
+            "--sessions=3",
+            "--duration=0.2",
+            "--ramp-up=0",
+            "--json",
+            "--quiet",
+        )
+    assert status == 1
+    report = json.loads(stdout)
+    assert report["sessions"]["opened"] == 0
+    assert report["errors"] == {"total": 3, "by_kind": {error: 3}}
+    assert "a-wrong-key" not in stdout
+
+
+async def test_loadtest_rejects_a_url_that_is_not_a_websocket() -> None:
+    status, stdout, stderr = await run_loadtest("http://127.0.0.1:1/v1/live", "--quiet")
+    assert status == 2
+    assert stdout == ""
+    assert "ws:// or wss://" in stderr
