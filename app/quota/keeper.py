@@ -86,8 +86,8 @@ class QuotaKeeper:
         except QuotaStoreError as exc:
             self._lost_store(exc)
             if not self._fail_open:
-                # The script may have run before the answer was lost: free that slot later.
-                self._unreleased[lease.session_id] = lease
+                # Had the script run before its answer was lost, nobody renews that lease: it
+                # expires within one TTL.
                 return STORE_UNAVAILABLE
             self.fail_open_admissions += 1
             logger.warning(
