@@ -196,6 +196,21 @@ class Settings(BaseSettings):
         return self.tls_cert_file is not None
 
 
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting: for `--help` and the README table."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple):
+            shown = ",".join(str(item) for item in default) or "(none)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = str(default)
+        rows.append((f"RELAY_{name.upper()}", shown, field.description or ""))
+    return rows
+
+
 class SettingsError(Exception):
     """Settings could not be built; the message names every offending setting."""
 

@@ -1,0 +1,84 @@
+"""`live-relay dev`: the relay, the in-process emulator and a dev key, ready for the SDK."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from app.devcert import ensure_dev_certificate
+from app.serve import add_server_arguments, overrides_from, public_url, serve
+from app.settings import Settings, SettingsError, load_settings
+
+DEV_CERT_DIR = Path(".live-relay/dev-tls")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_server_arguments(parser)
+    parser.add_argument("--api-key", help="use this dev API key instead of a generated one")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="serve ws:// instead of wss:// (browsers on localhost; the Python SDK needs wss://)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key = args.api_key or "lr_dev_" + secrets.token_urlsafe(24)
+    overrides = overrides_from(args, ("host", "port", "tls_cert_file", "tls_key_file"))
+    ca_file: Path | None = None
+    if not args.plain and "tls_cert_file" not in overrides:
+        dev_tls = ensure_dev_certificate(DEV_CERT_DIR)
+        overrides |= {"tls_cert_file": dev_tls.cert_file, "tls_key_file": dev_tls.key_file}
+        ca_file = dev_tls.ca_file
+    try:
+        settings = load_settings(
+            **overrides,
+            upstream="emulator",
+            workers=1,
+            api_keys=(api_key,),
+            token_signing_key=secrets.token_urlsafe(32),
+        )
+    except SettingsError as exc:
+        print(f"live-relay: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings, announce=lambda s, port: banner(s, port, api_key, ca_file))
+
+
+def banner(settings: Settings, port: int, api_key: str, ca_file: Path | None) -> str:
+    url = public_url(settings, port)
+    ssl_line = ""
+    if ca_file is not None:
+        ssl_line = (
+            f'\n        "async_client_args": {{"ssl": ssl.create_default_context('
+            f'cafile="{ca_file.resolve()}")}},'
+        )
+    return f"""\
+live-relay dev: relay on {url} (upstream: in-process offline emulator)
+API key: {api_key}
+
+Paste into Python (pip install google-genai):
+
+import asyncio, ssl
+from google import genai
+
+client = genai.Client(vertexai=True, http_options={{
+        "base_url": "{url}",
+        "headers": {{"Authorization": "Bearer {api_key}"}},{ssl_line}
+}})
+
+async def main() -> None:
+    async with client.aio.live.connect(
+        model="gemini-live-2.5-flash", config={{"response_modalities": ["TEXT"]}}
+    ) as session:
+        await session.send_client_content(
+            turns={{"role": "user", "parts": [{{"text": "Hello"}}]}}, turn_complete=True
+        )
+        async for message in session.receive():
+            if message.text:
+                print(message.text, end="")
+    print()
+
+asyncio.run(main())
+"""

@@ -1,0 +1,114 @@
+"""`create_app(settings)`: the relay as an ASGI app. Nothing is built at import time.
+
+The lifespan opens what the process shares (upstream connector, quota store, authenticator,
+metrics) and closes it in reverse order. Handlers reach it through `app.state.relay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.auth.authenticator import Authenticator
+from app.auth.projects import ProjectRegistry
+from app.auth.token_api import build_token_router
+from app.emulator import Emulator, EmulatorConfig
+from app.metrics import RelayMetrics, build_metrics_app, metrics_registry
+from app.quota.keeper import QuotaKeeper
+from app.quota.store import open_quota_store
+from app.relay import endpoint, health
+from app.relay.drain import install_drain_on_sigterm
+from app.relay.registry import LiveSessions
+from app.relay.runtime import Relay
+from app.relay.setup_policy import UpstreamTarget
+from app.relay.upstream import UpstreamConnector, live_url
+from app.relay.vertex import GoogleTokenSource, vertex_connector
+from app.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+TRAFFIC_FLUSH_SECONDS = 5.0
+EMULATOR_PROJECT = "live-relay-dev"
+
+
+async def _open_upstream(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[UpstreamConnector, GoogleTokenSource | None]:
+    if settings.upstream == "vertex":
+        return vertex_connector(settings)
+    base_url = settings.emulator_url
+    if base_url is None:
+        emulator = Emulator(EmulatorConfig(known_models=settings.allowed_models))
+        await emulator.start()
+        stack.push_async_callback(emulator.stop)
+        base_url = emulator.base_url
+    target = UpstreamTarget(settings.vertex_project or EMULATOR_PROJECT, settings.vertex_location)
+    url = live_url(base_url, settings.vertex_api_version)
+    return UpstreamConnector(url=url, target=target, settings=settings), None
+
+
+async def _flush_traffic(sessions: LiveSessions, metrics: RelayMetrics) -> None:
+    """Move frame and byte counts of live sessions into metrics every few seconds."""
+    while True:
+        await asyncio.sleep(TRAFFIC_FLUSH_SECONDS)
+        t = sessions.take_traffic()
+        metrics.add_traffic(t.frames_in, t.bytes_in, t.frames_out, t.bytes_out)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The relay app; `settings` default to the environment (uvicorn --factory workers)."""
+    settings = settings or load_settings()
+    registry = metrics_registry()
+    metrics = RelayMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            connector, google_tokens = await _open_upstream(settings, stack)
+            store = open_quota_store(settings)
+            stack.push_async_callback(store.aclose)
+            quota = QuotaKeeper(store, settings)
+            await quota.start()
+            stack.push_async_callback(quota.aclose)
+            authenticator = Authenticator(ProjectRegistry.from_settings(settings), settings, store)
+            stack.push_async_callback(authenticator.aclose)
+            sessions = LiveSessions()
+            app.state.relay = Relay(
+                settings=settings,
+                connector=connector,
+                authenticator=authenticator,
+                quota=quota,
+                metrics=metrics,
+                sessions=sessions,
+                google_tokens=google_tokens,
+            )
+            app.include_router(build_token_router(authenticator, settings))
+            flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
+            install_drain_on_sigterm(sessions, settings.drain_seconds)
+            logger.info("relay ready, upstream %s", connector.url)
+            try:
+                yield
+            finally:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+
+    app = FastAPI(
+        title="live-relay",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.include_router(endpoint.router)
+    app.include_router(health.router)
+    if settings.metrics_enabled and settings.metrics_port is None:
+        app.mount("/metrics", build_metrics_app(registry, settings.metrics_token))
+    return app

@@ -1,0 +1,208 @@
+"""`WS /v1/live`: authenticate, read the setup, take a quota slot, connect upstream, relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+
+from app.auth.credentials import RELAY_SUBPROTOCOL
+from app.auth.principal import AuthFailure, Principal
+from app.logs import hash_user, session_id_var
+from app.quota.types import Lease
+from app.relay.closes import (
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    truncate_reason,
+)
+from app.relay.runtime import Relay
+from app.relay.session import Session, SessionLimits
+from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
+from app.relay.sniff import Usage
+from app.relay.upstream import UpstreamUnavailable
+
+logger = logging.getLogger("app.relay")
+
+router = APIRouter()
+
+
+@router.websocket("/v1/live")
+async def live(websocket: WebSocket) -> None:
+    relay: Relay = websocket.app.state.relay
+    if relay.sessions.draining:
+        await _deny(websocket, 503, "UNAVAILABLE", "the relay is shutting down: reconnect")
+        return
+    try:
+        principal = await relay.authenticator.authenticate(websocket)
+    except AuthFailure as failure:
+        relay.metrics.auth_failures_total.labels(failure.reason).inc()
+        logger.info("handshake refused (%s): %s", failure.status_code, failure.message)
+        await websocket.send_denial_response(failure.response())
+        return
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=RELAY_SUBPROTOCOL if RELAY_SUBPROTOCOL in offered else None)
+    session_id = secrets.token_hex(8)
+    context = session_id_var.set(session_id)
+    try:
+        await _serve(relay, websocket, principal, session_id)
+    finally:
+        session_id_var.reset(context)
+
+
+async def _deny(websocket: WebSocket, status: int, name: str, message: str) -> None:
+    body = {"error": {"code": status, "status": name, "message": message}}
+    await websocket.send_denial_response(JSONResponse(body, status_code=status))
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    await websocket.close(code, truncate_reason(reason))
+
+
+async def _read_setup(relay: Relay, websocket: WebSocket) -> str | bytes | None:
+    """The client's first frame, or None after closing the client (timeout, oversize, gone)."""
+    try:
+        async with asyncio.timeout(relay.settings.setup_timeout_seconds):
+            message = await websocket.receive()
+    except TimeoutError:
+        seconds = relay.settings.setup_timeout_seconds
+        await _close(websocket, POLICY_VIOLATION, f"no setup message within {seconds:g}s")
+        return None
+    if message["type"] != "websocket.receive":
+        return None
+    frame: str | bytes = message.get("bytes") or message.get("text") or ""
+    if len(frame) > relay.settings.max_setup_frame_bytes:
+        limit = relay.settings.max_setup_frame_bytes
+        await _close(websocket, MESSAGE_TOO_BIG, f"setup frame exceeds the limit of {limit} bytes")
+        return None
+    return frame
+
+
+async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, session_id: str) -> None:
+    project = principal.project
+    frame = await _read_setup(relay, websocket)
+    if frame is None:
+        return
+    policy = SetupPolicy(
+        allowed_models=project.models(relay.settings),
+        locked=project.locked_setup,
+        forced=principal.forced_setup,
+    )
+    try:
+        setup = apply_setup_policy(frame, policy, relay.connector.target)
+    except SetupRejected as rejected:
+        relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
+        logger.info("setup refused: %s", rejected.reason)
+        await _close(websocket, rejected.code, rejected.reason)
+        return
+    lease = Lease(project.name, principal.user, session_id, time.time())
+    refusal = await relay.quota.admit(lease, project.quota)
+    if refusal is not None:
+        relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
+        relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
+        logger.info("session refused: %s", refusal.reason)
+        await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
+        return
+    try:
+        await _relay(relay, websocket, principal, setup, session_id)
+    finally:
+        # Shielded: a cancelled session (shutdown) must still give its slot back.
+        await asyncio.shield(relay.quota.release(lease))
+
+
+async def _relay(
+    relay: Relay,
+    websocket: WebSocket,
+    principal: Principal,
+    setup: AcceptedSetup,
+    session_id: str,
+) -> None:
+    project = principal.project
+    settings = relay.settings
+    metrics = relay.metrics
+    started = time.perf_counter()
+    try:
+        upstream = await relay.connector.connect()
+    except UpstreamUnavailable as exc:
+        metrics.sessions_total.labels(project.name, "upstream_unavailable").inc()
+        logger.warning("upstream connect failed: %s", exc)
+        await _close(websocket, INTERNAL_ERROR, str(exc))
+        return
+    metrics.upstream_connect_seconds.observe(time.perf_counter() - started)
+
+    async def charge(usage: Usage) -> str | None:
+        metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)
+        metrics.tokens_total.labels(project.name, "response").inc(usage.response)
+        if await relay.quota.charge(project.name, usage.total, project.quota):
+            window = project.quota.tokens_per_minute
+            return (
+                f'RESOURCE_EXHAUSTED: project "{project.name}" spent its {window} tokens per minute'
+            )
+        return None
+
+    max_seconds = settings.max_session_seconds
+    if principal.expires_at is not None:
+        # A session token bounds the sessions it starts: none outlives the token.
+        max_seconds = min(max_seconds, max(principal.expires_at - time.time(), 1.0))
+    limits = SessionLimits(
+        max_seconds=max_seconds,
+        goaway_notice_seconds=min(settings.goaway_notice_seconds, max_seconds / 2),
+        idle_seconds=settings.idle_timeout_seconds,
+        max_frame_bytes=settings.max_frame_bytes,
+        setup_complete_seconds=settings.setup_timeout_seconds,
+        frames_per_second=project.input_limits.frames_per_second,
+        bytes_per_second=project.input_limits.bytes_per_second,
+    )
+    session = Session(websocket, upstream, setup.frame, limits, charge)
+    relay.sessions.add(session)
+    metrics.sessions_active.labels(project.name).inc()
+    logger.info(
+        "session started",
+        extra={
+            "project": project.name,
+            "user": hash_user(principal.user),
+            "model": setup.model,
+            "auth": principal.method,
+        },
+    )
+    try:
+        ending = await session.run()
+    finally:
+        traffic = relay.sessions.remove(session)
+        metrics.add_traffic(
+            traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out
+        )
+        metrics.sessions_active.labels(project.name).dec()
+        duration = time.time() - session.started_at
+        metrics.session_duration_seconds.labels(project.name).observe(duration)
+    metrics.sessions_total.labels(project.name, ending.outcome).inc()
+    metrics.record_close(ending.closed_by, ending.code)
+    for why in session.goaways_sent:
+        metrics.goaways_total.labels(why).inc()
+    if session.traffic.goaways_from_upstream:
+        metrics.goaways_total.labels("upstream").inc(session.traffic.goaways_from_upstream)
+    t = session.traffic
+    logger.info(
+        "session ended",
+        extra={
+            "project": project.name,
+            "user": hash_user(principal.user),
+            "model": setup.model,
+            "duration_s": round(duration, 3),
+            "closed_by": ending.closed_by,
+            "code": ending.code,
+            "reason": ending.reason,
+            "outcome": ending.outcome,
+            "frames_in": t.frames_in,
+            "bytes_in": t.bytes_in,
+            "frames_out": t.frames_out,
+            "bytes_out": t.bytes_out,
+            "prompt_tokens": t.prompt_tokens,
+            "response_tokens": t.response_tokens,
+        },
+    )

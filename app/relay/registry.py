@@ -1,0 +1,74 @@
+"""The sessions live in this process: drained on SIGTERM, their traffic counted into metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import astuple
+
+from app.relay.closes import GOING_AWAY, Ending
+from app.relay.session import Session, Traffic
+
+logger = logging.getLogger(__name__)
+
+
+class LiveSessions:
+    def __init__(self) -> None:
+        self._flushed: dict[Session, Traffic] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.draining = False
+
+    def __len__(self) -> int:
+        return len(self._flushed)
+
+    def add(self, session: Session) -> None:
+        self._flushed[session] = Traffic()
+        self._empty.clear()
+
+    def remove(self, session: Session) -> Traffic:
+        """Forget a session; return the traffic not yet taken by `take_traffic`."""
+        flushed = self._flushed.pop(session, Traffic())
+        if not self._flushed:
+            self._empty.set()
+        return _minus(session.traffic, flushed)
+
+    def take_traffic(self) -> Traffic:
+        """Traffic of every live session since the last call: metrics see it every few seconds."""
+        total = Traffic()
+        for session, flushed in self._flushed.items():
+            now = Traffic(*astuple(session.traffic))
+            total = _plus(total, _minus(now, flushed))
+            self._flushed[session] = now
+        return total
+
+    async def drain(self, seconds: float) -> None:
+        """goAway to every session, wait up to `seconds` for them to end, close the rest (1001)."""
+        self.draining = True
+        sessions = list(self._flushed)
+        logger.info("draining %d live sessions for up to %.0fs", len(sessions), seconds)
+        for session in sessions:
+            session.send_goaway(seconds, "drain")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._empty.wait()
+        if not self._flushed:
+            return
+        remaining = list(self._flushed)
+        logger.info("closing %d sessions still open after the drain", len(remaining))
+        for session in remaining:
+            session.end(Ending("relay", GOING_AWAY, "server shutting down", "drain"))
+        try:
+            async with asyncio.timeout(5):
+                await self._empty.wait()
+        except TimeoutError:
+            logger.warning("%d sessions did not close after the drain", len(self._flushed))
+
+
+def _minus(a: Traffic, b: Traffic) -> Traffic:
+    return Traffic(*(x - y for x, y in zip(astuple(a), astuple(b), strict=True)))
+
+
+def _plus(a: Traffic, b: Traffic) -> Traffic:
+    return Traffic(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))

@@ -1,0 +1,24 @@
+"""What a running relay process holds, built by the app's lifespan and read by the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.auth.authenticator import Authenticator
+from app.metrics import RelayMetrics
+from app.quota.keeper import QuotaKeeper
+from app.relay.registry import LiveSessions
+from app.relay.upstream import UpstreamConnector
+from app.relay.vertex import GoogleTokenSource
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class Relay:
+    settings: Settings
+    connector: UpstreamConnector
+    authenticator: Authenticator
+    quota: QuotaKeeper
+    metrics: RelayMetrics
+    sessions: LiveSessions
+    google_tokens: GoogleTokenSource | None  # None when the upstream needs no Google credentials

@@ -1,0 +1,330 @@
+"""One live session: two pumps joining a client WebSocket to an upstream connection.
+
+The pumps forward frames untouched. Whatever ends the session first (either leg closing, a
+timer, a drain, the token budget, an error) calls `end()` once; `run()` then stops both pumps and
+sends each leg the close it is owed (see `Ending`). Nothing here is done per frame that could be
+done per session: counters are plain integers, timers are loop callbacks, usage is parsed only
+from frames that carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from app.relay.closes import (
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NORMAL,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Ending,
+)
+from app.relay.sniff import (
+    GOAWAY_KEY,
+    SETUP_COMPLETE_KEY,
+    TURN_COMPLETE_KEY,
+    USAGE_KEY,
+    Usage,
+    read_usage,
+)
+
+logger = logging.getLogger(__name__)
+
+# Called with each usage report; returns a refusal reason when the project is over budget.
+UsageHook = Callable[[Usage], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_seconds: float
+    goaway_notice_seconds: float
+    idle_seconds: float
+    max_frame_bytes: int
+    setup_complete_seconds: float
+    frames_per_second: int | None = None
+    bytes_per_second: int | None = None
+
+
+@dataclass
+class Traffic:
+    """Counters of one session. Plain ints: the hot path must not take locks or call metrics."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    goaways_from_upstream: int = 0
+
+
+class _UpstreamStalled(Exception):
+    """The upstream accepted the connection but never answered the setup."""
+
+
+def goaway_frame(seconds: float) -> bytes:
+    """A Live API goAway; `timeLeft` is a proto Duration string such as "60s" or "0.5s"."""
+    left = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return json.dumps({"goAway": {"timeLeft": f"{left}s"}}).encode()
+
+
+@dataclass
+class _RateWindow:
+    """Frames and bytes from the client in the current one-second window."""
+
+    started: float = 0.0
+    frames: int = 0
+    size: int = 0
+
+
+@dataclass(eq=False)  # identity semantics: sessions are set members and dict keys
+class Session:
+    client: WebSocket
+    upstream: ClientConnection
+    setup_frame: str
+    limits: SessionLimits
+    on_usage: UsageHook
+    traffic: Traffic = field(default_factory=Traffic)
+    started_at: float = field(default_factory=time.time)
+    ending: Ending | None = None
+    goaways_sent: list[str] = field(default_factory=list)  # why each relay goAway was sent
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ended: asyncio.Future[Ending] = self._loop.create_future()
+        self._ready = False  # upstream sent setupComplete; until then client frames wait in order
+        self._queued: list[str | bytes] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_client_frame = self._loop.time()
+        self._rate = _RateWindow(started=self._last_client_frame)
+        self._close_after_turn: str | None = None
+        self._usage_frame_index = -1
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def end(self, ending: Ending) -> None:
+        """Ask the session to end; the first ending wins."""
+        if not self._ended.done():
+            self._ended.set_result(ending)
+
+    def send_goaway(self, seconds: float, why: str) -> None:
+        """Tell the client the session ends in `seconds` (a Live API goAway), without waiting."""
+        self.goaways_sent.append(why)
+        self._spawn(self._send_to_client(goaway_frame(seconds)))
+
+    async def run(self) -> Ending:
+        """Forward until something ends the session; close both legs; return why it ended."""
+        limits = self.limits
+        self._timers = [
+            self._loop.call_later(
+                limits.max_seconds - limits.goaway_notice_seconds,
+                self.send_goaway,
+                limits.goaway_notice_seconds,
+                "time_limit",
+            ),
+            self._loop.call_later(
+                limits.max_seconds,
+                self.end,
+                Ending("relay", NORMAL, "session time limit reached", "time_limit"),
+            ),
+            self._loop.call_later(limits.idle_seconds, self._check_idle),
+        ]
+        pumps = [
+            asyncio.create_task(self._pump_client(), name="client->upstream"),
+            asyncio.create_task(self._pump_upstream(), name="upstream->client"),
+        ]
+        for pump in pumps:
+            pump.add_done_callback(self._pump_finished)
+        try:
+            await self.upstream.send(self.setup_frame)
+            self.ending = await self._ended
+        finally:
+            for timer in self._timers:
+                timer.cancel()
+            for task in (*pumps, *self._background):
+                task.cancel()
+            await asyncio.gather(*pumps, *self._background, return_exceptions=True)
+            await self._close_legs(self.ending or Ending("relay", GOING_AWAY, "cancelled", "error"))
+        return self.ending
+
+    def _pump_finished(self, task: asyncio.Task[Ending]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self.end(task.result())
+            return
+        logger.error("session pump %s failed", task.get_name(), exc_info=error)
+        self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
+
+    async def _close_legs(self, ending: Ending) -> None:
+        client_close = ending.client_close
+        if client_close is not None:
+            # A client that is already gone is owed nothing.
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await self.client.close(*client_close)
+        upstream_close = ending.upstream_close
+        if upstream_close is not None:
+            await self.upstream.close(*upstream_close)
+
+    # --- client -> upstream ---------------------------------------------------------------
+
+    async def _pump_client(self) -> Ending:
+        receive = self.client.receive
+        send = self.upstream.send
+        traffic = self.traffic
+        limits = self.limits
+        loop_time = self._loop.time
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                code = message.get("code") or 1005
+                reason = message.get("reason") or ""
+                return Ending("client", code, reason, "client_closed")
+            frame: str | bytes | None = message.get("bytes")
+            if frame is None:
+                frame = message["text"]
+            size = len(frame)
+            if size > limits.max_frame_bytes:
+                return Ending(
+                    "relay",
+                    MESSAGE_TOO_BIG,
+                    f"frame of {size} bytes exceeds the limit of {limits.max_frame_bytes}",
+                    "frame_too_big",
+                )
+            now = loop_time()
+            self._last_client_frame = now
+            traffic.frames_in += 1
+            traffic.bytes_in += size
+            if limits.frames_per_second is not None and self._over_rate(now, size):
+                return Ending("relay", POLICY_VIOLATION, self._rate_reason(), "rate_limited")
+            if self._ready:
+                await send(frame)
+            else:
+                self._queued.append(frame)
+
+    def _over_rate(self, now: float, size: int) -> bool:
+        rate = self._rate
+        if now - rate.started >= 1.0:
+            rate.started, rate.frames, rate.size = now, 0, 0
+        rate.frames += 1
+        rate.size += size
+        limits = self.limits
+        return rate.frames > (limits.frames_per_second or 0) or (
+            limits.bytes_per_second is not None and rate.size > limits.bytes_per_second
+        )
+
+    def _rate_reason(self) -> str:
+        limits = self.limits
+        return (
+            f"client input over the limit of {limits.frames_per_second} frames/s "
+            f"or {limits.bytes_per_second} bytes/s"
+        )
+
+    def _check_idle(self) -> None:
+        idle_for = self._loop.time() - self._last_client_frame
+        remaining = self.limits.idle_seconds - idle_for
+        if remaining <= 0:
+            seconds = round(self.limits.idle_seconds)
+            self.end(Ending("relay", NORMAL, f"idle: no client frame for {seconds}s", "idle"))
+        else:
+            self._timers.append(self._loop.call_later(remaining, self._check_idle))
+
+    # --- upstream -> client ---------------------------------------------------------------
+
+    async def _pump_upstream(self) -> Ending:
+        recv = self.upstream.recv
+        send = self.client.send
+        traffic = self.traffic
+        try:
+            await self._forward_setup_complete()
+            while True:
+                frame = await recv()
+                probe = frame if isinstance(frame, bytes) else frame.encode()
+                traffic.frames_out += 1
+                traffic.bytes_out += len(probe)
+                if USAGE_KEY in probe:
+                    self._account(probe)
+                elif probe.find(GOAWAY_KEY, 0, 32) >= 0:  # goAway travels alone, key first
+                    traffic.goaways_from_upstream += 1
+                if isinstance(frame, bytes):
+                    await send({"type": "websocket.send", "bytes": frame})
+                else:
+                    await send({"type": "websocket.send", "text": frame})
+                if self._close_after_turn is not None and TURN_COMPLETE_KEY in probe:
+                    return Ending("relay", TRY_AGAIN_LATER, self._close_after_turn, "tokens")
+        except ConnectionClosed as closed:
+            received = closed.rcvd
+            if received is None:
+                return Ending("upstream", 1006, "", "upstream_lost")
+            return Ending("upstream", received.code, received.reason, "upstream_closed")
+        except WebSocketDisconnect as gone:
+            return Ending("client", gone.code, gone.reason or "", "client_closed")
+        except _UpstreamStalled:
+            reason = "upstream did not complete the setup in time"
+            return Ending("relay", INTERNAL_ERROR, reason, "upstream_unavailable")
+
+    async def _forward_setup_complete(self) -> None:
+        """Pass the upstream's first frame on, then release the client frames queued behind it."""
+        try:
+            async with asyncio.timeout(self.limits.setup_complete_seconds):
+                frame = await self.upstream.recv()
+        except TimeoutError:
+            raise _UpstreamStalled from None
+        probe = frame if isinstance(frame, bytes) else frame.encode()
+        if SETUP_COMPLETE_KEY not in probe:
+            logger.warning("upstream's first frame was not setupComplete")
+        self.traffic.frames_out += 1
+        self.traffic.bytes_out += len(probe)
+        if isinstance(frame, bytes):
+            await self.client.send({"type": "websocket.send", "bytes": frame})
+        else:
+            await self.client.send({"type": "websocket.send", "text": frame})
+        queued = self._queued
+        while queued:
+            await self.upstream.send(queued.pop(0))
+        # No await between the last emptiness check and this flag: the client pump cannot slip
+        # a frame into the queue that would then be left behind.
+        self._ready = True
+
+    def _account(self, frame: bytes) -> None:
+        usage = read_usage(frame)
+        if usage is None:
+            return
+        self.traffic.prompt_tokens += usage.prompt
+        self.traffic.response_tokens += usage.response
+        self._usage_frame_index = self.traffic.frames_out
+        self._spawn(self._charge(usage))
+
+    async def _charge(self, usage: Usage) -> None:
+        refusal = await self.on_usage(usage)
+        if refusal is None or self._close_after_turn is not None:
+            return
+        self._close_after_turn = refusal
+        if self._usage_frame_index == self.traffic.frames_out:
+            # Usage came at the end of a turn and nothing followed: no reply is in flight.
+            self.end(Ending("relay", TRY_AGAIN_LATER, refusal, "tokens"))
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _send_to_client(self, frame: bytes) -> None:
+        # A failed send means the session is ending anyway; run() handles its close.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.client.send({"type": "websocket.send", "bytes": frame})
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,110 @@
+"""Run the relay for a test: in-process uvicorn on a free port, or a real `live-relay serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.factory import create_app
+from app.relay.runtime import Relay
+from app.serve import uvicorn_config
+from app.settings import Settings
+from tests.support.net import free_port, wait_for_port
+
+
+@dataclass(frozen=True)
+class RunningRelay:
+    app: FastAPI
+    url: str  # ws(s)://host:port/v1/live
+    http_url: str  # http(s)://host:port
+
+    @property
+    def state(self) -> Relay:
+        relay: Relay = self.app.state.relay
+        return relay
+
+
+@asynccontextmanager
+async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
+    """The relay app under a real uvicorn server in this event loop, on a free port."""
+    app = create_app(settings)
+    config = uvicorn_config(settings.model_copy(update={"port": 0}), app, configure_logs=False)
+    sock = config.bind_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            raise RuntimeError("the relay did not start") from task.exception()
+        await asyncio.sleep(0.01)
+    tls = settings.tls_enabled
+    host = "localhost" if tls else "127.0.0.1"
+    try:
+        yield RunningRelay(
+            app=app,
+            url=f"{'wss' if tls else 'ws'}://{host}:{port}/v1/live",
+            http_url=f"{'https' if tls else 'http'}://{host}:{port}",
+        )
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+        sock.close()
+
+
+class RelayProcess:
+    """`live-relay serve` in a subprocess, output captured to a file for later reading."""
+
+    def __init__(self, env: Mapping[str, str], log_file: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log_file = log_file
+        full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
+        full_env |= {"RELAY_PORT": str(self.port), "RELAY_LOG_FORMAT": "json", **env}
+        self._log = log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(self.port, timeout=30)
+        except TimeoutError:
+            self.kill()
+            raise RuntimeError(f"relay did not start:\n{self.output()}") from None
+
+    def url(self, scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/v1/live"
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_file.read_text(errors="replace")
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the relay's log:\n{self.output()}")
+            time.sleep(0.05)
