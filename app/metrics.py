@@ -10,7 +10,8 @@ process before uvicorn starts its workers: it sets that variable to a fresh dire
 worker, being a newly spawned interpreter that inherits the parent's environment, imports
 prometheus_client already in multiprocess mode. Each worker then writes its values to files in
 that directory, and `metrics_registry()` returns a registry that sums the files of all workers, so
-whichever worker answers a scrape reports the totals.
+whichever worker answers a scrape reports the totals. Open sessions of a worker that has exited
+(crashed, or restarted by uvicorn) are dropped at the next scrape.
 """
 
 from __future__ import annotations
@@ -223,12 +224,37 @@ class _MultiProcessRegistry(CollectorRegistry):
 
     def __init__(self, directory: str) -> None:
         super().__init__()
+        self._directory = Path(directory)
         # prometheus_client.multiprocess has no type hints, hence the ignores.
         self._files = prometheus_multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
 
     def collect(self) -> Iterable[Metric]:
+        _forget_exited_workers(self._directory)
         metrics: Iterable[Metric] = self._files.collect()  # type: ignore[no-untyped-call]
         return metrics
+
+
+def _forget_exited_workers(directory: Path) -> None:
+    """Drop the `live*` gauge files (relay_sessions_active) of workers that no longer run.
+
+    A worker that crashed never decrements its open sessions, and uvicorn's supervisor, which
+    restarts it, offers no hook to clean up after it. The workers share this host's process
+    table, so whichever worker answers a scrape checks for them instead.
+    """
+    for path in directory.glob("gauge_live*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        if not _process_exists(pid):
+            prometheus_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -245,18 +271,6 @@ def metrics_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a finished worker's share of the `live*` gauges (relay_sessions_active).
-
-    Call when worker `pid` exits (from the worker's own shutdown, or from whoever saw it die);
-    without it a crashed worker's open sessions would be counted until the next restart.
-    Nothing to do in single-process mode.
-    """
-    directory = os.environ.get(MULTIPROC_DIR_ENV)
-    if directory:
-        prometheus_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
 class _MetricsEndpoint:

@@ -1,8 +1,9 @@
 """A stand-in for one uvicorn worker: records one session into the multiprocess directory.
 
 Run as `python -m tests.ops.metrics_writer PROJECT FRAMES` with PROMETHEUS_MULTIPROC_DIR set,
-the way `prepare_multiprocess` leaves it for real workers. The session stays "active": the
-process exits without closing it, as a crashed worker would.
+the way `prepare_multiprocess` leaves it for real workers. It prints `recorded`, then keeps
+running, its session still open, until its standard input closes; it then exits without closing
+the session, as a crashed worker would.
 """
 
 from __future__ import annotations
@@ -22,3 +23,5 @@ def record_one_session(project: str, frames: int) -> None:
 
 if __name__ == "__main__":
     record_one_session(sys.argv[1], int(sys.argv[2]))
+    print("recorded", flush=True)
+    sys.stdin.read()

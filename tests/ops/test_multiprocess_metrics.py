@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,6 @@ from app.metrics import (
     MULTIPROC_DIR_ENV,
     RelayMetrics,
     build_metrics_app,
-    mark_process_dead,
     metrics_registry,
     prepare_multiprocess,
 )
@@ -26,6 +26,7 @@ from tests.ops.asgi_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = {"project": "demo"}
+COMPLETED = DEMO | {"outcome": "completed"}
 
 
 @pytest.fixture
@@ -36,20 +37,42 @@ def without_multiproc_dir(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def two_workers_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Two real processes each recorded a session (3 and 4 frames) in one directory."""
+def two_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Two running processes that each recorded one open session (3 and 4 frames) in one
+    directory, which this test process then reads as the exposing worker would."""
     env = {**os.environ, MULTIPROC_DIR_ENV: str(tmp_path)}
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.ops.metrics_writer", "demo", str(frames)],
             env=env,
             cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for frames in (3, 4)
     ]
-    assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
-    monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
-    return [worker.pid for worker in workers]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline() == "recorded\n"
+        monkeypatch.setenv(MULTIPROC_DIR_ENV, str(tmp_path))
+        yield workers
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+def stop(worker: subprocess.Popen[str]) -> None:
+    """End a worker the way a crash would: its open session is never closed."""
+    if worker.poll() is None:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        worker.wait(timeout=30)
+    assert worker.stdout is not None
+    worker.stdout.close()
 
 
 def settings(workers: int) -> Settings:
@@ -86,27 +109,28 @@ def test_an_operator_chosen_directory_is_emptied_of_an_earlier_runs_values(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["README"]
 
 
-def test_values_of_all_workers_are_summed(two_workers_wrote: list[int]) -> None:
+def test_values_of_all_workers_are_summed(two_workers: list[subprocess.Popen[str]]) -> None:
     registry = metrics_registry()
-    assert registry.get_sample_value("relay_sessions_total", DEMO | {"outcome": "completed"}) == 2
+    assert registry.get_sample_value("relay_sessions_total", COMPLETED) == 2
     assert registry.get_sample_value("relay_frames_total", {"direction": FROM_CLIENT}) == 7
     assert registry.get_sample_value("relay_bytes_total", {"direction": FROM_CLIENT}) == 700
     assert registry.get_sample_value("relay_session_duration_seconds_count", DEMO) == 2
     assert registry.get_sample_value("relay_sessions_active", DEMO) == 2
 
 
-def test_a_dead_workers_active_sessions_stop_counting_once_marked(
-    two_workers_wrote: list[int],
+def test_an_exited_workers_open_sessions_stop_counting_at_the_next_scrape(
+    two_workers: list[subprocess.Popen[str]],
 ) -> None:
-    mark_process_dead(two_workers_wrote[0])
     registry = metrics_registry()
+    assert registry.get_sample_value("relay_sessions_active", DEMO) == 2
+    stop(two_workers[0])
     assert registry.get_sample_value("relay_sessions_active", DEMO) == 1
-    # Counters keep what the dead worker counted: totals never go back.
-    assert registry.get_sample_value("relay_sessions_total", DEMO | {"outcome": "completed"}) == 2
+    # Counters keep what the exited worker counted: totals never go back.
+    assert registry.get_sample_value("relay_sessions_total", COMPLETED) == 2
 
 
 async def test_a_scrape_shows_each_series_once_with_the_sums(
-    two_workers_wrote: list[int],
+    two_workers: list[subprocess.Popen[str]],
 ) -> None:
     registry = metrics_registry()
     RelayMetrics(registry)  # as in a worker: its own metrics live on the registry it exposes
@@ -116,6 +140,7 @@ async def test_a_scrape_shows_each_series_once_with_the_sums(
     names_and_labels = [re.sub(r" \S+$", "", line) for line in samples]
     assert len(names_and_labels) == len(set(names_and_labels))
     assert 'relay_sessions_total{outcome="completed",project="demo"} 2.0' in samples
+    assert 'relay_sessions_active{project="demo"} 2.0' in samples
     # One build_info series for the whole relay, not one per worker process.
     assert len([line for line in samples if line.startswith("relay_build_info")]) == 1
     assert "pid=" not in response.text
