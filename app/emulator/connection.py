@@ -1,8 +1,9 @@
 """One client connection: authentication, setup, then the session until either side ends.
 
-The order mirrors the service: the token is checked at the upgrade, the first frame must be
-a valid setup, `setupComplete` answers it, and from then on every frame goes to the session
-while the connection's lifetime runs out (`goAway`, then a 1000 close).
+The order mirrors the service: the bearer token is checked (at the upgrade or, by default,
+when the setup arrives), the first frame must be a valid setup, `setupComplete` answers it,
+and from then on every frame goes to the session while the connection's lifetime runs out
+(`goAway`, then a 1000 close).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import itertools
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from app.emulator.replies import Entry
 from app.emulator.resumption import SESSION_NOT_FOUND, HandleStore
 from app.emulator.session import LiveSession
 from app.emulator.setup import parse_setup
+from app.emulator.speech import OUTPUT_MIME_TYPE
 from app.emulator.stats import EmulatorStats
 from app.emulator.wire import (
     INVALID_ARGUMENT,
@@ -34,8 +35,6 @@ from app.emulator.wire import (
     load_frame,
 )
 
-logger = logging.getLogger(__name__)
-
 UNAUTHENTICATED = "Request had invalid authentication credentials."
 LIFETIME_REACHED = "The operation was cancelled."
 INTERNAL_ERROR = "Internal error encountered."
@@ -44,7 +43,7 @@ SETUP_COMPLETE = encode_server_message({"setupComplete": {}})
 # Echo mode answers an audio chunk with these around the very same base64 text.
 _ECHO_HEAD = (
     '{"serverContent":{"modelTurn":{"parts":[{"inlineData":'
-    '{"mimeType":"audio/pcm;rate=24000","data":"'
+    f'{{"mimeType":"{OUTPUT_MIME_TYPE}","data":"'
 )
 _ECHO_TAIL = '"}}]}}}'
 
@@ -133,7 +132,7 @@ async def serve_connection(
         model = tasks.create_task(_until_closed(session.run_model()))
         lifetime = tasks.create_task(_until_closed(_lifetime(ws, ends_at, config)))
         try:
-            await _receive(ws, session, faults, context)
+            await _until_closed(_receive(ws, session, faults, context))
         finally:
             model.cancel()
             lifetime.cancel()
@@ -142,7 +141,10 @@ async def serve_connection(
 def _open_session(
     frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
 ) -> LiveSession:
-    kind, setup_message = interpret(load_frame(frame))
+    try:
+        kind, setup_message = interpret(load_frame(frame))
+    except ProtocolViolation:
+        kind, setup_message = "", None
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1
@@ -233,6 +235,6 @@ async def _lifetime(ws: ServerConnection, ends_at: float, config: EmulatorConfig
 
 
 async def _until_closed(work: Coroutine[Any, Any, None]) -> None:
-    """Run a session task; the connection closing under it is its normal end."""
+    """Run part of a session; the connection closing under it, cleanly or not, is its end."""
     with contextlib.suppress(ConnectionClosed):
         await work

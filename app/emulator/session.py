@@ -100,18 +100,24 @@ class LiveSession:
 
     def handle(self, kind: str, value: Any) -> None:
         """Apply one client message (top-level field `kind`); raises ProtocolViolation."""
-        if kind == "realtimeInput":
-            self._realtime_input(_message(value))
-        elif kind == "clientContent":
-            self._client_content(_message(value))
-        elif kind == "toolResponse":
-            self._tool_response(_message(value))
-        elif kind == "setup":
-            raise ProtocolViolation(1007, INVALID_ARGUMENT)
-        else:
-            raise ProtocolViolation(
-                1007, f'Invalid JSON payload received. Unknown name "{kind}": Cannot find field.'
-            )
+        try:
+            if kind == "realtimeInput":
+                self._realtime_input(_message(value))
+            elif kind == "clientContent":
+                self._client_content(_message(value))
+            elif kind == "toolResponse":
+                self._tool_response(_message(value))
+            elif kind == "setup":
+                raise ProtocolViolation(1007, INVALID_ARGUMENT)
+            else:
+                raise ProtocolViolation(
+                    1007,
+                    f'Invalid JSON payload received. Unknown name "{kind}": Cannot find field.',
+                )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            # A field of the wrong shape (a list where an object belongs, ...): the service
+            # refuses such a message as a whole.
+            raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
 
     def _realtime_input(self, value: dict[str, Any]) -> None:
         if self._pending_call is not None and self._config.close_on_input_during_tool_call:
@@ -183,9 +189,8 @@ class LiveSession:
         self._user_activity()
         for content in value.get("turns") or []:
             content = _message(content)
-            text = " ".join(
-                str(part["text"]) for part in content.get("parts") or [] if "text" in part
-            )
+            parts = [_message(part) for part in content.get("parts") or []]
+            text = " ".join(str(part["text"]) for part in parts if "text" in part)
             if content.get("role") == "model":
                 self._remember(Entry("model", text))
             else:

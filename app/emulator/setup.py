@@ -35,7 +35,7 @@ def parse_setup(setup: Any, known_models: tuple[str, ...], api_version: str) -> 
     model = _known_model(setup.get("model"), known_models, api_version)
     try:
         return _parse(setup, model)
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError):
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
 
 

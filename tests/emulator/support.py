@@ -146,6 +146,7 @@ async def recv_json(ws: ClientConnection) -> dict[str, Any]:
     async with asyncio.timeout(TURN_TIMEOUT):
         frame = await ws.recv()
     assert isinstance(frame, bytes), "the service sends binary frames"
+    assert len(frame) < 1024 * 1024, "websockets clients refuse frames over 1 MiB by default"
     message: dict[str, Any] = json.loads(frame)
     return message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -90,26 +91,39 @@ async def test_snake_case_fields_at_every_depth_and_url_safe_base64_are_accepted
 async def test_every_server_message_is_camel_case_json_in_a_binary_frame(
     emulator: Emulator,
 ) -> None:
+    tools = [{"function_declarations": [{"name": "lookup"}]}]
     async with raw_connection(emulator) as ws:
-        await ws.send(raw_setup(**TEXT, sessionResumption={}))
-        await recv_json(ws)
         await ws.send(
-            json.dumps(
-                {
-                    "clientContent": {
-                        "turns": [{"role": "user", "parts": [{"text": "hi"}]}],
-                        "turnComplete": True,
-                    }
-                }
+            raw_setup(
+                tools=tools,
+                session_resumption={},
+                input_audio_transcription={},
+                output_audio_transcription={},
             )
         )
-        messages = [*await recv_raw_turn(ws), await recv_json(ws)]
+        messages = [await recv_json(ws)]
+        await ws.send(json.dumps({"realtime_input": {"text": "lookup"}}))
+        while "toolCall" not in messages[-1]:
+            messages.append(await recv_json(ws))
+        call_id = messages[-1]["toolCall"]["functionCalls"][0]["id"]
+        response = {"id": call_id, "name": "lookup", "response": {"found_it": True}}
+        await ws.send(json.dumps({"tool_response": {"function_responses": [response]}}))
+        messages += [*await recv_raw_turn(ws), await recv_json(ws)]
+        pcm = base64.b64encode(speech(0.2) + silence(0.6)).decode()
+        await ws.send(json.dumps({"realtimeInput": {"audio": {"data": pcm}}}))
+        messages += await recv_raw_turn(ws)
 
-    known = {"serverContent", "usageMetadata", "sessionResumptionUpdate"}
-    assert all(set(message) <= known for message in messages)
-    keys = json.dumps(messages)
-    assert "_" not in "".join(k for m in messages for k in _all_keys(m))
-    assert keys
+    top_level = {key for message in messages for key in message}
+    assert top_level == {
+        "setupComplete",
+        "serverContent",
+        "usageMetadata",
+        "toolCall",
+        "sessionResumptionUpdate",
+    }
+    field_names = {key for message in messages for key in _all_keys(message)} - {"found_it"}
+    assert not [name for name in field_names if "_" in name]
+    assert any("inputTranscription" in m.get("serverContent", {}) for m in messages)
 
 
 def _all_keys(value: object) -> list[str]:
@@ -118,6 +132,20 @@ def _all_keys(value: object) -> list[str]:
     if isinstance(value, list):
         return [k for v in value for k in _all_keys(v)]
     return []
+
+
+async def test_with_no_response_modality_given_the_reply_is_audio(emulator: Emulator) -> None:
+    async with raw_connection(emulator) as ws:
+        await ws.send(raw_setup())
+        await recv_json(ws)
+        await ws.send(json.dumps({"realtimeInput": {"text": "hi"}}))
+        turn = await recv_raw_turn(ws)
+
+    parts = [
+        p for m in turn for p in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    ]
+    assert parts
+    assert all(part["inlineData"]["mimeType"] == "audio/pcm;rate=24000" for part in parts)
 
 
 async def test_a_first_message_other_than_setup_closes_with_1007(emulator: Emulator) -> None:
@@ -129,10 +157,15 @@ async def test_a_first_message_other_than_setup_closes_with_1007(emulator: Emula
 async def test_a_first_frame_that_is_not_json_closes_with_1007(emulator: Emulator) -> None:
     async with raw_connection(emulator) as ws:
         await ws.send("setup please")
-        code, reason = await closed_with(ws)
-    assert code == 1007
-    assert reason is not None
-    assert reason.startswith("Invalid JSON payload received.")
+        assert await closed_with(ws) == (1007, "Request contains an invalid argument.")
+
+
+async def test_a_message_of_the_wrong_shape_closes_with_1007(emulator: Emulator) -> None:
+    async with raw_connection(emulator) as ws:
+        await ws.send(raw_setup())
+        await recv_json(ws)
+        await ws.send(json.dumps({"clientContent": {"turns": [{"parts": ["not a part"]}]}}))
+        assert await closed_with(ws) == (1007, "Request contains an invalid argument.")
 
 
 async def test_an_unknown_model_closes_with_1008_naming_it(emulator: Emulator) -> None:
@@ -412,3 +445,24 @@ async def test_stop_closes_every_connection_with_1001_and_leaves_no_task_behind(
         code, _ = await closed_with(ws)
     assert code == 1001
     assert asyncio.all_tasks() == tasks_before
+
+
+async def test_a_client_that_vanishes_mid_reply_leaves_the_emulator_healthy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator = Emulator(EmulatorConfig(reply_chunk_interval_seconds=0.05))
+    async with emulator:
+        async with raw_connection(emulator) as ws:
+            await ws.send(raw_setup(**TEXT))
+            await recv_json(ws)
+            await ws.send(json.dumps({"realtimeInput": {"text": "a reply to nobody"}}))
+            await recv_json(ws)
+            ws.transport.abort()
+        async with asyncio.timeout(5):
+            while emulator.stats.connections_open:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        async with raw_connection(emulator) as ws:
+            await ws.send(raw_setup())
+            assert await recv_json(ws) == {"setupComplete": {}}
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from google.genai import types
 
-from app.emulator import EmulatorConfig
 from app.emulator.speech import VOICE_PITCH_HZ
 from tests.emulator.support import (
     MODEL,
@@ -134,16 +133,3 @@ async def test_the_voice_name_sets_the_pitch_of_the_reply(tls_files: TLSFiles) -
 
     assert abs(pitches["Puck"] - VOICE_PITCH_HZ["Puck"]) < 3
     assert abs(pitches["Kore"] - VOICE_PITCH_HZ["Kore"]) < 3
-
-
-async def test_text_turns_arriving_with_no_audio_config_default_to_audio_replies(
-    tls_files: TLSFiles,
-) -> None:
-    async with tls_emulator(tls_files, EmulatorConfig()) as emulator:
-        client = sdk_client(emulator, tls_files)
-        async with client.aio.live.connect(model=MODEL) as session:
-            await session.send_realtime_input(text="hi")
-            messages = await receive_turn(session)
-
-    assert b"".join(m.data or b"" for m in messages)
-    assert texts(messages) == ""
