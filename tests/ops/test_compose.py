@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import jsonschema
 import pytest
 
+from app.auth.keys import is_api_key
 from app.metrics import RelayMetrics, metrics_registry
 from tests.ops.deployment_files import (
     ROOT,
@@ -91,6 +92,7 @@ def test_relay_gets_valid_settings_using_the_emulator_and_redis_services(
     assert settings.upstream == "emulator"
     assert settings.host == "0.0.0.0"
     assert settings.api_keys, "a dev key, so a client can connect right away"
+    assert all(is_api_key(key.get_secret_value()) for key in settings.api_keys)
 
     assert settings.emulator_url is not None
     emulator_url = urlparse(settings.emulator_url)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from app.auth.keys import is_api_key
 from tests.ops.deployment_files import (
     ROOT,
     dockerfile_stages,
@@ -68,6 +69,7 @@ def test_pods_get_valid_settings(
     assert settings.upstream == "vertex"
     assert settings.host == "0.0.0.0"
     assert settings.redis_url is not None
+    assert all(is_api_key(key.get_secret_value()) for key in settings.api_keys)
 
 
 @pytest.mark.parametrize("variable", ["RELAY_REDIS_URL", "RELAY_TOKEN_SIGNING_KEY"])
