@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from app.auth.keys import is_api_key
+from app.cli import build_parser
 from app.metrics import RelayMetrics, metrics_registry
 from tests.ops.deployment_files import (
     ROOT,
@@ -131,6 +132,17 @@ def test_every_awaited_health_state_has_a_healthcheck(compose: dict[str, Any]) -
         target = services[dependency]
         # A service built from our Dockerfile inherits its HEALTHCHECK.
         assert "healthcheck" in target or ("build" in target and dockerfile_has_healthcheck)
+
+
+@pytest.mark.parametrize("service", ["relay", "emulator"])
+def test_service_commands_are_valid_live_relay_commands(
+    compose: dict[str, Any], service: str
+) -> None:
+    # The image's ENTRYPOINT is `live-relay`; a service's `command` replaces its CMD `serve`.
+    argv = [str(arg) for arg in compose["services"][service].get("command", ["serve"])]
+    parser, chosen = build_parser(argv)
+    assert chosen is not None
+    parser.parse_args(argv)  # exits on an unknown command or option
 
 
 def test_emulator_healthcheck_probes_the_port_it_listens_on(compose: dict[str, Any]) -> None:
