@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -22,7 +24,7 @@ from app.emulator import Emulator, EmulatorConfig
 from app.metrics import RelayMetrics, build_metrics_app, metrics_registry
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
-from app.relay import endpoint, health
+from app.relay import admin, endpoint, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
@@ -61,6 +63,15 @@ async def _flush_traffic(sessions: LiveSessions, metrics: RelayMetrics) -> None:
         metrics.add_traffic(t.frames_in, t.bytes_in, t.frames_out, t.bytes_out)
 
 
+def reload_projects_on_sighup(projects: ProjectRegistry, stack: AsyncExitStack) -> None:
+    """`kill -HUP` re-reads the projects file without dropping a session."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (not there under a test client)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, projects.reload)
+    stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The relay app; `settings` default to the environment (uvicorn --factory workers)."""
     settings = settings or load_settings()
@@ -76,14 +87,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             quota = QuotaKeeper(store, settings)
             await quota.start()
             stack.push_async_callback(quota.aclose)
-            authenticator = Authenticator(ProjectRegistry.from_settings(settings), settings, store)
+            projects = ProjectRegistry.from_settings(settings)
+            authenticator = Authenticator(projects, settings, store)
             stack.push_async_callback(authenticator.aclose)
+            reload_projects_on_sighup(projects, stack)
             sessions = LiveSessions()
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,
                 authenticator=authenticator,
                 quota=quota,
+                store=store,
                 metrics=metrics,
                 sessions=sessions,
                 google_tokens=google_tokens,
@@ -109,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(endpoint.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     if settings.metrics_enabled and settings.metrics_port is None:
         app.mount("/metrics", build_metrics_app(registry, settings.metrics_token))
     return app

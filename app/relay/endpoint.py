@@ -108,6 +108,8 @@ async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, sessi
         logger.info("session refused: %s", refusal.reason)
         await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
         return
+    if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
+        relay.metrics.fail_open_admissions_total.labels(project.name).inc()
     try:
         await _relay(relay, websocket, principal, setup, session_id)
     finally:

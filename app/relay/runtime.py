@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.auth.authenticator import Authenticator
 from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
+from app.quota.types import QuotaStore
 from app.relay.registry import LiveSessions
 from app.relay.upstream import UpstreamConnector
 from app.relay.vertex import GoogleTokenSource
@@ -19,6 +20,7 @@ class Relay:
     connector: UpstreamConnector
     authenticator: Authenticator
     quota: QuotaKeeper
+    store: QuotaStore  # read directly only by the admin usage endpoint
     metrics: RelayMetrics
     sessions: LiveSessions
     google_tokens: GoogleTokenSource | None  # None when the upstream needs no Google credentials

@@ -76,7 +76,9 @@ async def test_setup_fields_reach_the_upstream_untouched(
     )
     await ws.close()
     seen = emulator.stats.setups[-1]
-    assert seen["generationConfig"] == {"responseModalities": ["TEXT"]}  # as the emulator normalizes it
+    assert seen["generationConfig"] == {
+        "responseModalities": ["TEXT"]
+    }  # as the emulator normalizes it
     assert seen["systemInstruction"] == system
 
 
