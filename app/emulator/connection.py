@@ -141,10 +141,11 @@ async def serve_connection(
 def _open_session(
     frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
 ) -> LiveSession:
+    # Whatever is wrong with the first frame, the service answers in the same words.
     try:
         kind, setup_message = interpret(load_frame(frame))
     except ProtocolViolation:
-        kind, setup_message = "", None
+        raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1

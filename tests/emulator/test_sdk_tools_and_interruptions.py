@@ -35,8 +35,9 @@ TEXT_WITH_TOOLS: types.LiveConnectConfigDict = {
     "response_modalities": [types.Modality.TEXT],
     "tools": [WEATHER_TOOL],
 }
-# Slow replies, so that the user can speak while one is still streaming.
+# Slow, long replies (5 chunks, 0.2 s apart), so that the user can speak while one streams.
 SLOW = EmulatorConfig(reply_chunk_interval_seconds=0.2)
+LONG_STORY = "tell me a long story about the sea and the stars"
 
 
 async def test_a_turn_naming_a_function_calls_it_and_the_reply_uses_its_response(
@@ -122,7 +123,7 @@ async def test_a_new_text_turn_interrupts_the_streaming_reply(tls_files: TLSFile
         async with client.aio.live.connect(
             model=MODEL, config={"response_modalities": [types.Modality.TEXT]}
         ) as session:
-            await session.send_realtime_input(text="tell me a long story")
+            await session.send_realtime_input(text=LONG_STORY)
             before, first_chunk = await receive_until(session, "text")
             await session.send_realtime_input(text="stop")
             rest = await receive_turn(session)
@@ -130,7 +131,7 @@ async def test_a_new_text_turn_interrupts_the_streaming_reply(tls_files: TLSFile
 
     interrupted_turn = [*before, first_chunk, *rest]
     assert server_flags(interrupted_turn) == ["interrupted", "turn_complete"]
-    assert len(texts(interrupted_turn)) < len('Reply 1: you said "tell me a long story".')
+    assert len(texts(interrupted_turn)) < len(f'Reply 1: you said "{LONG_STORY}".')
     assert texts(next_turn).startswith('Reply 2: you said "stop".')
     assert server_flags(next_turn) == ["generation_complete", "turn_complete"]
 
@@ -141,7 +142,7 @@ async def test_speech_that_starts_during_a_reply_interrupts_it(tls_files: TLSFil
         async with client.aio.live.connect(
             model=MODEL, config={"response_modalities": [types.Modality.TEXT]}
         ) as session:
-            await session.send_realtime_input(text="tell me a long story")
+            await session.send_realtime_input(text=LONG_STORY)
             await receive_until(session, "text")
             await send_audio(session, speech(0.3) + silence(0.6))
             rest = await receive_turn(session)
@@ -164,14 +165,14 @@ async def test_with_no_interruption_the_reply_finishes_and_the_speech_is_answere
     async with tls_emulator(tls_files, SLOW) as emulator:
         client = sdk_client(emulator, tls_files)
         async with client.aio.live.connect(model=MODEL, config=config) as session:
-            await session.send_realtime_input(text="tell me a long story")
+            await session.send_realtime_input(text=LONG_STORY)
             before, first_chunk = await receive_until(session, "text")
             await send_audio(session, speech(0.3) + silence(0.6))
             rest = await receive_turn(session)
             next_turn = await receive_turn(session)
 
     first_turn = [*before, first_chunk, *rest]
-    assert texts(first_turn) == 'Reply 1: you said "tell me a long story".'
+    assert texts(first_turn) == f'Reply 1: you said "{LONG_STORY}".'
     assert server_flags(first_turn) == ["generation_complete", "turn_complete"]
     assert texts(next_turn).startswith('Reply 2: you said "[0.30 s of speech]".')
 
