@@ -135,7 +135,7 @@ def _start_services(
     pin_existing(load_core, redis.process.pid)
 
     port = free_port()
-    emulator = pinned(load_core, python("-m", "app", "emulator", f"--port={port}", "--echo-audio"))
+    emulator = pinned(load_core, python("-m", "tests.bench.emulator", f"--port={port}"))
     stack.enter_context(running(emulator, log=workdir / "emulator.log", port=port))
 
     key_file = workdir / "api-key"
