@@ -21,11 +21,12 @@ from app.auth.authenticator import Authenticator
 from app.auth.projects import ProjectRegistry
 from app.auth.token_api import build_token_router
 from app.emulator import Emulator, EmulatorConfig
-from app.metrics import RelayMetrics, build_metrics_app, metrics_registry
+from app.metrics import RelayMetrics, metrics_registry, metrics_route
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
 from app.relay import admin, endpoint, health
 from app.relay.drain import install_drain_on_sigterm
+from app.relay.metrics_port import metrics_port
 from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
 from app.relay.setup_policy import UpstreamTarget
@@ -103,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 google_tokens=google_tokens,
             )
             app.include_router(build_token_router(authenticator, settings))
+            if settings.metrics_enabled and settings.metrics_port is not None:
+                port = stack.enter_context(metrics_port(registry, settings))
+                logger.info("metrics on port %d", port)
             flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
             install_drain_on_sigterm(sessions, settings.drain_seconds)
             logger.info("relay ready, upstream %s", connector.url)
@@ -125,5 +129,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     if settings.metrics_enabled and settings.metrics_port is None:
-        app.mount("/metrics", build_metrics_app(registry, settings.metrics_token))
+        app.router.routes.append(metrics_route(registry, settings.metrics_token))
     return app

@@ -70,6 +70,19 @@ class RedactQueryFilter(logging.Filter):
         return True
 
 
+class RefusedHandshakeNoiseFilter(logging.Filter):
+    """Drop uvicorn's false alarm after the relay refuses a WebSocket handshake.
+
+    uvicorn's websockets-sansio protocol logs "ASGI callable returned without completing
+    handshake." at ERROR level even when the app answered the handshake with an HTTP denial
+    (401/403/503 with a JSON body), which the relay does for every refused client. The refusal
+    itself is logged by the relay; this line would only page someone for nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "ASGI callable returned without completing handshake."
+
+
 class SessionFilter(logging.Filter):
     """Stamp the current session id (from `session_id_var`) on every record as `session`.
 
@@ -97,7 +110,7 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, every `extra` field, and `exc`."""
+    """One JSON object per line: ts, level, logger, msg, pid, every `extra` field, and `exc`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -105,6 +118,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # tells workers apart when RELAY_WORKERS > 1
         }
         for name, value in _extra_fields(record).items():
             entry.setdefault(name, value)
@@ -151,6 +165,7 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
         "filters": {
             "session": {"()": SessionFilter},
             "redact_query": {"()": RedactQueryFilter},
+            "refused_handshake_noise": {"()": RefusedHandshakeNoiseFilter},
         },
         "formatters": {
             "json": {"()": JsonFormatter},
@@ -167,7 +182,10 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
         "loggers": {
             "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},
             # WebSocket handshake lines ("WebSocket /v1/live?access_token=..." [accepted]).
-            "uvicorn.error": {"level": level, "filters": ["redact_query"]},
+            "uvicorn.error": {
+                "level": level,
+                "filters": ["redact_query", "refused_handshake_noise"],
+            },
             "uvicorn.access": {
                 "handlers": ["stdout"],
                 "level": level,

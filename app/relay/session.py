@@ -149,6 +149,8 @@ class Session:
             pump.add_done_callback(self._pump_finished)
         try:
             await self.upstream.send(self.setup_frame)
+            self.traffic.frames_in += 1
+            self.traffic.bytes_in += len(self.setup_frame)
             self.ending = await self._ended
         finally:
             for timer in self._timers:
@@ -196,6 +198,8 @@ class Session:
             frame: str | bytes | None = message.get("bytes")
             if frame is None:
                 frame = message["text"]
+            # Live API frames are ASCII JSON (base64 media), so a text frame's length in
+            # characters is its length in bytes, without encoding it again.
             size = len(frame)
             if size > limits.max_frame_bytes:
                 return Ending(

@@ -87,7 +87,7 @@ class RelayProcess:
         return f"{scheme}://127.0.0.1:{self.port}/v1/live"
 
     def output(self) -> str:
-        self._log.flush()
+        """Everything the process printed so far (the file stays readable after `kill`)."""
         return self.log_file.read_text(errors="replace")
 
     def terminate(self) -> None:

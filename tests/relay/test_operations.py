@@ -1,0 +1,171 @@
+"""Metrics, health and logs of a real `live-relay serve`, scraped and read as ops would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.relay.conftest import API_KEY, MODEL, auth_headers
+from tests.relay.test_setup_and_closes import text_turn
+from tests.support.net import free_port
+from tests.support.relay import RelayProcess
+from tests.support.scrape import scrape, value
+
+
+async def open_text_session(relay: RelayProcess) -> ClientConnection:
+    ws = await connect(relay.url(), additional_headers=auth_headers())
+    setup = {"model": MODEL, "generationConfig": {"responseModalities": ["TEXT"]}}
+    await ws.send(json.dumps({"setup": setup}))
+    assert "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+    return ws
+
+
+async def one_turn(ws: ClientConnection, text: str) -> int:
+    """Send a text turn, read to its usageMetadata; return the frames received."""
+    await ws.send(text_turn(text))
+    frames = 0
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), timeout=10)
+        frames += 1
+        if b"usageMetadata" in (frame if isinstance(frame, bytes) else frame.encode()):
+            return frames
+
+
+def session_lines(relay: RelayProcess) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in relay.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("msg") in ("session started", "session ended")]
+
+
+async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
+    relay = RelayProcess(
+        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY, "RELAY_WORKERS": "2"},
+        tmp_path / "relay.log",
+    )
+    try:
+        sessions: list[ClientConnection] = []
+        # Open sessions until both workers hold some (the kernel picks the worker).
+        while len(sessions) < 40:
+            sessions.append(await open_text_session(relay))
+            pids = {line["pid"] for line in session_lines(relay)}
+            if len(pids) == 2 and len(sessions) >= 4:
+                break
+        assert len({line["pid"] for line in session_lines(relay)}) == 2
+        metrics_url = f"http://127.0.0.1:{relay.port}/metrics"
+        samples = await scrape(metrics_url)
+        assert value(samples, "relay_sessions_active", project="default") == len(sessions)
+        for ws in sessions:
+            await one_turn(ws, "count me")
+            await ws.close()
+        for _ in range(100):
+            samples = await scrape(metrics_url)
+            if value(samples, "relay_sessions_active", project="default") == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert value(samples, "relay_sessions_active", project="default") == 0
+        ended = value(samples, "relay_sessions_total", project="default", outcome="client_closed")
+        assert ended == len(sessions)
+        # Each session sent setup + one turn: frames from clients add up across both workers.
+        assert value(samples, "relay_frames_total", direction="client_to_upstream") == 2 * len(
+            sessions
+        )
+        assert value(samples, "relay_tokens_total", project="default", kind="prompt") > 0
+        assert value(samples, "relay_closes_total", side="client", code="1000") == len(sessions)
+        assert (
+            value(samples, "relay_build_info", version=_version(samples), python=_python(samples))
+            == 1
+        )
+    finally:
+        relay.kill()
+
+
+def _label(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, label: str
+) -> str:
+    for sample_name, labels in samples:
+        if sample_name == name:
+            return dict(labels)[label]
+    raise AssertionError(f"{name} is not exported")
+
+
+def _version(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> str:
+    return _label(samples, "relay_build_info", "version")
+
+
+def _python(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> str:
+    return _label(samples, "relay_build_info", "python")
+
+
+async def test_metrics_on_their_own_port_behind_a_token(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    relay = RelayProcess(
+        {
+            "RELAY_UPSTREAM": "emulator",
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_METRICS_PORT": str(metrics_port),
+            "RELAY_METRICS_TOKEN": "scrape-secret",
+        },
+        tmp_path / "relay.log",
+    )
+    try:
+        ws = await open_text_session(relay)
+        async with httpx.AsyncClient() as http:
+            on_main_port = await http.get(f"http://127.0.0.1:{relay.port}/metrics")
+            without_token = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert on_main_port.status_code == 404
+        assert without_token.status_code == 401
+        samples = await scrape(f"http://127.0.0.1:{metrics_port}/metrics", "scrape-secret")
+        assert value(samples, "relay_sessions_active", project="default") == 1
+        await ws.close()
+    finally:
+        relay.kill()
+
+
+async def test_a_session_logs_one_start_and_one_end_line_with_its_id(tmp_path: Path) -> None:
+    relay = RelayProcess(
+        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY}, tmp_path / "relay.log"
+    )
+    try:
+        ws = await open_text_session(relay)
+        for _ in range(3):
+            await one_turn(ws, "log me")
+        await ws.close(4000, "bye")
+        relay.wait_for_log('"session ended"')
+        async with httpx.AsyncClient() as http:
+            refused = await http.get(
+                f"http://127.0.0.1:{relay.port}/v1/live",
+                headers={
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                },
+            )
+        assert refused.status_code == 401
+        assert refused.json()["error"]["status"] == "UNAUTHENTICATED"
+        await asyncio.sleep(0.2)
+    finally:
+        relay.kill()
+    start, end = session_lines(relay)
+    assert start["session"] == end["session"]
+    assert start["project"] == end["project"] == "default"
+    assert end["closed_by"] == "client"
+    assert end["code"] == 4000
+    assert end["reason"] == "bye"
+    assert end["frames_in"] == 4  # setup + three turns
+    assert isinstance(end["frames_out"], int)
+    assert end["frames_out"] > 6
+    assert isinstance(end["prompt_tokens"], int)
+    assert end["prompt_tokens"] > 0
+    output = relay.output()
+    assert API_KEY not in output
+    assert "log me" not in output  # never a frame payload
+    errors = [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and json.loads(line)["level"] == "ERROR"
+    ]
+    assert errors == []
