@@ -117,6 +117,7 @@ async def serve_connection(
         await _inject(ws, fault, config.faults)
         return
     first_frame = await ws.recv()
+    context.stats.binary_frames += isinstance(first_frame, bytes)
     if (fault := faults.count_frame()) is not None:
         await _inject(ws, fault, config.faults)
         return
@@ -176,7 +177,9 @@ async def _receive(
     ws: ServerConnection, session: LiveSession, faults: _FaultCounter, context: ConnectionContext
 ) -> None:
     echo = context.config.echo_audio
+    stats = context.stats
     async for frame in ws:
+        stats.binary_frames += isinstance(frame, bytes)
         if (fault := faults.count_frame()) is not None:
             await _inject(ws, fault, context.config.faults)
             return

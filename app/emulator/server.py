@@ -150,6 +150,8 @@ class Emulator:
             await ws.close(1011, INTERNAL_ERROR)
         finally:
             stats.connections_open -= 1
+            if (received := ws.protocol.close_rcvd) is not None:
+                stats.closes_received.append((received.code, received.reason))
             logger.info(
                 "emulator connection closed: code=%s reason=%r",
                 ws.close_code,

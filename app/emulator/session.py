@@ -134,6 +134,7 @@ class LiveSession:
             self._video(_message(value["video"]), "realtime_input.video.data")
         if "text" in value:
             self._stats.frames_received["text"] += 1
+            self._stats.texts.append(str(value["text"]))
             self._user_activity()
             self._queue_turn(str(value["text"]), spoken=False)
         if "activityStart" in value:

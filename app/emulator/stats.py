@@ -18,6 +18,12 @@ class EmulatorStats:
     last_authorization: str | None = None
     # Every accepted setup message, normalized to camelCase.
     setups: list[dict[str, Any]] = field(default_factory=list)
+    # realtimeInput.text messages in the order they arrived (ordering tests of a proxy).
+    texts: list[str] = field(default_factory=list)
+    # Client frames that arrived as binary WebSocket frames (setup included).
+    binary_frames: int = 0
+    # (code, reason) of every close frame a client sent.
+    closes_received: list[tuple[int, str]] = field(default_factory=list)
     turns_completed: int = 0
     interruptions: int = 0
     tool_calls: int = 0

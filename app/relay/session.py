@@ -92,7 +92,7 @@ class _RateWindow:
 class Session:
     client: WebSocket
     upstream: ClientConnection
-    setup_frame: str
+    setup_frame: str | bytes
     limits: SessionLimits
     on_usage: UsageHook
     traffic: Traffic = field(default_factory=Traffic)
@@ -150,7 +150,7 @@ class Session:
         try:
             await self.upstream.send(self.setup_frame)
             self.traffic.frames_in += 1
-            self.traffic.bytes_in += len(self.setup_frame)
+            self.traffic.bytes_in += len(self.setup_frame)  # ASCII JSON: chars are bytes
             self.ending = await self._ended
         finally:
             for timer in self._timers:

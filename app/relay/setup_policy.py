@@ -52,7 +52,7 @@ class SetupPolicy:
 
 @dataclass(frozen=True)
 class AcceptedSetup:
-    frame: str  # the rewritten setup message, ready to send upstream
+    frame: str | bytes  # the rewritten setup, as text or binary like the client's frame
     model: str  # the bare model id, for logs and metrics
 
 
@@ -136,4 +136,7 @@ def apply_setup_policy(
     _merge(setup, {k: v for k, v in policy.locked.items() if k != "model"}, force=False)
     _merge(setup, {k: v for k, v in policy.forced.items() if k != "model"}, force=True)
     setup["model"] = target.model_path(model)
-    return AcceptedSetup(frame=json.dumps({"setup": setup}, separators=(",", ":")), model=model)
+    rewritten = json.dumps({"setup": setup}, separators=(",", ":"))
+    return AcceptedSetup(
+        frame=rewritten.encode() if isinstance(frame, bytes) else rewritten, model=model
+    )

@@ -200,10 +200,10 @@ async def test_a_client_close_reaches_the_upstream_with_its_code_and_reason(
     ws = await open_session(plain_relay)
     await ws.close(4001, "user hung up")
     for _ in range(200):
-        if emulator.stats.closes:
+        if emulator.stats.closes_received:
             break
         await asyncio.sleep(0.01)
-    assert emulator.stats.closes[-1] == (4001, "user hung up")
+    assert emulator.stats.closes_received[-1] == (4001, "user hung up")
     assert len(plain_relay.state.sessions) == 0
 
 
