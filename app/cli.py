@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.serve", "run the relay (uvicorn; settings from RELAY_* variables)"),
     "dev": ("app.dev", "run the relay with the in-process emulator and a generated dev key"),
     "emulator": ("app.emulator.cli", "run the offline Live API emulator on its own"),
+    "keys": ("app.auth.keys_cli", "make project API keys (`keys create --project P`)"),
+    "loadtest": ("app.loadtest.cli", "simulated voice sessions against a Live endpoint, timed"),
 }
 
 
