@@ -3,8 +3,10 @@
     python -m tests.bench.run                      # 1, 50, 200, 300, 400 sessions, 15 s each
     python -m tests.bench.run --sessions 1,50 --duration 5 --targets direct,relay
 
-The proxy under test is pinned to one core, the load generator, the emulator and Redis to the
-other (`taskset`), so figures are comparable run to run. Each step starts its proxy afresh,
+The proxy under test is pinned to one core, the load generator, the upstream and Redis to the
+other (`taskset`), so figures are comparable run to run. The upstream is the emulator's echo
+contract served by `tests.bench.echo_upstream` (lean enough to leave the load core room), or
+the emulator itself with `--upstream emulator`. Each step starts its proxy afresh,
 warms it up with one short session, then samples it from /proc while `live-relay loadtest`
 measures. The Markdown table (and the raw figures as JSON) go to bench-results/ and stdout.
 Everything is bounded: session counts, durations, and every process's lifetime.
@@ -37,6 +39,10 @@ MAX_SESSIONS = 2000
 MAX_DURATION_SECONDS = 120
 WARM_UP_SECONDS = 1.0
 LOADTEST_GRACE_SECONDS = 60  # beyond its own deadline, before the run gives up on it
+UPSTREAMS = {  # name -> (module run with --port, description)
+    "lean-echo": ("tests.bench.echo_upstream", "lean echo with the emulator's echo contract"),
+    "emulator": ("tests.bench.emulator", "the emulator in echo mode, under uvloop"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     machine = describe_machine()
     with contextlib.ExitStack() as stack:
-        services = _start_services(stack, workdir, args.proxy_core, args.load_core)
+        services = _start_services(stack, workdir, args)
         steps = [
             _measure(TARGETS[name], services, sessions, args)
             for sessions in args.sessions
             for name in args.targets
         ]
     settings = [
-        f"- Pinning: proxy on core {args.proxy_core}; load generator, emulator (echo mode) and "
-        f"Redis on core {args.load_core}",
+        f"- Pinning: proxy on core {args.proxy_core}; load generator, upstream and Redis on "
+        f"core {args.load_core}; upstream: {UPSTREAMS[args.upstream][1]}",
         f"- Each step: sessions opened over max(1 s, sessions/100 s), then {args.duration:g} s "
         f"measured; {args.chunk_ms} ms of 16 kHz PCM per frame both ways; no compression "
         "unless the target says so",
@@ -88,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         default=_default_targets(),
         help=f"comma-separated, from: {', '.join(TARGETS)} (default: {','.join(DEFAULT_TARGETS)}"
         ", nginx only when installed)",
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=list(UPSTREAMS),
+        default="lean-echo",
+        help="what answers the audio (default lean-echo: the emulator's echo contract, cheaply)",
     )
     parser.add_argument("--chunk-ms", type=int, default=40, help="audio per frame (40)")
     parser.add_argument("--proxy-core", type=int, default=0)
@@ -126,22 +138,23 @@ def _default_targets() -> tuple[str, ...]:
 
 
 def _start_services(
-    stack: contextlib.ExitStack, workdir: Path, proxy_core: int, load_core: int
+    stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
 ) -> Services:
     redis = RedisServer(workdir)
     redis.start()
     stack.callback(redis.stop)
     assert redis.process is not None
-    pin_existing(load_core, redis.process.pid)
+    pin_existing(args.load_core, redis.process.pid)
 
     port = free_port()
-    emulator = pinned(load_core, python("-m", "tests.bench.emulator", f"--port={port}"))
-    stack.enter_context(running(emulator, log=workdir / "emulator.log", port=port))
+    module = UPSTREAMS[args.upstream][0]
+    upstream = pinned(args.load_core, python("-m", module, f"--port={port}"))
+    stack.enter_context(running(upstream, log=workdir / "upstream.log", port=port))
 
     key_file = workdir / "api-key"
     key_file.touch(mode=0o600)
     key_file.write_text("lr_bench_" + secrets.token_hex(16))
-    return Services(f"ws://127.0.0.1:{port}", redis.url, key_file, workdir, proxy_core)
+    return Services(f"ws://127.0.0.1:{port}", redis.url, key_file, workdir, args.proxy_core)
 
 
 def _measure(target: Target, services: Services, sessions: int, args: argparse.Namespace) -> Step:

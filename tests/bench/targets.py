@@ -1,6 +1,6 @@
 """What the load generator can be pointed at, each started fresh on the proxy core.
 
-`direct` is the emulator itself (the baseline every added latency is measured against);
+`direct` is the echo upstream itself (the baseline every added latency is measured against);
 `relay` is `live-relay serve` as a user deploys it (auth on, quotas in Redis, metrics on); the
 `bare*` passthroughs are the relay's stack without its features; `nginx` is what a C proxy
 costs. The variants exist to decide the relay's defaults with numbers (see
@@ -29,7 +29,7 @@ RELAY_MODEL = "gemini-live-2.5-flash"
 class Services:
     """What every target of a run shares: the emulator, Redis, a key, where logs go."""
 
-    emulator_base_url: str  # ws://127.0.0.1:PORT
+    emulator_base_url: str  # ws://127.0.0.1:PORT of the echo upstream
     redis_url: str
     api_key_file: Path
     workdir: Path
@@ -162,7 +162,7 @@ def _nginx(services: Services) -> Iterator[Endpoint]:
 TARGETS = {
     target.name: target
     for target in [
-        Target("direct", "the emulator itself, no proxy: the baseline", _direct),
+        Target("direct", "the upstream itself, no proxy: the baseline", _direct),
         Target("relay", "live-relay serve: auth, Redis quotas, metrics, timers", _relay()),
         Target(
             "bare", "passthrough on the relay's stack (websockets-sansio, uvloop)", _passthrough()

@@ -1,0 +1,112 @@
+"""A lean stand-in for the emulator's load-test mode, so the load core is not the bottleneck.
+
+Same contract as `EmulatorConfig(echo_audio=True)`: the first message is answered with
+`setupComplete`, every `realtimeInput.audio` chunk at once with one binary frame carrying the
+very same base64 string, anything else is ignored. It is the `websockets` sans-I/O server
+protocol driven from `asyncio.Protocol` callbacks under uvloop, with a byte sniff instead of a
+JSON parse: on the benchmark machine it costs about a third of the emulator's CPU per echoed
+frame, which is what lets one core carry the load generator and the upstream at 300-400
+sessions. `make bench --upstream emulator` measures against the real emulator instead.
+
+    python -m tests.bench.echo_upstream --port 9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import cast
+
+import uvloop
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
+SETUP_COMPLETE = b'{"setupComplete":{}}'
+ECHO_HEAD = (
+    b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":'
+    b'{"mimeType":"audio/pcm;rate=24000","data":"'
+)
+ECHO_TAIL = b'"}}]}}}'
+AUDIO_MARKER = b'"realtimeInput":{"audio":'
+DATA_MARKER = b'"data":"'
+
+
+def echo_of(message: bytes) -> bytes | None:
+    """The echo frame for an audio message, None for anything else."""
+    if AUDIO_MARKER not in message:
+        return None
+    start = message.find(DATA_MARKER)
+    if start < 0:
+        return None
+    start += len(DATA_MARKER)
+    end = message.find(b'"', start)
+    return None if end < 0 else ECHO_HEAD + message[start:end] + ECHO_TAIL
+
+
+class EchoConnection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._protocol = ServerProtocol(max_size=16 * 1024 * 1024)
+        self._transport: asyncio.Transport | None = None
+        self._set_up = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop does not subclass it
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                protocol.send_response(protocol.accept(event))
+            elif isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+                self._message(bytes(event.data))
+        self._flush()
+
+    def eof_received(self) -> None:
+        self._protocol.receive_eof()
+        self._flush()
+
+    def _message(self, message: bytes) -> None:
+        if self._protocol.state is not OPEN:
+            return
+        if not self._set_up:
+            self._set_up = True
+            self._protocol.send_binary(SETUP_COMPLETE)
+            return
+        echo = echo_of(message)
+        if echo is not None:
+            self._protocol.send_binary(echo)
+
+    def _flush(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        for data in self._protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+        if self._protocol.close_expected():
+            transport.close()
+
+
+async def serve(port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = await loop.create_server(EchoConnection, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    uvloop.run(serve(parser.parse_args().port))
+
+
+if __name__ == "__main__":
+    main()
