@@ -15,7 +15,7 @@ from tests.support.audio import chunks, silence, speech_like
 from tests.support.relay import RunningRelay, running_relay
 from tests.support.tls import TLSFiles
 
-TEXT: dict[str, Any] = {"response_modalities": ["TEXT"]}
+TEXT = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
 
 
 async def receive_turn(session: Any) -> list[types.LiveServerMessage]:
@@ -53,11 +53,11 @@ async def test_a_text_turn(relay: RunningRelay, tls_files: TLSFiles) -> None:
 
 async def test_an_audio_turn_with_transcriptions(relay: RunningRelay, tls_files: TLSFiles) -> None:
     client = sdk_client(relay, tls_files)
-    config = {
-        "response_modalities": ["AUDIO"],
-        "input_audio_transcription": {},
-        "output_audio_transcription": {},
-    }
+    config = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+    )
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         await send_speech(session)
         messages = await receive_turn(session)
@@ -80,9 +80,11 @@ async def test_an_audio_turn_with_transcriptions(relay: RunningRelay, tls_files:
 async def test_a_tool_call_round_trip(relay: RunningRelay, tls_files: TLSFiles) -> None:
     weather = types.FunctionDeclaration(
         name="get_weather",
-        parameters=types.Schema(type="OBJECT", properties={"city": types.Schema(type="STRING")}),
+        parameters=types.Schema(
+            type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
+        ),
     )
-    config = {**TEXT, "tools": [types.Tool(function_declarations=[weather])]}
+    config = TEXT.model_copy(update={"tools": [types.Tool(function_declarations=[weather])]})
     client = sdk_client(relay, tls_files)
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         await session.send_client_content(
@@ -137,7 +139,7 @@ async def test_resumption_with_a_handle_across_two_connections(
 ) -> None:
     client = sdk_client(relay, tls_files)
     handle = None
-    config = {**TEXT, "session_resumption": types.SessionResumptionConfig()}
+    config = TEXT.model_copy(update={"session_resumption": types.SessionResumptionConfig()})
     async with client.aio.live.connect(model=MODEL, config=config) as session:
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="remember apples")]),
@@ -151,7 +153,9 @@ async def test_resumption_with_a_handle_across_two_connections(
                     handle = update.new_handle
                     break
     assert handle
-    resumed = {**TEXT, "session_resumption": types.SessionResumptionConfig(handle=handle)}
+    resumed = TEXT.model_copy(
+        update={"session_resumption": types.SessionResumptionConfig(handle=handle)}
+    )
     async with client.aio.live.connect(model=MODEL, config=resumed) as session:
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="what did I say?")]),

@@ -28,7 +28,7 @@ def vertex_settings(emulator: Emulator, credentials: Path, **overrides: object) 
         "port": 0,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
 async def start_session(relay: RunningRelay) -> None:
