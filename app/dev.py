@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
             upstream="emulator",
             workers=1,
             api_keys=(api_key,),
+            # Pages on any localhost port may connect: credentials here are explicit keys,
+            # never cookies, so a foreign page gains nothing without the key.
+            allowed_origins=("*",),
             token_signing_key=secrets.token_urlsafe(32),
         )
     except SettingsError as exc:

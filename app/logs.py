@@ -70,6 +70,19 @@ class RedactQueryFilter(logging.Filter):
         return True
 
 
+class WireTraceFilter(logging.Filter):
+    """Drop the websockets library's wire traces from uvicorn's logger.
+
+    At debug level the protocol logs every handshake header (`< Authorization: Bearer …`,
+    `< Sec-WebSocket-Protocol: live-relay, <token>`) and every frame with its payload
+    (`> TEXT '{"realtimeInput": …'`): secrets and frame payloads, one line per frame. Those lines
+    start with `<`, `>` or `=` followed by a space.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg[:2] in ("< ", "> ", "= "))
+
+
 class RefusedHandshakeNoiseFilter(logging.Filter):
     """Drop uvicorn's false alarm after the relay refuses a WebSocket handshake.
 
@@ -166,6 +179,7 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
             "session": {"()": SessionFilter},
             "redact_query": {"()": RedactQueryFilter},
             "refused_handshake_noise": {"()": RefusedHandshakeNoiseFilter},
+            "wire_trace": {"()": WireTraceFilter},
         },
         "formatters": {
             "json": {"()": JsonFormatter},
@@ -184,8 +198,11 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
             # WebSocket handshake lines ("WebSocket /v1/live?access_token=..." [accepted]).
             "uvicorn.error": {
                 "level": level,
-                "filters": ["redact_query", "refused_handshake_noise"],
+                "filters": ["redact_query", "refused_handshake_noise", "wire_trace"],
             },
+            # The upstream leg's client logs its handshake (with the Google bearer token) and
+            # every frame at debug level: never below INFO, whatever RELAY_LOG_LEVEL says.
+            "websockets": {"level": "INFO" if level == "DEBUG" else level},
             "uvicorn.access": {
                 "handlers": ["stdout"],
                 "level": level,

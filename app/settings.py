@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.auth.origins import normalize_origin
+
 MiB = 1024 * 1024
 
 DEFAULT_ALLOWED_MODELS = (
@@ -120,6 +122,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Static API keys of the default project (comma-separated)."
     )
+    allowed_origins: CommaList = Field(
+        (),
+        description="Browser origins the default project (no projects file) accepts; * for any.",
+    )
     projects_file: Path | None = Field(
         None, description="TOML file declaring projects, their keys, issuers and limits."
     )
@@ -176,10 +182,15 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
-    @field_validator("allowed_models", "api_keys", mode="before")
+    @field_validator("allowed_models", "allowed_origins", "api_keys", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _normalize_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalize_origin(origin) for origin in origins)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -110,6 +110,7 @@ def default_project(settings: Settings) -> Project:
     return Project(
         name=DEFAULT_PROJECT,
         api_key_hashes=frozenset(hash_api_key(k.get_secret_value()) for k in settings.api_keys),
+        allowed_origins=settings.allowed_origins,
         quota=default_quota(settings),
     )
 

@@ -42,16 +42,22 @@ def session_lines(relay: RelayProcess) -> list[dict[str, object]]:
 
 async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
     relay = RelayProcess(
-        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY, "RELAY_WORKERS": "2"},
+        {
+            "RELAY_UPSTREAM": "emulator",
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_WORKERS": "2",
+            # Each worker has its own memory quota store: room for all, wherever they land.
+            "RELAY_DEFAULT_MAX_SESSIONS": "100",
+        },
         tmp_path / "relay.log",
     )
     try:
         sessions: list[ClientConnection] = []
-        # Open sessions until both workers hold some (the kernel picks the worker).
-        while len(sessions) < 40:
-            sessions.append(await open_text_session(relay))
-            pids = {line["pid"] for line in session_lines(relay)}
-            if len(pids) == 2 and len(sessions) >= 4:
+        # Open sessions in bursts until both workers hold some: the kernel picks the worker,
+        # and only connections arriving together wake both.
+        for _ in range(8):
+            sessions += await asyncio.gather(*(open_text_session(relay) for _ in range(10)))
+            if len({line["pid"] for line in session_lines(relay)}) == 2:
                 break
         assert len({line["pid"] for line in session_lines(relay)}) == 2
         metrics_url = f"http://127.0.0.1:{relay.port}/metrics"
@@ -169,3 +175,44 @@ async def test_a_session_logs_one_start_and_one_end_line_with_its_id(tmp_path: P
         if line.startswith("{") and json.loads(line)["level"] == "ERROR"
     ]
     assert errors == []
+
+
+async def test_no_credential_and_no_payload_reaches_the_logs_even_at_debug(
+    tmp_path: Path,
+) -> None:
+    relay = RelayProcess(
+        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY, "RELAY_LOG_LEVEL": "debug"},
+        tmp_path / "relay.log",
+    )
+    secrets = [API_KEY]
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(2):  # each token starts one session
+                minted = await http.post(
+                    f"http://127.0.0.1:{relay.port}/v1/tokens",
+                    json={},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+                secrets.append(minted.json()["token"])
+        in_url, in_subprotocol = secrets[1:]
+        setup = json.dumps({"setup": {"model": MODEL}})
+        for url, extra in [
+            (f"{relay.url()}?key={API_KEY}", {}),
+            (f"{relay.url()}?access_token={in_url}", {}),
+            (relay.url(), {"subprotocols": ["live-relay", in_subprotocol]}),
+            (relay.url(), {"additional_headers": {"x-goog-api-key": API_KEY}}),
+        ]:
+            async with connect(url, **extra) as ws:  # type: ignore[arg-type]
+                await ws.send(setup)
+                await asyncio.wait_for(ws.recv(), timeout=10)
+                await ws.send(text_turn("a private payload"))
+                await asyncio.wait_for(ws.recv(), timeout=10)
+        relay.wait_for_log('"session ended"')
+    finally:
+        relay.kill()
+    # At debug level websockets traces every handshake header and frame: without the relay's
+    # log filters this test finds the key, the tokens and the payload in the output.
+    output = relay.output()
+    for secret in secrets:
+        assert secret not in output
+    assert "a private payload" not in output
