@@ -1,4 +1,4 @@
-# live-relay container image: `docker build -t live-relay .`, then see docs/operations.md.
+# live-relay container image: `docker build -t live-relay .`, then see README.md, "Run with Docker".
 #
 # Two stages: the build stage installs everything into a virtualenv; the runtime stage copies
 # only that virtualenv, so no pip, wheel cache or build tooling ships in the image.

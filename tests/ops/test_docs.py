@@ -1,4 +1,4 @@
-"""The operations docs name every metric and only settings that exist."""
+"""The README and the Kubernetes example name every metric and only settings that exist."""
 
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ from app.metrics import RelayMetrics, metrics_registry
 from app.settings import Settings
 from tests.ops.deployment_files import ROOT
 
-OPERATIONS = ROOT / "docs" / "operations.md"
+README = ROOT / "README.md"
 KUBERNETES_README = ROOT / "docker" / "kubernetes" / "README.md"
 SETTINGS = {f"RELAY_{name.upper()}" for name in Settings.model_fields}
 
 
 def headings(path: Path) -> set[str]:
     return set(re.findall(r"^## (.+)$", path.read_text(), flags=re.MULTILINE))
-
-
-def test_operations_doc_has_the_readme_sections() -> None:
-    assert {"Metrics", "Logs", "Run with Docker", "Scale out"} <= headings(OPERATIONS)
 
 
 def test_kubernetes_readme_covers_sizing_and_redis_availability() -> None:
@@ -31,7 +27,7 @@ def test_kubernetes_readme_covers_sizing_and_redis_availability() -> None:
 def test_every_relay_metric_is_documented() -> None:
     registry = metrics_registry()
     RelayMetrics(registry)
-    text = OPERATIONS.read_text()
+    text = README.read_text()
     for family in registry.collect():
         if family.name.startswith("relay_"):
             exposed = family.name + ("_total" if family.type == "counter" else "")
@@ -39,13 +35,13 @@ def test_every_relay_metric_is_documented() -> None:
 
 
 def test_metrics_and_log_settings_are_documented() -> None:
-    text = OPERATIONS.read_text()
+    text = README.read_text()
     for setting in SETTINGS:
         if setting.startswith(("RELAY_METRICS_", "RELAY_LOG_")):
             assert setting in text, setting
 
 
-@pytest.mark.parametrize("path", [OPERATIONS, KUBERNETES_README], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [README, KUBERNETES_README], ids=lambda p: p.name)
 def test_docs_name_only_settings_that_exist(path: Path) -> None:
     named = set(re.findall(r"RELAY_[A-Z0-9_]+", path.read_text()))
     assert named - SETTINGS == set()
