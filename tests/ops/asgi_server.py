@@ -1,14 +1,15 @@
-"""Serve an ASGI app with a real uvicorn in the test's event loop, on a free port."""
+"""Serve a plain ASGI app (no lifespan, no logging config) for the ops tests."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from tests.support.asgi import serving as serving_config
 
 
 @asynccontextmanager
@@ -25,18 +26,5 @@ async def serving(
         ssl_certfile=str(cert_file) if cert_file else None,
         ssl_keyfile=str(key_file) if key_file else None,
     )
-    sock = config.bind_socket()
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
+    async with serving_config(config) as port:
         yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
-        sock.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,13 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from app.factory import create_app
 from app.relay.runtime import Relay
 from app.serve import uvicorn_config
 from app.settings import Settings
+from tests.support.asgi import serving
 from tests.support.net import free_port, wait_for_port
 
 
@@ -39,27 +38,14 @@ class RunningRelay:
 async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
     """The relay app under a real uvicorn server in this event loop, on a free port."""
     app = create_app(settings)
-    config = uvicorn_config(settings.model_copy(update={"port": 0}), app, configure_logs=False)
-    sock = config.bind_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            raise RuntimeError("the relay did not start") from task.exception()
-        await asyncio.sleep(0.01)
     tls = settings.tls_enabled
     host = "localhost" if tls else "127.0.0.1"
-    try:
+    async with serving(uvicorn_config(settings, app, configure_logs=False)) as port:
         yield RunningRelay(
             app=app,
             url=f"{'wss' if tls else 'ws'}://{host}:{port}/v1/live",
             http_url=f"{'https' if tls else 'http'}://{host}:{port}",
         )
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
-        sock.close()
 
 
 class RelayProcess:
