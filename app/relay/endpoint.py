@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from app.auth.credentials import RELAY_SUBPROTOCOL
@@ -51,6 +52,11 @@ async def live(websocket: WebSocket) -> None:
     context = session_id_var.set(session_id)
     try:
         await _serve(relay, websocket, principal, session_id)
+    except Exception:
+        # The session boundary: whatever went wrong, log it once and still send a close frame.
+        logger.exception("session failed")
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.close(INTERNAL_ERROR, "internal error")
     finally:
         session_id_var.reset(context)
 

@@ -148,9 +148,6 @@ class Session:
         for pump in pumps:
             pump.add_done_callback(self._pump_finished)
         try:
-            await self.upstream.send(self.setup_frame)
-            self.traffic.frames_in += 1
-            self.traffic.bytes_in += len(self.setup_frame)  # ASCII JSON: chars are bytes
             self.ending = await self._ended
         finally:
             for timer in self._timers:
@@ -253,6 +250,9 @@ class Session:
         send = self.client.send
         traffic = self.traffic
         try:
+            await self.upstream.send(self.setup_frame)
+            traffic.frames_in += 1
+            traffic.bytes_in += len(self.setup_frame)  # ASCII JSON: characters are bytes
             await self._forward_setup_complete()
             while True:
                 frame = await recv()
