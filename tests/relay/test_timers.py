@@ -7,7 +7,7 @@ import json
 
 from websockets.asyncio.client import connect
 
-from app.emulator import Emulator, EmulatorConfig
+from app.emulator import Emulator, EmulatorConfig, Faults
 from tests.relay.conftest import auth_headers, relay_settings
 from tests.relay.test_setup_and_closes import close_of, open_session
 from tests.support.relay import running_relay
@@ -73,3 +73,40 @@ async def test_an_upstream_goaway_reaches_the_client_unchanged() -> None:
             await asyncio.sleep(0.01)
         registry_value = metrics.goaways_total.labels("upstream")._value.get()
     assert registry_value == 1
+
+
+async def test_slow_upstream_pongs_within_the_timeout_keep_the_session() -> None:
+    config = EmulatorConfig(faults=Faults(pong_delay_seconds=0.4))
+    async with (
+        Emulator(config) as slow_pongs,
+        running_relay(
+            relay_settings(
+                slow_pongs,
+                None,
+                upstream_ping_interval_seconds=0.2,
+                upstream_ping_timeout_seconds=2.0,
+            )
+        ) as relay,
+    ):
+        ws = await open_session(relay)
+        await asyncio.sleep(1.5)  # several pings, each answered late
+        await ws.send(json.dumps({"realtimeInput": {"text": "still here?"}}))
+        reply = await asyncio.wait_for(ws.recv(), timeout=5)
+        assert ws.close_code is None
+        assert reply
+        await ws.close()
+
+
+async def test_an_upstream_that_never_pongs_ends_the_session_with_1011() -> None:
+    async with (
+        Emulator(EmulatorConfig(faults=Faults(never_pong=True))) as silent,
+        running_relay(
+            relay_settings(
+                silent, None, upstream_ping_interval_seconds=0.2, upstream_ping_timeout_seconds=0.5
+            )
+        ) as relay,
+    ):
+        ws = await open_session(relay)
+        code, reason = await close_of(ws)
+    assert code == 1011
+    assert "upstream" in reason
