@@ -6,7 +6,7 @@ very same base64 string, anything else is ignored. It is the `websockets` sans-I
 protocol driven from `asyncio.Protocol` callbacks under uvloop, with a byte sniff instead of a
 JSON parse: on the benchmark machine it costs about a third of the emulator's CPU per echoed
 frame, which is what lets one core carry the load generator and the upstream at 300-400
-sessions. `make bench --upstream emulator` measures against the real emulator instead.
+sessions. `python -m tests.bench.run --upstream emulator` measures against the emulator.
 
     python -m tests.bench.echo_upstream --port 9000
 """

@@ -144,20 +144,12 @@ def verdicts(steps: list[Step]) -> list[str]:
                     f"CPU per frame {ratio:.2f}x bare (≤ {MAX_CPU_RATIO_TO_BARE}x)",
                 )
             )
-    rss = [
-        step.proxy_rss_kb_per_session
-        for step in steps
-        if step.target == "relay" and step.sessions >= 50 and step.proxy_rss_kb_per_session
-    ]
-    if rss:
-        worst = max(rss)
-        lines.append(
-            "- "
-            + _mark(
-                worst <= MAX_RSS_KB_PER_SESSION,
-                f"RSS per session ≤ {worst:.0f} KB (≤ {MAX_RSS_KB_PER_SESSION:.0f})",
-            )
-        )
+    for step in steps:
+        rss = step.proxy_rss_kb_per_session
+        if step.target == "relay" and step.sessions >= 50 and rss is not None:
+            ok = rss <= MAX_RSS_KB_PER_SESSION
+            text = f"RSS per session {rss:.0f} KB (≤ {MAX_RSS_KB_PER_SESSION:.0f})"
+            lines.append(f"- {step.sessions} sessions: {_mark(ok, text)}")
     return lines
 
 

@@ -1,6 +1,6 @@
 """`make bench`: the emulator directly, then proxies in front of it, at rising session counts.
 
-    python -m tests.bench.run                      # 1, 50, 200, 300, 400 sessions, 15 s each
+    python -m tests.bench.run                      # 1, 50, 100, 200, 300, 400 sessions, 15 s each
     python -m tests.bench.run --sessions 1,50 --duration 5 --targets direct,relay
 
 The proxy under test is pinned to one core, the load generator, the upstream and Redis to the
@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sessions",
         type=_session_counts,
-        default=(1, 50, 200, 300, 400),
-        help="comma-separated session counts (default 1,50,200,300,400)",
+        default=(1, 50, 100, 200, 300, 400),
+        help="comma-separated session counts (default 1,50,100,200,300,400)",
     )
     parser.add_argument(
         "--duration", type=_duration, default=15.0, help="seconds measured per step (15)"
