@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -27,6 +27,10 @@ from redis.backoff import NoBackoff
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 """Sentinel URL scheme -> whether connections use TLS."""
 DEFAULT_SENTINEL_PORT = 26379
+POOL_SIZE = 64
+"""Connections to one Redis per relay process: plenty for one heartbeat and session churn."""
+POOL_WAIT_SECONDS = 2.0
+"""How long a command waits for a free pooled connection before the store counts as down."""
 
 
 def _client_options() -> dict[str, Any]:
@@ -67,7 +71,12 @@ def connect_redis(url: str, *, cluster: bool = False) -> RedisConnection:
         )
     if cluster:
         return RedisConnection(RedisCluster.from_url(url, **_client_options()))
-    return RedisConnection(Redis.from_url(url, **_client_options()))
+    # A blocking pool: when hundreds of sessions start or end together, commands wait a moment
+    # for a pooled connection instead of failing as if Redis were down ("Too many connections").
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **_client_options()
+    )
+    return RedisConnection(Redis.from_pool(pool))
 
 
 def _connect_sentinel(url: str) -> RedisConnection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import get_args
@@ -122,3 +123,15 @@ def test_projects_whose_names_differ_never_share_a_key() -> None:
     keys = {quota_key("relay", name, "leases") for name in names}
 
     assert len(keys) == len(names)
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_failing(
+    store: RedisQuotaStore,
+) -> None:
+    # Hundreds of sessions ending together release at once: none of it may look like an outage.
+    limits = QuotaLimits(max_sessions=1_000, tokens_per_minute=10**9)
+    leases = [Lease("burst", None, f"s-{index}", time.time()) for index in range(400)]
+    refusals = await asyncio.gather(*(store.acquire(lease, limits, 30) for lease in leases))
+    assert refusals == [None] * len(leases)
+    await asyncio.gather(*(store.release(lease) for lease in leases))
+    assert await store.sessions("burst") == []
