@@ -6,7 +6,6 @@ import asyncio
 import base64
 import itertools
 import json
-import math
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,18 +13,16 @@ from typing import Any
 
 import google.oauth2.credentials
 from google import genai
-from google.genai import live, types
+from google.genai import types
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.emulator import Emulator, EmulatorConfig
+from tests.support.sdk import TURN_TIMEOUT
 from tests.support.tls import TLSFiles
 
 MODEL = "gemini-live-2.5-flash"
 VERTEX_MODEL = f"projects/p/locations/us-central1/publishers/google/models/{MODEL}"
 VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
-INPUT_RATE = 16_000
-CHUNK_SECONDS = 0.02
-TURN_TIMEOUT = 10.0
 
 
 @asynccontextmanager
@@ -48,75 +45,6 @@ def sdk_client(emulator: Emulator, tls_files: TLSFiles, token: str = "t") -> gen
             "async_client_args": {"ssl": tls_files.client_context()},
         },
     )
-
-
-async def receive_turn(session: live.AsyncSession) -> list[types.LiveServerMessage]:
-    """Every message up to and including the next turnComplete."""
-    async with asyncio.timeout(TURN_TIMEOUT):
-        return [message async for message in session.receive()]
-
-
-async def receive_until(
-    session: live.AsyncSession, field: str
-) -> tuple[list[types.LiveServerMessage], types.LiveServerMessage]:
-    """Messages before the first one that sets `field`, and that one."""
-    seen: list[types.LiveServerMessage] = []
-    async with asyncio.timeout(TURN_TIMEOUT):
-        while True:
-            async for message in session.receive():
-                if getattr(message, field) is not None:
-                    return seen, message
-                seen.append(message)
-
-
-def texts(messages: list[types.LiveServerMessage]) -> str:
-    return "".join(message.text or "" for message in messages)
-
-
-def server_flags(messages: list[types.LiveServerMessage]) -> list[str]:
-    """The turn-state flags in order: interrupted, generation_complete, turn_complete."""
-    flags = []
-    for message in messages:
-        content = message.server_content
-        if content is None:
-            continue
-        for flag in ("interrupted", "generation_complete", "turn_complete"):
-            if getattr(content, flag):
-                flags.append(flag)
-    return flags
-
-
-def speech(seconds: float, pitch_hz: float = 180.0) -> bytes:
-    """16 kHz 16-bit PCM that sounds like a voice to an energy detector: a tone whose
-    loudness rises and falls four times a second, never down to silence."""
-    samples = round(seconds * INPUT_RATE)
-    return b"".join(
-        struct.pack(
-            "<h",
-            round(
-                7000
-                * (0.6 + 0.4 * math.sin(2 * math.pi * 4 * n / INPUT_RATE))
-                * math.sin(2 * math.pi * pitch_hz * n / INPUT_RATE)
-            ),
-        )
-        for n in range(samples)
-    )
-
-
-def silence(seconds: float) -> bytes:
-    return bytes(2 * round(seconds * INPUT_RATE))
-
-
-def pcm_chunks(pcm: bytes, seconds: float = CHUNK_SECONDS) -> list[bytes]:
-    size = 2 * round(seconds * INPUT_RATE)
-    return [pcm[start : start + size] for start in range(0, len(pcm), size)]
-
-
-async def send_audio(session: live.AsyncSession, pcm: bytes) -> None:
-    for chunk in pcm_chunks(pcm):
-        await session.send_realtime_input(
-            audio=types.Blob(data=chunk, mime_type=f"audio/pcm;rate={INPUT_RATE}")
-        )
 
 
 def dominant_pitch_hz(pcm: bytes, rate: int = 24_000) -> float:

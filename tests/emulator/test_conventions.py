@@ -15,7 +15,7 @@ from app.emulator.wire import (
     duration_text,
     normalize,
 )
-from tests.emulator.support import silence, speech
+from tests.support.audio import silence, speech
 
 
 @pytest.mark.parametrize(

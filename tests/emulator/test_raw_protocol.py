@@ -21,10 +21,9 @@ from tests.emulator.support import (
     raw_setup,
     recv_json,
     recv_raw_turn,
-    silence,
-    speech,
     urlsafe_b64,
 )
+from tests.support.audio import silence, speech
 
 TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
 

@@ -9,14 +9,8 @@ import pytest
 from google.genai import errors, types
 
 from app.emulator import EmulatorConfig, Faults
-from tests.emulator.support import (
-    MODEL,
-    receive_turn,
-    receive_until,
-    sdk_client,
-    texts,
-    tls_emulator,
-)
+from tests.emulator.support import MODEL, sdk_client, tls_emulator
+from tests.support.sdk import receive_turn, receive_until, texts
 from tests.support.tls import TLSFiles
 
 RESUMABLE_TEXT: types.LiveConnectConfigDict = {

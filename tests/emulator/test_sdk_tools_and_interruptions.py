@@ -6,18 +6,9 @@ import pytest
 from google.genai import errors, types
 
 from app.emulator import EmulatorConfig
-from tests.emulator.support import (
-    MODEL,
-    receive_turn,
-    receive_until,
-    sdk_client,
-    send_audio,
-    server_flags,
-    silence,
-    speech,
-    texts,
-    tls_emulator,
-)
+from tests.emulator.support import MODEL, sdk_client, tls_emulator
+from tests.support.audio import silence, speech
+from tests.support.sdk import receive_turn, receive_until, send_audio, server_flags, texts
 from tests.support.tls import TLSFiles
 
 WEATHER_TOOL: types.ToolDict = {

@@ -12,15 +12,11 @@ from tests.emulator.support import (
     dominant_pitch_hz,
     input_transcripts,
     output_transcript,
-    receive_turn,
     sdk_client,
-    send_audio,
-    server_flags,
-    silence,
-    speech,
-    texts,
     tls_emulator,
 )
+from tests.support.audio import silence, speech
+from tests.support.sdk import receive_turn, send_audio, server_flags, texts
 from tests.support.tls import TLSFiles
 
 TEXT_ONLY: types.LiveConnectConfigDict = {"response_modalities": [types.Modality.TEXT]}

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from google.genai import errors, types
+from google.genai import errors, live, types
 from websockets.exceptions import InvalidStatus
 
 from app.emulator import Emulator, EmulatorConfig, Faults
 from tests.relay.conftest import MODEL, relay_settings, sdk_client
-from tests.support.audio import chunks, silence, speech_like
+from tests.support.audio import silence, speech
 from tests.support.relay import RunningRelay, running_relay
+from tests.support.sdk import receive_turn, send_audio, texts
 from tests.support.tls import TLSFiles
 
 TEXT = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
 
 
-async def receive_turn(session: Any) -> list[types.LiveServerMessage]:
-    messages = []
-    async with asyncio.timeout(15):
-        async for message in session.receive():
-            messages.append(message)
-    return messages
-
-
-def text_of(messages: list[types.LiveServerMessage]) -> str:
-    return "".join(m.text or "" for m in messages)
-
-
-async def send_speech(session: Any, speech_seconds: float = 0.8) -> None:
-    for chunk in chunks(speech_like(speech_seconds) + silence(1.0)):
-        await session.send_realtime_input(
-            audio=types.Blob(data=chunk, mime_type="audio/pcm;rate=16000")
-        )
-        await asyncio.sleep(0.005)
+async def send_speech(session: live.AsyncSession, speech_seconds: float = 0.8) -> None:
+    await send_audio(session, speech(speech_seconds) + silence(1.0))
 
 
 async def test_a_text_turn(relay: RunningRelay, tls_files: TLSFiles) -> None:
@@ -46,7 +30,7 @@ async def test_a_text_turn(relay: RunningRelay, tls_files: TLSFiles) -> None:
             turn_complete=True,
         )
         messages = await receive_turn(session)
-    assert 'you said "hello relay"' in text_of(messages)
+    assert 'you said "hello relay"' in texts(messages)
     assert messages[-1].server_content is not None
     assert messages[-1].server_content.turn_complete
 
@@ -108,8 +92,8 @@ async def test_a_tool_call_round_trip(relay: RunningRelay, tls_files: TLSFiles) 
             ]
         )
         messages = await receive_turn(session)
-    assert "get_weather returned" in text_of(messages)
-    assert "21" in text_of(messages)
+    assert "get_weather returned" in texts(messages)
+    assert "21" in texts(messages)
 
 
 async def test_speech_interrupts_a_reply(tls_files: TLSFiles) -> None:
@@ -162,7 +146,7 @@ async def test_resumption_with_a_handle_across_two_connections(
             turn_complete=True,
         )
         messages = await receive_turn(session)
-    assert 'Before that you said "remember apples"' in text_of(messages)
+    assert 'Before that you said "remember apples"' in texts(messages)
 
 
 async def test_an_upstream_close_arrives_as_api_error_with_its_code_and_reason(

@@ -1,29 +1,35 @@
-"""Synthetic 16 kHz speech-like PCM: a voiced tone with a syllable rhythm, then silence."""
+"""Synthetic 16 kHz 16-bit mono PCM, as clients send it: speech-like tone and silence."""
 
 from __future__ import annotations
 
 import math
-from array import array
+import struct
 
-SAMPLE_RATE = 16_000
+INPUT_RATE = 16_000
+CHUNK_SECONDS = 0.02
 
 
-def speech_like(seconds: float, pitch_hz: float = 180.0) -> bytes:
-    samples = array("h")
-    for n in range(int(seconds * SAMPLE_RATE)):
-        t = n / SAMPLE_RATE
-        envelope = 0.55 + 0.45 * math.sin(2 * math.pi * 4 * t)  # ~4 syllables a second
-        value = envelope * (
-            math.sin(2 * math.pi * pitch_hz * t) + 0.3 * math.sin(4 * math.pi * pitch_hz * t)
+def speech(seconds: float, pitch_hz: float = 180.0) -> bytes:
+    """16 kHz 16-bit PCM that sounds like a voice to an energy detector: a tone whose
+    loudness rises and falls four times a second, never down to silence."""
+    samples = round(seconds * INPUT_RATE)
+    return b"".join(
+        struct.pack(
+            "<h",
+            round(
+                7000
+                * (0.6 + 0.4 * math.sin(2 * math.pi * 4 * n / INPUT_RATE))
+                * math.sin(2 * math.pi * pitch_hz * n / INPUT_RATE)
+            ),
         )
-        samples.append(int(9000 * value))
-    return samples.tobytes()
+        for n in range(samples)
+    )
 
 
 def silence(seconds: float) -> bytes:
-    return bytes(2 * int(seconds * SAMPLE_RATE))
+    return bytes(2 * round(seconds * INPUT_RATE))
 
 
-def chunks(pcm: bytes, milliseconds: int = 40) -> list[bytes]:
-    size = 2 * SAMPLE_RATE * milliseconds // 1000
-    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+def pcm_chunks(pcm: bytes, seconds: float = CHUNK_SECONDS) -> list[bytes]:
+    size = 2 * round(seconds * INPUT_RATE)
+    return [pcm[start : start + size] for start in range(0, len(pcm), size)]
