@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
+from app.auth.keys import hash_api_key
 from tests.relay.conftest import API_KEY, MODEL, auth_headers
 from tests.relay.test_setup_and_closes import text_turn
 from tests.support.net import free_port
@@ -216,3 +220,36 @@ async def test_no_credential_and_no_payload_reaches_the_logs_even_at_debug(
     for secret in secrets:
         assert secret not in output
     assert "a private payload" not in output
+
+
+async def test_sighup_reloads_the_projects_file_without_dropping_sessions(tmp_path: Path) -> None:
+    first_key, second_key = "lr_first_" + "f" * 40, "lr_second_" + "s" * 40
+    projects = tmp_path / "projects.toml"
+    projects.write_text(f'[projects.acme]\napi_keys = ["{hash_api_key(first_key)}"]\n')
+    relay = RelayProcess(
+        {"RELAY_UPSTREAM": "emulator", "RELAY_PROJECTS_FILE": str(projects)},
+        tmp_path / "relay.log",
+    )
+    try:
+        live = await connect(relay.url(), additional_headers={"x-goog-api-key": first_key})
+        await live.send(json.dumps({"setup": {"model": MODEL}}))
+        assert "setupComplete" in json.loads(await asyncio.wait_for(live.recv(), timeout=10))
+        with pytest.raises(InvalidStatus):
+            await connect(relay.url(), additional_headers={"x-goog-api-key": second_key})
+
+        projects.write_text(f'[projects.acme]\napi_keys = ["{hash_api_key(second_key)}"]\n')
+        relay.process.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            try:
+                ws = await connect(relay.url(), additional_headers={"x-goog-api-key": second_key})
+                break
+            except InvalidStatus:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the new key was not accepted after SIGHUP")
+        await ws.close()
+        await live.send(text_turn("still on the old key"))
+        assert await asyncio.wait_for(live.recv(), timeout=10)
+        await live.close()
+    finally:
+        relay.kill()

@@ -237,3 +237,14 @@ async def test_binary_frames_stay_binary_both_ways(
         reply = await asyncio.wait_for(ws.recv(), timeout=10)
         assert isinstance(reply, bytes)
     assert emulator.stats.binary_frames >= 2
+
+
+async def test_a_close_reason_is_cut_to_123_bytes_on_a_character_boundary(
+    plain_relay: RunningRelay,
+) -> None:
+    async with connect(plain_relay.url, additional_headers=auth_headers()) as ws:
+        await ws.send(setup_message("modèle-" + "é" * 200))
+        code, reason = await close_of(ws)
+    assert code == 1008
+    assert reason.startswith('model "modèle-éé')
+    assert 120 <= len(reason.encode()) <= 123
