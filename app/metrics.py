@@ -17,7 +17,6 @@ whichever worker answers a scrape reports the totals. Open sessions of a worker 
 from __future__ import annotations
 
 import atexit
-import hmac
 import os
 import platform
 import shutil
@@ -38,12 +37,13 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.metrics_core import Metric
 from pydantic import SecretStr
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.settings import Settings
+from app.web import bearer_matches, error_response
 
 # The variable prometheus_client itself reads (see the module docstring).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -279,29 +279,16 @@ class _MetricsEndpoint:
     def __init__(self, registry: CollectorRegistry, token: SecretStr | None) -> None:
         # prometheus_client negotiates the format (Prometheus text, OpenMetrics) and gzip.
         self._exposition: ASGIApp = make_asgi_app(registry)
-        self._token = None if token is None else token.get_secret_value().encode()
+        self._token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._token is not None and not _bearer_matches(scope, self._token):
-            refusal = JSONResponse(
-                {
-                    "error": "unauthorized",
-                    "detail": "send `Authorization: Bearer <RELAY_METRICS_TOKEN>` to read metrics",
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
+        if self._token is not None and not bearer_matches(
+            Headers(scope=scope).get("authorization"), self._token
+        ):
+            refusal = error_response(401, "send Authorization: Bearer <RELAY_METRICS_TOKEN>")
             await refusal(scope, receive, send)
             return
         await self._exposition(scope, receive, send)
-
-
-def _bearer_matches(scope: Scope, token: bytes) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, presented = value.partition(b" ")
-            return scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), token)
-    return False
 
 
 def metrics_route(registry: CollectorRegistry, token: SecretStr | None) -> Route:

@@ -9,15 +9,9 @@ from typing import Any, Literal
 from starlette.responses import JSONResponse
 
 from app.auth.projects import Project
+from app.web import STATUS_NAMES, error_response
 
 Method = Literal["api_key", "jwt", "firebase", "session_token"]
-
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    503: "UNAVAILABLE",
-}
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class AuthFailure(Exception):
     def __init__(self, status_code: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.status = _STATUS_NAMES[status_code]
+        self.status = STATUS_NAMES[status_code]
         self.reason = reason
         self.message = message
 
@@ -74,11 +68,6 @@ class AuthFailure(Exception):
     def unavailable(cls, reason: str, message: str) -> AuthFailure:
         return cls(503, reason, message)
 
-    def body(self) -> dict[str, Any]:
-        """The JSON error body, shaped like Google API errors."""
-        return {"error": {"code": self.status_code, "status": self.status, "message": self.message}}
-
     def response(self) -> JSONResponse:
         """The HTTP answer: for a token request, or as a WebSocket handshake denial."""
-        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
-        return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
+        return error_response(self.status_code, self.message)

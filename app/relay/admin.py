@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,23 +10,17 @@ from fastapi.responses import JSONResponse
 
 from app.quota.types import QuotaStoreError
 from app.relay.runtime import Relay
+from app.web import bearer_matches, error_response
 
 router = APIRouter()
-
-
-def _error(status: int, name: str, message: str) -> JSONResponse:
-    body = {"error": {"code": status, "status": name, "message": message}}
-    return JSONResponse(body, status_code=status)
 
 
 def _admin_refusal(relay: Relay, request: Request) -> JSONResponse | None:
     token = relay.settings.admin_token
     if token is None:
-        return _error(403, "PERMISSION_DENIED", "admin endpoints are off: set RELAY_ADMIN_TOKEN")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        return _error(401, "UNAUTHENTICATED", "send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
+        return error_response(403, "admin endpoints are off: set RELAY_ADMIN_TOKEN")
+    if not bearer_matches(request.headers.get("authorization"), token):
+        return error_response(401, "send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
     return None
 
 
@@ -43,12 +36,12 @@ async def project_usage(project: str, request: Request) -> JSONResponse:
         return refusal
     config = relay.authenticator.registry.get(project)
     if config is None:
-        return _error(404, "NOT_FOUND", f'no project "{project}" is configured')
+        return error_response(404, f'no project "{project}" is configured')
     try:
         leases = await relay.store.sessions(project)
         window = await relay.store.window(project, config.quota)
     except QuotaStoreError:
-        return _error(503, "UNAVAILABLE", "quota store unreachable")
+        return error_response(503, "quota store unreachable")
     body: dict[str, Any] = {
         "project": project,
         "sessions": {

@@ -9,7 +9,6 @@ import secrets
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
 
 from app.auth.credentials import RELAY_SUBPROTOCOL
 from app.auth.principal import AuthFailure, Principal
@@ -27,6 +26,7 @@ from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
+from app.web import error_response
 
 logger = logging.getLogger("app.relay")
 
@@ -37,7 +37,9 @@ router = APIRouter()
 async def live(websocket: WebSocket) -> None:
     relay: Relay = websocket.app.state.relay
     if relay.sessions.draining:
-        await _deny(websocket, 503, "UNAVAILABLE", "the relay is shutting down: reconnect")
+        await websocket.send_denial_response(
+            error_response(503, "the relay is shutting down: reconnect")
+        )
         return
     try:
         principal = await relay.authenticator.authenticate(websocket)
@@ -59,11 +61,6 @@ async def live(websocket: WebSocket) -> None:
             await websocket.close(INTERNAL_ERROR, "internal error")
     finally:
         session_id_var.reset(context)
-
-
-async def _deny(websocket: WebSocket, status: int, name: str, message: str) -> None:
-    body = {"error": {"code": status, "status": name, "message": message}}
-    await websocket.send_denial_response(JSONResponse(body, status_code=status))
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

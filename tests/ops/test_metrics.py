@@ -167,7 +167,7 @@ async def test_metrics_endpoint_with_token_refuses_other_requests_with_401_json(
         response = await client.get(f"http://127.0.0.1:{port}/metrics", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert response.json()["error"] == "unauthorized"
+    assert response.json()["error"]["status"] == "UNAUTHENTICATED"
     assert "relay_" not in response.text
 
 
