@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest bench system-deps clean
+.PHONY: run test lint typecheck pytest bench system-deps js-deps clean
+JS_STAMP := tests/js/node_modules/.installed-stamp
 
 # The venv is rebuilt whenever the dependency list changes.
 $(STAMP): pyproject.toml
@@ -23,6 +24,16 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server / brew install redis)"; exit 1; fi; }
 
+# The JavaScript SDK test drives @google/genai (pinned by the lockfile) under Node.js; without
+# Node.js that one test is skipped and says why.
+js-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(JS_STAMP); \
+	  else echo "Node.js not found: the JavaScript SDK test will be skipped"; fi
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	@touch $(JS_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/live-relay dev
 
@@ -34,7 +45,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected nothing: a suite that runs no test is a failure, said plainly.
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps js-deps
 	@$(PY) -m pytest; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$status
@@ -45,4 +56,4 @@ bench: $(STAMP) system-deps
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules
