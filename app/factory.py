@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sessions=sessions,
                 google_tokens=google_tokens,
             )
+            # The token route needs the authenticator, which needs the store this lifespan
+            # opens; routes are looked up per request, so adding it here is safe.
             app.include_router(build_token_router(authenticator, settings))
             if settings.metrics_enabled and settings.metrics_port is not None:
                 port = stack.enter_context(metrics_port(registry, settings))

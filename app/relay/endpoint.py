@@ -28,7 +28,7 @@ from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
 from app.web import error_response
 
-logger = logging.getLogger("app.relay")
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -67,6 +68,14 @@ class Traffic:
     prompt_tokens: int = 0
     response_tokens: int = 0
     goaways_from_upstream: int = 0
+
+
+def _outgoing(frame: str | bytes) -> tuple[bytes, Message]:
+    """An upstream frame as bytes to sniff, and the ASGI message that forwards it unchanged:
+    binary stays binary, text stays text."""
+    if isinstance(frame, bytes):
+        return frame, {"type": "websocket.send", "bytes": frame}
+    return frame.encode(), {"type": "websocket.send", "text": frame}
 
 
 class _UpstreamStalled(Exception):
@@ -256,17 +265,14 @@ class Session:
             await self._forward_setup_complete()
             while True:
                 frame = await recv()
-                probe = frame if isinstance(frame, bytes) else frame.encode()
+                probe, message = _outgoing(frame)
                 traffic.frames_out += 1
                 traffic.bytes_out += len(probe)
                 if USAGE_KEY in probe:
                     self._account(probe)
                 elif probe.find(GOAWAY_KEY, 0, 32) >= 0:  # goAway travels alone, key first
                     traffic.goaways_from_upstream += 1
-                if isinstance(frame, bytes):
-                    await send({"type": "websocket.send", "bytes": frame})
-                else:
-                    await send({"type": "websocket.send", "text": frame})
+                await send(message)
                 if self._close_after_turn is not None and TURN_COMPLETE_KEY in probe:
                     return Ending("relay", TRY_AGAIN_LATER, self._close_after_turn, "tokens")
         except ConnectionClosed as closed:
@@ -287,15 +293,12 @@ class Session:
                 frame = await self.upstream.recv()
         except TimeoutError:
             raise _UpstreamStalled from None
-        probe = frame if isinstance(frame, bytes) else frame.encode()
+        probe, message = _outgoing(frame)
         if SETUP_COMPLETE_KEY not in probe:
             logger.warning("upstream's first frame was not setupComplete")
         self.traffic.frames_out += 1
         self.traffic.bytes_out += len(probe)
-        if isinstance(frame, bytes):
-            await self.client.send({"type": "websocket.send", "bytes": frame})
-        else:
-            await self.client.send({"type": "websocket.send", "text": frame})
+        await self.client.send(message)
         queued = self._queued
         while queued:
             await self.upstream.send(queued.pop(0))

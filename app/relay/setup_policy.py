@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.auth.setup_locks import bare_model_name
 from app.relay.closes import INVALID_PAYLOAD, POLICY_VIOLATION
 
 _MODEL_PATH = re.compile(
@@ -96,11 +97,6 @@ def resolve_model(requested: object, target: UpstreamTarget, allowed: tuple[str,
     if "/" in model or model not in allowed:
         raise SetupRejected(POLICY_VIOLATION, f'model "{model}" is not allowed here')
     return model
-
-
-def bare_model_name(name: str) -> str:
-    """`M` from any spelling of a model name (no policy checks)."""
-    return name.strip().rsplit("/", 1)[-1]
 
 
 def _merge(

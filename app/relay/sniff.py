@@ -41,7 +41,3 @@ def read_usage(frame: bytes) -> Usage | None:
     response = _as_int(usage.get("candidatesTokenCount", usage.get("responseTokenCount")))
     total = _as_int(usage.get("totalTokenCount")) or prompt + response
     return Usage(prompt=prompt, response=response, total=total)
-
-
-def as_bytes(frame: str | bytes) -> bytes:
-    return frame if isinstance(frame, bytes) else frame.encode()

@@ -44,7 +44,6 @@ class GoogleTokenSource:
         self._margin = dt.timedelta(seconds=refresh_margin_seconds)
         self._lock = asyncio.Lock()
         self._request = google.auth.transport.requests.Request()
-        self.refreshes = 0
 
     def _fresh(self) -> bool:
         credentials = self._credentials
@@ -74,7 +73,6 @@ class GoogleTokenSource:
             # The exception text may quote the token endpoint's answer: log its type only.
             logger.error("upstream credentials could not be refreshed: %s", type(exc).__name__)  # noqa: TRY400
             raise UpstreamUnavailable("upstream credentials unusable") from None
-        self.refreshes += 1
 
 
 def load_credentials(settings: Settings) -> tuple[google.auth.credentials.Credentials, str | None]:
