@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             # never cookies, so a foreign page gains nothing without the key.
             allowed_origins=("*",),
             token_signing_key=secrets.token_urlsafe(32),
+            demo_page=True,
         )
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)

@@ -20,11 +20,13 @@ from app import __version__
 from app.auth.authenticator import Authenticator
 from app.auth.projects import ProjectRegistry
 from app.auth.token_api import build_token_router
+from app.auth.token_cors import TokenCors
+from app.browser import assets
 from app.emulator import Emulator, EmulatorConfig
 from app.metrics import RelayMetrics, metrics_registry, metrics_route
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
-from app.relay import admin, endpoint, health
+from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
 from app.relay.registry import LiveSessions
@@ -128,6 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.include_router(endpoint.router)
+    app.include_router(gemini_paths.router)
+    gemini_paths.refuse_unknown_websocket_paths(app)
+    app.include_router(assets.router(demo_page=settings.demo_page))
+    app.add_middleware(TokenCors)
     app.include_router(health.router)
     app.include_router(admin.router)
     if settings.metrics_enabled and settings.metrics_port is None:

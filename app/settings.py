@@ -126,6 +126,9 @@ class Settings(BaseSettings):
         (),
         description="Browser origins the default project (no projects file) accepts; * for any.",
     )
+    demo_page: bool = Field(
+        False, description="Serve the browser demo page at / (live-relay dev turns it on)."
+    )
     projects_file: Path | None = Field(
         None, description="TOML file declaring projects, their keys, issuers and limits."
     )

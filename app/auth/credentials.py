@@ -21,6 +21,7 @@ RELAY_SUBPROTOCOL = "live-relay"
 APP_CHECK_HEADER = "x-firebase-appcheck"
 APP_CHECK_QUERY = "app_check"
 CREDENTIAL_QUERY_PARAMETERS = ("access_token", "key")
+EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"  # noqa: S105 (a name prefix, not a secret)
 # Real tokens are a few hundred bytes to a few KiB; anything longer is not worth parsing.
 MAX_CREDENTIAL_LENGTH = 8192
 
@@ -78,7 +79,11 @@ def _credential_candidates(conn: HTTPConnection) -> list[tuple[str, str]]:
         found.append(("Authorization header", value))
     found.extend(("x-goog-api-key header", v) for v in conn.headers.getlist("x-goog-api-key"))
     for name in CREDENTIAL_QUERY_PARAMETERS:
-        found.extend((f"?{name}=", v) for v in conn.query_params.getlist(name))
+        # The @google/genai SDK sends ephemeral tokens as `?access_token=auth_tokens/<token>`.
+        found.extend(
+            (f"?{name}=", v.removeprefix(EPHEMERAL_TOKEN_PREFIX))
+            for v in conn.query_params.getlist(name)
+        )
     offered = offered_subprotocols(conn)
     if RELAY_SUBPROTOCOL in offered:
         after_ours = offered.index(RELAY_SUBPROTOCOL) + 1

@@ -21,12 +21,13 @@ from app.relay.closes import (
     TRY_AGAIN_LATER,
     truncate_reason,
 )
+from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
+from app.relay.refusals import Refusal, refuse
 from app.relay.runtime import Relay
-from app.relay.session import Session, SessionLimits
+from app.relay.session import Session, SessionLimits, UpstreamLink
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
-from app.web import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +36,28 @@ router = APIRouter()
 
 @router.websocket("/v1/live")
 async def live(websocket: WebSocket) -> None:
+    await serve_live(websocket, "vertex")
+
+
+async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
+    """A Live session over `websocket`, whose client speaks `dialect` (see dialect.py)."""
     relay: Relay = websocket.app.state.relay
     if relay.sessions.draining:
-        await websocket.send_denial_response(
-            error_response(503, "the relay is shutting down: reconnect")
-        )
+        await refuse(websocket, Refusal(503, "the relay is shutting down: reconnect"))
         return
     try:
         principal = await relay.authenticator.authenticate(websocket)
     except AuthFailure as failure:
         relay.metrics.auth_failures_total.labels(failure.reason).inc()
         logger.info("handshake refused (%s): %s", failure.status_code, failure.message)
-        await websocket.send_denial_response(failure.response())
+        await refuse(websocket, Refusal.from_auth_failure(failure))
         return
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol=RELAY_SUBPROTOCOL if RELAY_SUBPROTOCOL in offered else None)
     session_id = secrets.token_hex(8)
     context = session_id_var.set(session_id)
     try:
-        await _serve(relay, websocket, principal, session_id)
+        await _serve(relay, websocket, principal, session_id, dialect)
     except Exception:
         # The session boundary: whatever went wrong, log it once and still send a close frame.
         logger.exception("session failed")
@@ -86,7 +90,9 @@ async def _read_setup(relay: Relay, websocket: WebSocket) -> str | bytes | None:
     return frame
 
 
-async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, session_id: str) -> None:
+async def _serve(
+    relay: Relay, websocket: WebSocket, principal: Principal, session_id: str, dialect: Dialect
+) -> None:
     project = principal.project
     frame = await _read_setup(relay, websocket)
     if frame is None:
@@ -97,7 +103,11 @@ async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, sessi
         forced=principal.forced_setup,
     )
     try:
+        if dialect == "gemini":
+            frame = translate_setup(frame)
         setup = apply_setup_policy(frame, policy, relay.connector.target)
+        if dialect == "gemini":
+            setup = default_to_audio(setup)
     except SetupRejected as rejected:
         relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
         logger.info("setup refused: %s", rejected.reason)
@@ -114,7 +124,7 @@ async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, sessi
     if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
         relay.metrics.fail_open_admissions_total.labels(project.name).inc()
     try:
-        await _relay(relay, websocket, principal, setup, session_id)
+        await _relay(relay, websocket, principal, setup, session_id, dialect)
     finally:
         # Shielded: a cancelled session (shutdown) must still give its slot back.
         await asyncio.shield(relay.quota.release(lease))
@@ -126,6 +136,7 @@ async def _relay(
     principal: Principal,
     setup: AcceptedSetup,
     session_id: str,
+    dialect: Dialect,
 ) -> None:
     project = principal.project
     settings = relay.settings
@@ -163,7 +174,8 @@ async def _relay(
         frames_per_second=project.input_limits.frames_per_second,
         bytes_per_second=project.input_limits.bytes_per_second,
     )
-    session = Session(websocket, upstream, setup.frame, limits, charge)
+    leg: UpstreamLink = GeminiDialectLeg(upstream) if dialect == "gemini" else upstream
+    session = Session(websocket, leg, setup.frame, limits, charge)
     relay.sessions.add(session)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(
@@ -173,6 +185,7 @@ async def _relay(
             "user": hash_user(principal.user),
             "model": setup.model,
             "auth": principal.method,
+            "dialect": dialect,
         },
     )
     try:

@@ -16,11 +16,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Data
 
 from app.relay.closes import (
     GOING_AWAY,
@@ -44,6 +45,17 @@ logger = logging.getLogger(__name__)
 
 # Called with each usage report; returns a refusal reason when the project is over budget.
 UsageHook = Callable[[Usage], Awaitable[str | None]]
+
+
+class UpstreamLink(Protocol):
+    """What a session needs of its upstream: a websockets client connection, or a wrapper with
+    the same surface (dialect.py's translating leg)."""
+
+    async def send(self, message: Data) -> None: ...
+
+    async def recv(self) -> Data: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class _RateWindow:
 @dataclass(eq=False)  # identity semantics: sessions are set members and dict keys
 class Session:
     client: WebSocket
-    upstream: ClientConnection
+    upstream: UpstreamLink
     setup_frame: str | bytes
     limits: SessionLimits
     on_usage: UsageHook

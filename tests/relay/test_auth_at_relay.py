@@ -101,10 +101,11 @@ async def test_a_browser_token_in_the_url_starts_one_session_with_its_locked_set
     assert seen["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     assert seen["generationConfig"]["speechConfig"] == voice
     assert seen["generationConfig"]["responseModalities"] == ["TEXT"]  # the project's lock
-    # One use: the same token cannot start a second session.
-    with pytest.raises(InvalidStatus) as refused:
-        await connect(url, origin=ORIGIN)  # type: ignore[arg-type]
-    assert refused.value.response.status_code == 403
+    # One use: the same token cannot start a second session. A browser (it sends Origin) reads
+    # why in its close event: 4000 + the HTTP status a server client would get.
+    async with connect(url, origin=ORIGIN) as refused:  # type: ignore[arg-type]
+        code, reason = await close_of(refused)
+    assert (code, reason) == (4403, "the session token has started all the sessions it allows")
     assert emulator.stats.connections_accepted == 1
 
 
@@ -164,11 +165,17 @@ async def test_refused_handshakes_reach_no_upstream_and_touch_no_quota(
     origin: str | None,
     status: int,
 ) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        await connect(acme.url, additional_headers=headers, origin=origin)  # type: ignore[arg-type]
-    assert refused.value.response.status_code == status
-    body = json.loads(refused.value.response.body or b"{}")
-    assert body["error"]["code"] == status
+    if origin is None:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(acme.url, additional_headers=headers)
+        assert refused.value.response.status_code == status
+        body = json.loads(refused.value.response.body or b"{}")
+        assert body["error"]["code"] == status
+    else:  # a browser: accepted, then closed with the reason it can read
+        async with connect(acme.url, additional_headers=headers, origin=origin) as ws:  # type: ignore[arg-type]
+            code, reason = await close_of(ws)
+        assert code == 4000 + status
+        assert "allowed_origins" in reason
     assert emulator.stats.connections_accepted == 0
     assert acme.state.quota.live_leases == []
 

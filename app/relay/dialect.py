@@ -1,0 +1,254 @@
+"""The Gemini API dialect of the Live protocol, translated to and from Vertex AI's.
+
+The official `@google/genai` SDK in Gemini API mode (how browser apps use ephemeral tokens)
+speaks to `generativelanguage.googleapis.com`; the relay's upstream is Vertex AI. The two
+dialects share almost every message. What differs, checked against the SDK's own converters
+(`liveConnectParametersToMldev` / `...ToVertex`, `liveServerMessageFromVertex`,
+`usageMetadataFromVertex` and `Session.tLiveClienttToolResponse` in @google/genai 2.32.0's web
+build; `google/genai/_live_converters.py` in the Python SDK says the same):
+
+client -> upstream, the setup only:
+- `setup.model` is `models/M` (`tunedModels/T` exists only on the Gemini API: refused), and a
+  few models have other ids on Vertex (`MODEL_ALIASES`).
+- with no `generationConfig.responseModalities` the Gemini API answers in audio, Vertex does
+  not: the SDK adds `["AUDIO"]` only in Vertex mode, so the relay adds it here.
+- `generationConfig.modelSelectionConfig` is `modelConfig` on Vertex.
+- fields Vertex does not have (`GEMINI_ONLY_FIELDS`) are refused, naming the field: dropping
+  them would silently change what the model does.
+
+upstream -> client:
+- usage: `candidatesTokenCount` / `candidatesTokensDetails` are `responseTokenCount` /
+  `responseTokensDetails` in the Gemini API.
+- tool calls: the Gemini-mode SDK refuses to send a `toolResponse` without `functionCalls[].id`.
+  Vertex has historically sent none: the relay gives such calls ids, takes them off again on the
+  matching `toolResponse`, and puts them on `toolCallCancellation` for the calls it cancels.
+
+Everything else (audio, text, transcriptions, goAway, resumption updates, and the resumption
+fields of the setup, which the Gemini-mode SDK sends in Vertex's shape) passes untouched. A frame
+is parsed only when a substring search finds a key that needs translating, as in `sniff.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Data
+
+from app.relay.closes import POLICY_VIOLATION
+from app.relay.setup_policy import AcceptedSetup, SetupRejected, parse_setup_frame
+
+# What a client speaks, chosen once per session by the path it connected to.
+Dialect = Literal["vertex", "gemini"]
+
+# Gemini API model id -> Vertex AI model id, where they differ for the same Live model.
+MODEL_ALIASES: Mapping[str, str] = {
+    "gemini-2.0-flash-live-001": "gemini-2.0-flash-live-preview-04-09",
+    "gemini-2.5-flash-native-audio-preview-09-2025": (
+        "gemini-live-2.5-flash-preview-native-audio-09-2025"
+    ),
+}
+
+# Setup paths (camelCase; `[]` steps into every list item) that only the Gemini API accepts.
+GEMINI_ONLY_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("generationConfig", "enableEnhancedCivicAnswers"),
+    ("generationConfig", "speechConfig", "voiceConfig", "replicatedVoiceConfig", "consentAudio"),
+    (
+        "generationConfig",
+        "speechConfig",
+        "voiceConfig",
+        "replicatedVoiceConfig",
+        "voiceConsentSignature",
+    ),
+    ("tools", "[]", "fileSearch"),
+    ("tools", "[]", "mcpServers", "[]", "name"),
+    ("tools", "[]", "mcpServers", "[]", "streamableHttpTransport"),
+    ("systemInstruction", "parts", "[]", "toolCall"),
+    ("systemInstruction", "parts", "[]", "toolResponse"),
+    ("systemInstruction", "parts", "[]", "partMetadata"),
+)
+
+_CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
+_USAGE_KEY = "usageMetadata"
+_SERVER_KEYS = (b'"usageMetadata"', b'"toolCall"', b'"toolCallCancellation"')
+_USAGE_RENAMES = {
+    "candidatesTokenCount": "responseTokenCount",
+    "candidatesTokensDetails": "responseTokensDetails",
+}
+_SYNTHETIC_ID_PREFIX = "relay-call-"
+
+
+def _spellings(name: str) -> tuple[str, str]:
+    """A proto-JSON field's two accepted spellings: camelCase and snake_case."""
+    return name, _CAMEL_HUMP.sub("_", name).lower()
+
+
+def _get(message: Mapping[str, Any], name: str) -> Any:
+    camel, snake = _spellings(name)
+    return message[camel] if camel in message else message.get(snake)
+
+
+def _find(value: Any, path: tuple[str, ...], shown: str) -> str | None:
+    """The first place `path` is present under `value`, written out for a close reason."""
+    if not path:
+        return shown
+    step, rest = path[0], path[1:]
+    if step == "[]":
+        items = value if isinstance(value, list) else []
+        for index, item in enumerate(items):
+            found = _find(item, rest, f"{shown}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if not isinstance(value, dict):
+        return None
+    child = _get(value, step)
+    return None if child is None else _find(child, rest, f"{shown}.{step}")
+
+
+def translate_setup(frame: str | bytes) -> str | bytes:
+    """A Gemini API setup frame in Vertex's shape, or SetupRejected naming what cannot go."""
+    setup = parse_setup_frame(frame)
+    model = _get(setup, "model")
+    if isinstance(model, str):
+        name = model.strip()
+        if name.startswith("tunedModels/"):
+            raise SetupRejected(
+                POLICY_VIOLATION,
+                f'tuned model "{name[:60]}" exists only on the Gemini API: use a Live model id',
+            )
+        bare = name.removeprefix("models/")
+        setup.pop("model", None)
+        setup["model"] = MODEL_ALIASES.get(bare, bare)
+    for path in GEMINI_ONLY_FIELDS:
+        found = _find(setup, path, "setup")
+        if found is not None:
+            raise SetupRejected(
+                POLICY_VIOLATION, f"{found} is a Gemini API field that Vertex AI does not accept"
+            )
+    generation = _get(setup, "generationConfig")
+    if isinstance(generation, dict):
+        for spelling in _spellings("modelSelectionConfig"):
+            if spelling in generation:
+                generation["modelConfig"] = generation.pop(spelling)
+    text = json.dumps({"setup": setup}, separators=(",", ":"))
+    return text.encode() if isinstance(frame, bytes) else text
+
+
+def default_to_audio(accepted: AcceptedSetup) -> AcceptedSetup:
+    """Answer in audio when the setup names no modality, as the Gemini API does.
+
+    Applied after the project's locks and the token's forced fields, so a project that locks
+    TEXT still fills in TEXT, and a Gemini-mode client that names none is not refused for it.
+    """
+    setup = parse_setup_frame(accepted.frame)
+    generation = _get(setup, "generationConfig")
+    if not isinstance(generation, dict):
+        generation = {}
+        setup["generationConfig"] = generation
+    if _get(generation, "responseModalities") is not None:
+        return accepted
+    generation["responseModalities"] = ["AUDIO"]
+    text = json.dumps({"setup": setup}, separators=(",", ":"))
+    frame = text.encode() if isinstance(accepted.frame, bytes) else text
+    return AcceptedSetup(frame=frame, model=accepted.model)
+
+
+class _ToolIds:
+    """Ids the relay gave to tool calls that arrived without one, still awaiting an answer."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}  # synthetic id -> function name
+        self._numbers = itertools.count(1)
+
+    def issue(self, name: str) -> str:
+        call_id = f"{_SYNTHETIC_ID_PREFIX}{next(self._numbers)}"
+        self.pending[call_id] = name
+        return call_id
+
+
+class GeminiDialectLeg:
+    """The upstream connection as a Gemini API client expects to see it.
+
+    Wraps the session's upstream connection with the same `send` / `recv` / `close` surface;
+    `Session` cannot tell it from the connection itself. One per session: it holds the
+    synthetic tool-call ids of that session.
+    """
+
+    def __init__(self, upstream: ClientConnection) -> None:
+        self._upstream = upstream
+        self._tool_ids = _ToolIds()
+
+    async def send(self, message: Data) -> None:
+        if self._tool_ids.pending and _has_key(message, "toolResponse"):
+            message = self._tool_response(message)
+        await self._upstream.send(message)
+
+    async def recv(self) -> Data:
+        frame = await self._upstream.recv()
+        # Server frames are camelCase; audio frames (most of them) fail all three searches.
+        probe = frame.encode() if isinstance(frame, str) else frame
+        if any(key in probe for key in _SERVER_KEYS):
+            return self._server_message(frame)
+        return frame
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._upstream.close(code, reason)
+
+    # --- the frames that differ -----------------------------------------------------------
+
+    def _server_message(self, frame: Data) -> Data:
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return frame
+        if not isinstance(message, dict):
+            return frame
+        usage = message.get(_USAGE_KEY)
+        if isinstance(usage, dict):
+            for vertex_name, gemini_name in _USAGE_RENAMES.items():
+                if vertex_name in usage:
+                    usage[gemini_name] = usage.pop(vertex_name)
+        call = message.get("toolCall")
+        if isinstance(call, dict):
+            for function_call in call.get("functionCalls") or []:
+                if isinstance(function_call, dict) and not function_call.get("id"):
+                    function_call["id"] = self._tool_ids.issue(str(function_call.get("name")))
+        cancelled = message.get("toolCallCancellation")
+        if isinstance(cancelled, dict) and not cancelled.get("ids") and self._tool_ids.pending:
+            # A cancellation without ids can only mean the calls that came without ids.
+            cancelled["ids"] = list(self._tool_ids.pending)
+            self._tool_ids.pending.clear()
+        text = json.dumps(message, separators=(",", ":"))
+        return text.encode() if isinstance(frame, bytes) else text
+
+    def _tool_response(self, frame: Data) -> Data:
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return frame
+        response = _get(message, "toolResponse") if isinstance(message, dict) else None
+        if not isinstance(response, dict):
+            return frame
+        for function_response in _get(response, "functionResponses") or []:
+            if isinstance(function_response, dict):
+                call_id = function_response.get("id")
+                if isinstance(call_id, str) and call_id in self._tool_ids.pending:
+                    # The upstream sent this call without an id: answer it the same way.
+                    del self._tool_ids.pending[call_id]
+                    del function_response["id"]
+        text = json.dumps(message, separators=(",", ":"))
+        return text.encode() if isinstance(frame, bytes) else text
+
+
+def _has_key(frame: Data, name: str) -> bool:
+    """Whether a frame may carry the field `name` (either spelling), without parsing it.
+    Base64 never contains a quote, so a quoted key cannot hide inside media data."""
+    camel, snake = _spellings(name)
+    if isinstance(frame, bytes):
+        return f'"{camel}"'.encode() in frame or f'"{snake}"'.encode() in frame
+    return f'"{camel}"' in frame or f'"{snake}"' in frame
