@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -172,7 +173,7 @@ async def test_tool_calls_without_ids_get_ids_that_map_back(
         _env_file=None,
         upstream="emulator",
         emulator_url=url,
-        api_keys=(API_KEY,),
+        api_keys=(SecretStr(API_KEY),),
         port=0,
     )
     async with running_relay(settings) as relay:

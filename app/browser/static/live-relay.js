@@ -160,7 +160,7 @@ export class AudioPlayer extends EventTarget {
 /**
  * A Live session through the relay. Events (CustomEvent, data in `detail`):
  *   setupcomplete, message (every server message), text {text}, input-transcript {text},
- *   output-transcript {text}, playing {latencyMs}, interrupted, turn-complete, tool-call
+ *   output-transcript {text}, playing {latencyMs}, interrupted {flushedSeconds}, turn-complete, tool-call
  *   {functionCalls}, usage {usageMetadata}, goaway {timeLeft}, close {code, reason}.
  */
 export class LiveRelay extends EventTarget {
@@ -265,8 +265,9 @@ export class LiveRelay extends EventTarget {
       if (content.inputTranscription?.text) this.#emit("input-transcript", { text: content.inputTranscription.text });
       if (content.outputTranscription?.text) this.#emit("output-transcript", { text: content.outputTranscription.text });
       if (content.interrupted) {
+        const flushedSeconds = this.player.queuedSeconds;
         this.player.flush();
-        this.#emit("interrupted", {});
+        this.#emit("interrupted", { flushedSeconds });
       }
       if (content.turnComplete) {
         this.awaitingAnswer = true;

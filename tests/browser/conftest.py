@@ -1,0 +1,105 @@
+"""Chromium (Debian's, driven by playwright: no browser download) with a fake microphone.
+
+One browser per test module keeps the suite to a handful of launches; each test opens its own
+context (fresh permissions, fresh pages). The microphone plays a WAV that espeak-ng speaks and
+sox pads, on a loop: speech, then silence long enough for the emulator to end the turn and
+answer, then the speech again (which barges in on a long answer).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+CHROMIUM = Path("/usr/bin/chromium")
+SPOKEN = "Hello relay. What is the weather like in Paris today?"
+SILENCE_AFTER_SECONDS = 4.0
+# Flags that work in containers; the fake devices stand in for a microphone and its prompt.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+_missing = [
+    what
+    for what, present in (
+        ("chromium", CHROMIUM.exists()),
+        ("espeak-ng", shutil.which("espeak-ng") is not None),
+        ("sox", shutil.which("sox") is not None),
+    )
+    if not present
+]
+try:
+    from playwright.async_api import Browser, async_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    _missing.append("playwright")
+
+browser_required = pytest.mark.skipif(
+    bool(_missing),
+    reason=f"missing {', '.join(_missing)}: `make test` installs them (apt-get, as root)",
+)
+
+
+def make_speech_wav(directory: Path) -> Path:
+    """48 kHz mono 16-bit: 0.3 s of silence, the sentence, then SILENCE_AFTER_SECONDS."""
+    spoken = directory / "spoken.wav"
+    subprocess.run(["espeak-ng", "-s", "160", "-w", str(spoken), SPOKEN], check=True)
+    padded = directory / "microphone.wav"
+    subprocess.run(
+        [
+            "sox",
+            str(spoken),
+            "-r",
+            "48000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(padded),
+            "pad",
+            "0.3",
+            str(SILENCE_AFTER_SECONDS),
+        ],
+        check=True,
+    )
+    return padded
+
+
+@pytest.fixture(scope="module")
+def microphone_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_speech_wav(tmp_path_factory.mktemp("microphone"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(microphone_wav: Path) -> AsyncIterator[Browser]:
+    # playwright gives every launch a fresh temporary profile (--user-data-dir) of its own.
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone_wav}"]
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def console_lines(page: Any) -> list[str]:
+    """Collect what the page logs, to show when a test fails."""
+    lines: list[str] = []
+    page.on("console", lambda message: lines.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: lines.append(f"pageerror: {error}"))
+    return lines
