@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
+    # Pages that playwright serves by request routing have no IP address space; Local Network
+    # Access would then block their sockets to 127.0.0.1 as if they came from the internet.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 
 _missing = [
