@@ -23,6 +23,13 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server / brew install redis)"; exit 1; fi; }
+	@# The browser tests drive Debian's Chromium with a fake microphone fed by espeak-ng + sox.
+	@# (Ubuntu's chromium package is a snap stub: see docs/browsers.md.)
+	@missing=""; for tool in chromium espeak-ng sox; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "missing:$$missing: the browser tests will be skipped (apt-get install$$missing)"; fi; fi
 
 # The JavaScript SDK test drives @google/genai (pinned by the lockfile) under Node.js; without
 # Node.js that one test is skipped and says why.

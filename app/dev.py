@@ -58,9 +58,12 @@ def banner(settings: Settings, port: int, api_key: str, ca_file: Path | None) ->
             f'\n        "async_client_args": {{"ssl": ssl.create_default_context('
             f'cafile="{ca_file.resolve()}")}},'
         )
+    page = url.replace("ws", "http", 1).removesuffix("/v1/live")
+    trust = "" if ca_file is None else " (trust the CA below, or run with --plain)"
     return f"""\
 live-relay dev: relay on {url} (upstream: in-process offline emulator)
 API key: {api_key}
+Browser demo: {page}/#key={api_key}{trust}
 
 Paste into Python (pip install google-genai):
 

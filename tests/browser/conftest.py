@@ -8,6 +8,7 @@ answer, then the speech again (which barges in on a long answer).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium by default; elsewhere (Ubuntu's is a snap stub) point this at a real
+# Chromium or Chrome binary.
+CHROMIUM = Path(os.environ.get("LIVE_RELAY_CHROMIUM", "/usr/bin/chromium"))
 SPOKEN = "Hello relay. What is the weather like in Paris today?"
 SILENCE_AFTER_SECONDS = 4.0
 # Flags that work in containers; the fake devices stand in for a microphone and its prompt.

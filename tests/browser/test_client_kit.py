@@ -156,6 +156,7 @@ async def answer_latencies(page: Page, url: str, token: str | None, model: str) 
     return latencies
 
 
+@pytest.mark.timeout(300)  # four spoken turns in real time, on a loaded machine
 async def test_end_of_speech_to_first_audio_through_the_relay_and_direct(
     browser: Browser, relay: RunningRelay, emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

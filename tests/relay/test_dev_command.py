@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.net import wait_for_port
@@ -56,3 +58,10 @@ def test_the_printed_snippet_talks_to_the_relay(
     )
     assert result.returncode == 0, result.stderr
     assert 'Reply 1: you said "Hello".' in result.stdout
+    # The demo page, at the address the banner gives (the key rides in the fragment).
+    demo = re.search(r"Browser demo: (https://localhost:\d+/)#key=lr_dev_fixed_for_test", banner)
+    assert demo is not None, banner
+    ca_file = re.search(r'cafile="([^"]+)"', banner).group(1)  # type: ignore[union-attr]
+    page = httpx.get(demo.group(1), verify=ssl.create_default_context(cafile=ca_file))
+    assert page.status_code == 200
+    assert 'import { LiveRelay } from "/client/live-relay.js"' in page.text
