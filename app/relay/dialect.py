@@ -16,6 +16,9 @@ client -> upstream, the setup only:
 - fields Vertex does not have (`GEMINI_ONLY_FIELDS`) are refused, naming the field: dropping
   them would silently change what the model does.
 
+client -> upstream, later frames:
+- `realtimeInput.audioStreamEnd` exists only in the Gemini API: the relay leaves it out.
+
 upstream -> client:
 - usage: `candidatesTokenCount` / `candidatesTokensDetails` are `responseTokenCount` /
   `responseTokensDetails` in the Gemini API.
@@ -186,6 +189,11 @@ class GeminiDialectLeg:
     async def send(self, message: Data) -> None:
         if self._tool_ids.pending and _has_key(message, "toolResponse"):
             message = self._tool_response(message)
+        elif _has_key(message, "audioStreamEnd"):
+            without = _without_audio_stream_end(message)
+            if without is None:
+                return
+            message = without
         await self._upstream.send(message)
 
     async def recv(self) -> Data:
@@ -243,6 +251,28 @@ class GeminiDialectLeg:
                     del function_response["id"]
         text = json.dumps(message, separators=(",", ":"))
         return text.encode() if isinstance(frame, bytes) else text
+
+
+def _without_audio_stream_end(frame: Data) -> Data | None:
+    """The frame without `realtimeInput.audioStreamEnd`, or None when nothing else is left.
+
+    Only the Gemini API has it (the SDKs' Vertex converters refuse it); the Gemini-mode SDK
+    sends it when the microphone pauses. Vertex's own voice detection ends the turn on the
+    silence instead.
+    """
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return frame
+    realtime = _get(message, "realtimeInput") if isinstance(message, dict) else None
+    if not isinstance(realtime, dict):
+        return frame
+    for spelling in _spellings("audioStreamEnd"):
+        realtime.pop(spelling, None)
+    if not realtime:
+        return None
+    text = json.dumps(message, separators=(",", ":"))
+    return text.encode() if isinstance(frame, bytes) else text
 
 
 def _has_key(frame: Data, name: str) -> bool:

@@ -159,13 +159,15 @@ async def idless_upstream() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
                 call = {"name": "get_time", "args": {}}
                 await ws.send(json.dumps({"toolCall": {"functionCalls": [call]}}).encode())
                 await ws.send(json.dumps({"toolCallCancellation": {}}).encode())
+            elif "realtimeInput" in message:
+                await ws.send(json.dumps({"serverContent": {"turnComplete": True}}).encode())
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}", received
 
 
-async def test_tool_calls_without_ids_get_ids_that_map_back(
+async def test_tool_calls_without_ids_get_ids_that_map_back_and_gemini_only_input_is_left_out(
     idless_upstream: tuple[str, list[dict[str, Any]]],
 ) -> None:
     url, received = idless_upstream
@@ -186,6 +188,10 @@ async def test_tool_calls_without_ids_get_ids_that_map_back(
         await ws.send(json.dumps({"toolResponse": {"functionResponses": [response]}}))
         second = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["toolCall"]
         cancelled = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        # audioStreamEnd is Gemini-only: a frame of nothing else is not sent, others lose it.
+        await ws.send(json.dumps({"realtimeInput": {"audioStreamEnd": True}}))
+        await ws.send(json.dumps({"realtimeInput": {"text": "hi", "audio_stream_end": True}}))
+        await asyncio.wait_for(ws.recv(), timeout=10)
         await ws.close()
     second_id = second["functionCalls"][0]["id"]
     assert second_id not in ("", call_id)
@@ -195,3 +201,4 @@ async def test_tool_calls_without_ids_get_ids_that_map_back(
     assert answered["toolResponse"]["functionResponses"] == [
         {"name": "get_weather", "response": {"temp": 20}}
     ]
+    assert [m for m in received if "realtimeInput" in m] == [{"realtimeInput": {"text": "hi"}}]
