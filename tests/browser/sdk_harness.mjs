@@ -10,24 +10,28 @@ const WEATHER_TOOL = {
   }],
 };
 
-/** A client for `mode`: "vertex", "gemini" or "ephemeral" (an auth_tokens/ key). */
+/** A client for `mode`: "vertex", "gemini" or "ephemeral" (an auth_tokens/ key).
+ * docs/browsers.md shows these lines: tests/docs/test_browsers_doc.py keeps them the same. */
 export function client(mode, { relayOrigin, credential }) {
   if (mode === "vertex") {
     // apiKey "" (the browser build refuses a missing one; a non-empty one would go into a
     // header a browser WebSocket cannot send) and the token in baseUrl's query string.
-    return new GoogleGenAI({
+    const ai = new GoogleGenAI({
       vertexai: true,
       apiKey: "",
       httpOptions: { baseUrl: `${relayOrigin}/v1/live?access_token=${credential}` },
     });
+    return ai;
   }
   if (mode === "ephemeral") {
-    return new GoogleGenAI({
+    const ai = new GoogleGenAI({
       apiKey: `auth_tokens/${credential}`,
       httpOptions: { baseUrl: relayOrigin, apiVersion: "v1alpha" },
     });
+    return ai;
   }
-  return new GoogleGenAI({ apiKey: credential, httpOptions: { baseUrl: relayOrigin } });
+  const ai = new GoogleGenAI({ apiKey: credential, httpOptions: { baseUrl: relayOrigin } });
+  return ai;
 }
 
 /** Connect; messages go into a queue that `next(predicate)` waits on. */
