@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ browser_required = pytest.mark.skipif(
 )
 
 
-def make_speech_wav(directory: Path) -> Path:
+@dataclass(frozen=True)
+class Microphone:
+    wav: Path  # what the fake capture device plays, on a loop
+    spoken_seconds: float  # the sentence alone, as espeak-ng wrote it
+
+
+def make_speech_wav(directory: Path) -> Microphone:
     """48 kHz mono 16-bit: 0.3 s of silence, the sentence, then SILENCE_AFTER_SECONDS."""
     spoken = directory / "spoken.wav"
     subprocess.run(["espeak-ng", "-s", "160", "-w", str(spoken), SPOKEN], check=True)
@@ -83,18 +90,21 @@ def make_speech_wav(directory: Path) -> Path:
         ],
         check=True,
     )
-    return padded
+    seconds = subprocess.run(
+        ["sox", "--i", "-D", str(spoken)], check=True, capture_output=True, text=True
+    ).stdout
+    return Microphone(padded, float(seconds))
 
 
 @pytest.fixture(scope="module")
-def microphone_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def microphone(tmp_path_factory: pytest.TempPathFactory) -> Microphone:
     return make_speech_wav(tmp_path_factory.mktemp("microphone"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(microphone_wav: Path) -> AsyncIterator[Browser]:
+async def browser(microphone: Microphone) -> AsyncIterator[Browser]:
     # playwright gives every launch a fresh temporary profile (--user-data-dir) of its own.
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone_wav}"]
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone.wav}"]
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:

@@ -5,6 +5,7 @@ through the relay and straight to the emulator, measured in the same run."""
 from __future__ import annotations
 
 import os
+import re
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest_asyncio
 
 from app.emulator import Emulator, EmulatorConfig
 from app.relay.upstream import live_url
-from tests.browser.conftest import browser_required, console_lines
+from tests.browser.conftest import Microphone, browser_required, console_lines
 from tests.relay.conftest import API_KEY, MODEL, relay_settings
 from tests.support.relay import RunningRelay, running_relay
 
@@ -87,7 +88,7 @@ async def new_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
 
 
 async def test_the_demo_page_answers_speech_with_audio_that_plays_and_both_transcripts(
-    browser: Browser, relay: RunningRelay
+    browser: Browser, relay: RunningRelay, microphone: Microphone
 ) -> None:
     page, lines = await new_page(browser, f"{relay.http_url}/#key={API_KEY}")
     await page.click("#start")
@@ -104,6 +105,10 @@ async def test_the_demo_page_answers_speech_with_audio_that_plays_and_both_trans
     assert heard is not None
     assert 'Reply 1: you said "[' in said, lines
     assert "s of speech]" in heard
+    # The emulator measured the speech it got: had the kit resampled Chromium's 44.1 kHz
+    # wrongly, the same sentence would last a third or three times as long at 16 kHz.
+    heard_seconds = float(re.search(r"\[(\d+\.\d+) s of speech\]", heard).group(1))  # type: ignore[union-attr]
+    assert abs(heard_seconds - microphone.spoken_seconds) < 0.6, (heard, microphone)
     assert played > 0.5  # seconds of non-silent samples that went through to the output
     if SCREENSHOTS:
         await page.screenshot(path=str(Path(SCREENSHOTS) / "demo-answer.png"))

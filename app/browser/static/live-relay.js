@@ -22,7 +22,9 @@ const WORKLET_URL = new URL("./live-relay-capture.js", import.meta.url);
 
 /** Standard base64 of bytes (the Live API accepts it; the relay forwards it untouched). */
 export function encodeBase64(bytes) {
-  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes.buffer ?? bytes);
+  const view = ArrayBuffer.isView(bytes)
+    ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    : new Uint8Array(bytes);
   let binary = "";
   for (let i = 0; i < view.length; i += 0x8000) {
     binary += String.fromCharCode.apply(null, view.subarray(i, i + 0x8000));
@@ -126,7 +128,9 @@ export class AudioPlayer extends EventTarget {
 
   /** Queue little-endian 16-bit PCM bytes. */
   enqueue(bytes, rate = OUTPUT_RATE) {
-    const samples = new Int16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+    // Int16Array needs an even offset; copy the rare view that does not start on one.
+    const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
+    const samples = new Int16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >> 1);
     if (samples.length === 0) return;
     const buffer = this.context.createBuffer(1, samples.length, rate);
     const channel = buffer.getChannelData(0);
