@@ -155,3 +155,10 @@ async def test_no_demo_page_unless_asked(plain_relay: RunningRelay) -> None:
     async with httpx.AsyncClient() as http:
         page = await http.get(f"{plain_relay.http_url}/")
     assert page.status_code == 404
+
+
+async def test_a_draining_relay_tells_a_browser_to_reconnect(relay: RunningRelay) -> None:
+    relay.state.sessions.draining = True  # what SIGTERM sets before the drain
+    async with connect(f"{relay.url}?key={SHOP_KEY}", origin=SHOP) as ws:  # type: ignore[arg-type]
+        code, reason = await close_of(ws)
+    assert (code, reason) == (4503, "the relay is shutting down: reconnect")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from google import genai
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -22,6 +23,8 @@ from app.settings import Settings
 from tests.relay.conftest import API_KEY, MODEL
 from tests.relay.test_setup_and_closes import close_of, text_turn
 from tests.support.relay import RunningRelay, running_relay
+from tests.support.sdk import receive_turn, texts
+from tests.support.tls import TLSFiles
 
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 
@@ -202,3 +205,27 @@ async def test_tool_calls_without_ids_get_ids_that_map_back_and_gemini_only_inpu
         {"name": "get_weather", "response": {"temp": 20}}
     ]
     assert [m for m in received if "realtimeInput" in m] == [{"realtimeInput": {"text": "hi"}}]
+
+
+async def test_the_python_sdk_in_gemini_api_mode_gets_typed_usage(
+    relay: RunningRelay, tls_files: TLSFiles
+) -> None:
+    """The Python SDK's Gemini API mode opens the same path (key in `x-goog-api-key`)."""
+    client = genai.Client(
+        api_key=API_KEY,
+        http_options={
+            "base_url": relay.http_url,
+            "async_client_args": {"ssl": tls_files.client_context()},
+        },
+    )
+    async with client.aio.live.connect(
+        model=MODEL, config={"response_modalities": ["TEXT"]}
+    ) as session:
+        await session.send_client_content(
+            turns={"role": "user", "parts": [{"text": "Hello"}]}, turn_complete=True
+        )
+        messages = await receive_turn(session)
+    assert 'you said "Hello"' in texts(messages)
+    usage = next(m.usage_metadata for m in messages if m.usage_metadata is not None)
+    assert usage.response_token_count
+    assert usage.total_token_count == usage.prompt_token_count + usage.response_token_count
