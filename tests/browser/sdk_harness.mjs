@@ -137,3 +137,38 @@ export async function spokenTurn(ai) {
     usage: usageOf(seen),
   };
 }
+
+/** The client kit's microphone and player around the SDK's session (docs/browsers.md). */
+export async function kitWithSdk(ai) {
+  const kit = await import("/client/live-relay.js");
+  const context = new AudioContext();
+  await context.resume();
+  const player = new kit.AudioPlayer(context);
+  await player.start();
+  const { session, next, seen } = await open(ai, {
+    inputAudioTranscription: {}, outputAudioTranscription: {},
+  });
+  const play = (message) => {
+    for (const part of message.serverContent?.modelTurn?.parts ?? []) {
+      if (part.inlineData) player.enqueueBase64(part.inlineData.data);
+    }
+    if (message.serverContent?.interrupted) player.flush();
+  };
+  const microphone = new kit.Microphone(context);
+  microphone.addEventListener("chunk", (event) => session.sendRealtimeInput({
+    audio: { data: kit.encodeBase64(event.detail.pcm), mimeType: kit.INPUT_MIME_TYPE },
+  }));
+  await microphone.start({ echoCancellation: false, noiseSuppression: false, autoGainControl: false });
+  await next((message) => { play(message); return turnComplete(message); });
+  microphone.stop();
+  const deadline = Date.now() + 10000;
+  while (player.playedSeconds < 0.5 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  session.close();
+  return {
+    input: seen.map((m) => m.serverContent?.inputTranscription?.text ?? "").join(""),
+    output: seen.map((m) => m.serverContent?.outputTranscription?.text ?? "").join(""),
+    playedSeconds: player.playedSeconds,
+  };
+}

@@ -198,3 +198,13 @@ async def test_a_spoken_turn_with_both_transcriptions(
     assert result["output"].startswith("Reply 1: you said")
     assert result["audioBytes"] > 24_000  # half a second of 24 kHz PCM at least
     assert result["usage"]["responseModality"] == "AUDIO"
+
+
+@pytest.mark.parametrize("mode", ["vertex", "gemini"])
+async def test_the_kit_s_microphone_and_player_work_with_the_sdk(
+    page: Page, relay: RunningRelay, mode: str
+) -> None:
+    result = await run(page, relay, mode, "kitWithSdk")
+    assert result["input"].endswith("s of speech]")
+    assert result["output"].startswith("Reply 1: you said")
+    assert result["playedSeconds"] > 0.5
