@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from google import genai
+from google.genai import types
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -219,7 +220,7 @@ async def test_the_python_sdk_in_gemini_api_mode_gets_typed_usage(
         },
     )
     async with client.aio.live.connect(
-        model=MODEL, config={"response_modalities": ["TEXT"]}
+        model=MODEL, config=types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
     ) as session:
         await session.send_client_content(
             turns={"role": "user", "parts": [{"text": "Hello"}]}, turn_complete=True
@@ -227,5 +228,7 @@ async def test_the_python_sdk_in_gemini_api_mode_gets_typed_usage(
         messages = await receive_turn(session)
     assert 'you said "Hello"' in texts(messages)
     usage = next(m.usage_metadata for m in messages if m.usage_metadata is not None)
-    assert usage.response_token_count
+    assert usage.prompt_token_count is not None
+    assert usage.response_token_count is not None
+    assert usage.response_token_count > 0
     assert usage.total_token_count == usage.prompt_token_count + usage.response_token_count
