@@ -7,7 +7,6 @@ accepted and closed at once with a code and reason the page reads in `onclose`:
 
 | HTTP status | close code | when |
 |---|---|---|
-| 400 | 4400 | the request cannot be served as sent |
 | 401 | 4401 | no credential, or one that does not verify |
 | 403 | 4403 | wrong origin, disabled project, session token spent or past its deadline |
 | 404 | 4404 | no Live endpoint at this path (the reason names `/v1/live`) |
