@@ -17,6 +17,8 @@ Starlette's bare 403.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,6 +29,8 @@ API_VERSIONS = frozenset({"v1alpha", "v1beta", "v1"})
 METHODS = frozenset({"BidiGenerateContent", "BidiGenerateContentConstrained"})
 GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}"
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter()
 
 
@@ -34,7 +38,7 @@ router = APIRouter()
 @router.websocket("/" + GEMINI_PATH)  # baseUrl without a path: `//ws/...`
 async def gemini_live(websocket: WebSocket, version: str, method: str) -> None:
     if version not in API_VERSIONS or method not in METHODS:
-        await refuse(websocket, unknown_path(websocket.url.path))
+        await _refuse_path(websocket)
         return
     await serve_live(websocket, "gemini")
 
@@ -47,7 +51,12 @@ def refuse_unknown_websocket_paths(app: FastAPI) -> None:
         if scope["type"] != "websocket":
             await fallback(scope, receive, send)
             return
-        websocket = WebSocket(scope, receive, send)
-        await refuse(websocket, unknown_path(websocket.url.path))
+        await _refuse_path(WebSocket(scope, receive, send))
 
     app.router.default = not_found
+
+
+async def _refuse_path(websocket: WebSocket) -> None:
+    refusal = unknown_path(websocket.url.path)
+    logger.info("handshake refused (404): %s", refusal.message)
+    await refuse(websocket, refusal)
