@@ -85,14 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connector, google_tokens = await _open_upstream(settings, stack)
             store = open_quota_store(settings)
             stack.push_async_callback(store.aclose)
-            quota = QuotaKeeper(store, settings)
+            sessions = LiveSessions()
+            quota = QuotaKeeper(store, settings, on_slot_lost=sessions.slot_lost)
             await quota.start()
             stack.push_async_callback(quota.aclose)
             projects = ProjectRegistry.from_settings(settings)
             authenticator = Authenticator(projects, settings, store)
             stack.push_async_callback(authenticator.aclose)
             reload_projects_on_sighup(projects, stack)
-            sessions = LiveSessions()
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,

@@ -164,7 +164,7 @@ async def _relay(
         bytes_per_second=project.input_limits.bytes_per_second,
     )
     session = Session(websocket, upstream, setup.frame, limits, charge)
-    relay.sessions.add(session)
+    relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(
         "session started",
@@ -178,7 +178,7 @@ async def _relay(
     try:
         ending = await session.run()
     finally:
-        traffic = relay.sessions.remove(session)
+        traffic = relay.sessions.remove(session, session_id)
         metrics.add_traffic(
             traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out
         )

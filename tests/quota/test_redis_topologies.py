@@ -13,12 +13,13 @@ from app.quota.memory import MemoryQuotaStore
 from app.quota.redis_connection import connect_redis
 from app.quota.redis_store import RedisQuotaStore
 from app.quota.store import open_quota_store
-from app.quota.types import Lease, QuotaLimits, QuotaStore
+from app.quota.types import Lease, QuotaLimits, QuotaStore, Renewal
 from app.settings import load_settings
 from tests.quota.redis_topologies import sentinel_setup, single_node_cluster
 from tests.support.redis_server import RedisServer
 
 LIMITS = QuotaLimits(max_sessions=2, max_sessions_per_user=1, tokens_per_minute=100)
+CAPS = {"acme": 2, "globex": 2}
 
 
 async def exercise(store: QuotaStore) -> None:
@@ -30,11 +31,11 @@ async def exercise(store: QuotaStore) -> None:
     refusal = await store.acquire(Lease("acme", "bob", "s-3", 3.0), LIMITS, 30)
     assert refusal is not None
     assert refusal.kind == "user_sessions"
-    assert await store.renew(leases, 30) == 0
+    assert await store.renew(leases, CAPS, 30) == Renewal(restored=0, over_cap=())
     assert (await store.charge("acme", 100, LIMITS)).spent
     assert (await store.window("globex", LIMITS)).used == 0
     assert await store.consume_use("jti", 1, time.time() + 60) == 0
-    await store.release(leases[0])
+    await store.release(leases[0], 30)
     assert await store.sessions("acme") == []
     assert await store.sessions("globex") == [leases[1]]
 
@@ -84,7 +85,8 @@ async def test_a_cluster_url_runs_every_script_and_pipeline_in_cluster_mode(
             raw = RedisCluster.from_url(url)
             await raw.script_flush()
             await raw.aclose()
-            assert await store.renew([Lease("acme", None, "s-9", 9.0)], 30) == 1
+            renewal = await store.renew([Lease("acme", None, "s-9", 9.0)], CAPS, 30)
+            assert renewal == Renewal(restored=1, over_cap=())
         finally:
             await store.aclose()
 
