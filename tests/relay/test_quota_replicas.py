@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,12 +143,14 @@ async def test_1000_random_connect_abort_cycles_leave_no_slot_held(
     replicas: list[RelayProcess],
 ) -> None:
     rng = random.Random(1234)
+    connect_failures: list[BaseException] = []
 
     async def cycle(index: int) -> None:
         relay = replicas[index % 3]
         try:
             ws = await connect(relay.url(), additional_headers=auth_headers(), open_timeout=20)
-        except (OSError, InvalidStatus, TimeoutError):
+        except (OSError, InvalidStatus, TimeoutError) as exc:
+            connect_failures.append(exc)  # every handshake must succeed: reported below
             return
         phase = rng.randrange(4)
         abort = rng.random() < 0.5
@@ -173,6 +176,7 @@ async def test_1000_random_connect_abort_cycles_leave_no_slot_held(
             await cycle(index)
 
     await asyncio.gather(*(bounded(i) for i in range(1000)))
+    assert connect_failures == []
     await wait_for_sessions(replicas[0], 0, within=10)
     for relay in replicas:
         assert relay.process.poll() is None, relay.output()
@@ -200,3 +204,44 @@ async def test_redis_down_refuses_new_sessions_keeps_running_ones_and_recovers(
     await again.close()
     for relay in replicas:
         assert relay.process.poll() is None, relay.output()
+
+
+async def test_a_replica_frozen_past_the_ttl_ends_its_newest_sessions_rather_than_overfill(
+    replicas: list[RelayProcess],
+) -> None:
+    frozen, other = replicas[0], replicas[1]
+    mine = []
+    for _ in range(5):
+        ws, code, reason = await try_session(frozen)
+        assert ws is not None, (code, reason)
+        mine.append(ws)
+    frozen.process.send_signal(signal.SIGSTOP)  # its heartbeat stops: its leases expire
+    try:
+        await wait_for_sessions(other, 0, within=LEASE_TTL + 5)
+        theirs = []
+        for _ in range(7):
+            ws, code, reason = await try_session(other)
+            assert ws is not None, (code, reason)
+            theirs.append(ws)
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+
+    # Three slots were left: the three oldest sessions keep theirs, the two newest end.
+    for ws in mine[3:]:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=LEASE_TTL + 10)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1013,
+            'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "default" is full '
+            "(10 sessions)",
+        )
+    for ws in [*mine[:3], *theirs]:
+        await ws.send(text_turn("still admitted?"))
+        while b"turnComplete" not in await asyncio.wait_for(ws.recv(), 10):
+            pass
+    assert await active_sessions(frozen) == 10
+    assert "ending it" in frozen.output()
+    for ws in [*mine[:3], *theirs]:
+        await ws.close()
