@@ -24,6 +24,7 @@ from app.emulator import Emulator, EmulatorConfig
 from app.metrics import RelayMetrics, metrics_registry, metrics_route
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
+from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
@@ -93,6 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             authenticator = Authenticator(projects, settings, store)
             stack.push_async_callback(authenticator.aclose)
             reload_projects_on_sighup(projects, stack)
+            await stack.enter_async_context(
+                exporting_quota_usage(
+                    store,
+                    lambda: {name: p.quota for name, p in projects.projects.items()},
+                    metrics,
+                    settings.lease_ttl_seconds,
+                )
+            )
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,
