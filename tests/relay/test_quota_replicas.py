@@ -225,6 +225,7 @@ async def test_a_replica_frozen_past_the_ttl_ends_its_newest_sessions_rather_tha
             theirs.append(ws)
     finally:
         frozen.process.send_signal(signal.SIGCONT)
+    resumed = asyncio.get_running_loop().time()
 
     # Three slots were left: the three oldest sessions keep theirs, the two newest end.
     for ws in mine[3:]:
@@ -237,6 +238,9 @@ async def test_a_replica_frozen_past_the_ttl_ends_its_newest_sessions_rather_tha
             'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "default" is full '
             "(10 sessions)",
         )
+    print(
+        f"excess sessions ended {asyncio.get_running_loop().time() - resumed:.2f} s after SIGCONT"
+    )
     for ws in [*mine[:3], *theirs]:
         await ws.send(text_turn("still admitted?"))
         while b"turnComplete" not in await asyncio.wait_for(ws.recv(), 10):
