@@ -26,6 +26,7 @@ from app.emulator import Emulator, EmulatorConfig
 from app.metrics import RelayMetrics, metrics_registry, metrics_route
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
+from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
@@ -87,14 +88,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connector, google_tokens = await _open_upstream(settings, stack)
             store = open_quota_store(settings)
             stack.push_async_callback(store.aclose)
-            quota = QuotaKeeper(store, settings)
+            sessions = LiveSessions()
+            quota = QuotaKeeper(store, settings, on_slot_lost=sessions.slot_lost)
             await quota.start()
             stack.push_async_callback(quota.aclose)
             projects = ProjectRegistry.from_settings(settings)
             authenticator = Authenticator(projects, settings, store)
             stack.push_async_callback(authenticator.aclose)
             reload_projects_on_sighup(projects, stack)
-            sessions = LiveSessions()
+            await stack.enter_async_context(
+                exporting_quota_usage(
+                    store,
+                    lambda: {name: p.quota for name, p in projects.projects.items()},
+                    metrics,
+                    settings.lease_ttl_seconds,
+                )
+            )
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,

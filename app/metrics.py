@@ -31,6 +31,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     make_asgi_app,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -47,6 +48,9 @@ from app.web import bearer_matches, error_response
 
 # The variable prometheus_client itself reads (see the module docstring).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Set it to false to get the `_created` series back (see `metrics_registry`).
+CREATED_SERIES_ENV = "PROMETHEUS_DISABLE_CREATED_SERIES"
 
 # Values of the `direction` label of relay_frames_total and relay_bytes_total.
 FROM_CLIENT = "client_to_upstream"
@@ -92,7 +96,10 @@ class RelayMetrics:
         )
         self.sessions_total = Counter(
             "relay_sessions_total",
-            "Client sessions ended, by outcome (e.g. completed, rejected, error).",
+            "Client sessions ended, by outcome: refused before relaying (setup_rejected, "
+            "quota_refused, upstream_unavailable) or how an admitted one ended (client_closed, "
+            "upstream_closed, upstream_lost, time_limit, idle, tokens, quota_lost, rate_limited, "
+            "frame_too_big, drain, error).",
             ["project", "outcome"],
             registry=registry,
         )
@@ -123,7 +130,8 @@ class RelayMetrics:
         )
         self.quota_rejections_total = Counter(
             "relay_quota_rejections_total",
-            "Sessions refused by a quota, by the quota that refused them.",
+            "Sessions refused by a quota, by reason: the quota that refused them (sessions, "
+            "user_sessions, tokens) or store (the quota store was unreachable).",
             ["project", "reason"],
             registry=registry,
         )
@@ -132,6 +140,37 @@ class RelayMetrics:
             "Sessions admitted without a quota check because the quota store was unreachable.",
             ["project"],
             registry=registry,
+        )
+        # Per-project usage against limits, as the quota store (shared by every replica) counts
+        # it; refreshed every few seconds by app/quota/usage_export.py. Every worker reads the
+        # same store: the most recent value is the answer, not a sum.
+        self.quota_sessions_held = Gauge(
+            "relay_quota_sessions_held",
+            "Concurrent-session slots of the project held now, across all replicas.",
+            ["project"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.quota_sessions_limit = Gauge(
+            "relay_quota_sessions_limit",
+            "The project's limit of concurrent sessions.",
+            ["project"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.quota_window_tokens = Gauge(
+            "relay_quota_window_tokens",
+            "Tokens the project used in the sliding 60-second window, across all replicas.",
+            ["project"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.quota_tokens_per_minute_limit = Gauge(
+            "relay_quota_tokens_per_minute_limit",
+            "The project's limit of tokens per sliding 60-second window.",
+            ["project"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
         )
         self.auth_failures_total = Counter(
             "relay_auth_failures_total",
@@ -153,7 +192,8 @@ class RelayMetrics:
         )
         self.goaways_total = Counter(
             "relay_goaways_total",
-            "goAway messages sent to clients, by reason.",
+            "goAway messages sent to clients, by reason: time_limit, drain, or upstream "
+            "(the upstream's own, passed on).",
             ["reason"],
             registry=registry,
         )
@@ -263,7 +303,13 @@ def metrics_registry() -> CollectorRegistry:
     In multiprocess mode (see `prepare_multiprocess`) it reports the sum over all workers;
     otherwise it also carries the process and platform collectors, which multiprocess mode
     cannot aggregate.
+
+    The `_created` series (one per counter and histogram child, doubling the text format's
+    size for a timestamp nobody graphs) are off unless `PROMETHEUS_DISABLE_CREATED_SERIES`
+    is set, to false to have them.
     """
+    if CREATED_SERIES_ENV not in os.environ:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
     directory = os.environ.get(MULTIPROC_DIR_ENV)
     if directory:
         return _MultiProcessRegistry(directory)

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
 from app.settings import Settings, SettingsError, describe_settings, load_settings
+from app.supervisor import ReloadingMultiprocess
 
 # Client-leg keepalive: the google-genai SDK pings every 20 s; we ping idle clients as often.
 CLIENT_PING_SECONDS = 20.0
@@ -107,7 +107,7 @@ def serve(settings: Settings, announce: Callable[[Settings, int], str] = announc
         config = uvicorn_config(settings, "app.factory:create_app")
         sock = config.bind_socket()
         print(announce(settings, _port(sock)), flush=True)
-        Multiprocess(config, sockets=[sock]).run()
+        ReloadingMultiprocess(config, sockets=[sock]).run()
         return 0
     config = uvicorn_config(settings, create_app(settings))
     sock = config.bind_socket()

@@ -8,7 +8,6 @@ of an old configuration and half of a new one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -213,20 +212,15 @@ class ProjectRegistry:
         self._snapshot = _Snapshot.of(projects)
         self._projects_file = projects_file
         self._settings = settings
-        # What the file looked like when last read: `watch` reloads when it differs.
-        self._loaded_stamp = _file_stamp(projects_file) if projects_file else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProjectRegistry:
         """From RELAY_PROJECTS_FILE (ProjectsFileError if broken), else the default project."""
         if settings.projects_file is None:
             return cls([default_project(settings)])
-        stamp = _file_stamp(settings.projects_file)
         projects = load_projects(settings.projects_file, settings)
         logger.info("loaded %d projects from %s", len(projects), settings.projects_file)
-        registry = cls(projects, projects_file=settings.projects_file, settings=settings)
-        registry._loaded_stamp = stamp  # the file may have changed since it was read
-        return registry
+        return cls(projects, projects_file=settings.projects_file, settings=settings)
 
     @property
     def projects(self) -> Mapping[str, Project]:
@@ -250,9 +244,6 @@ class ProjectRegistry:
         """Re-read the projects file. A broken file keeps the projects in force and logs why."""
         if self._projects_file is None or self._settings is None:
             return False
-        # Taken before reading, so a write during the read is seen by the next `watch` tick;
-        # kept even when the file is broken, so one broken version is reported once.
-        self._loaded_stamp = _file_stamp(self._projects_file)
         try:
             projects = load_projects(self._projects_file, self._settings)
         except ProjectsFileError as exc:
@@ -262,24 +253,3 @@ class ProjectRegistry:
         self._snapshot = _Snapshot.of(projects)
         logger.info("reloaded %d projects from %s", len(projects), self._projects_file)
         return True
-
-    async def watch(self, interval_seconds: float = 5.0) -> None:
-        """Reload whenever the file's modification time or size changes; runs until cancelled.
-
-        Polling works the same on every platform and on container volumes where inotify
-        events do not arrive (Kubernetes ConfigMaps are swapped through symlinks).
-        """
-        if self._projects_file is None:
-            return
-        while True:
-            await asyncio.sleep(interval_seconds)
-            if _file_stamp(self._projects_file) != self._loaded_stamp:
-                self.reload()
-
-
-def _file_stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size

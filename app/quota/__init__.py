@@ -16,6 +16,7 @@ from app.quota.types import (
     QuotaStore,
     QuotaStoreError,
     Refusal,
+    Renewal,
     TokenWindow,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "QuotaStoreError",
     "RedisQuotaStore",
     "Refusal",
+    "Renewal",
     "TokenWindow",
     "open_quota_store",
 ]

@@ -7,6 +7,16 @@ store was away) is written when it answers again. Its heartbeat renews the lease
 process every `lease_ttl/3` seconds, so a lease outlives two missed beats and a dead process
 frees its slots within one TTL.
 
+Exact under stalls: an admission the keeper gave up on (the store did not answer in time, or
+the session was cancelled) is released, and the release retried every `RETRY_SECONDS` until the
+store answers. A release leaves a mark that makes a late `acquire` of the same session refuse,
+so whichever of the two a stalled Redis runs first, no slot stays taken: the live count is
+exact again as soon as the store answers (see docs/quota-guarantees.md).
+
+Never over the cap: a lease the store lost while its session ran (Redis restarted empty, or
+this process was frozen past the TTL) is taken back by the heartbeat only if the project has
+room; the sessions left out, newest first, are handed to `on_slot_lost`, which ends them.
+
 Store calls that change something run in tasks the caller's cancellation cannot interrupt: a
 session cancelled while its lease is being recorded must not leave the slot taken.
 """
@@ -16,37 +26,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from app.quota.refusals import STORE_UNAVAILABLE
-from app.quota.types import Lease, QuotaLimits, QuotaStore, QuotaStoreError, Refusal
+from app.quota.types import Lease, QuotaLimits, QuotaStore, QuotaStoreError, Refusal, Renewal
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+RETRY_SECONDS = 0.2
+"""Pause between two attempts to write what an unreachable store missed (releases, charges):
+the count is exact again at most this long after the store answers."""
+
+MAX_PENDING_RELEASES = 10_000
+"""Releases kept for an unreachable store. Past this (a long outage under a flood of refused
+clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
+
+MAX_PENDING_RELEASES = 10_000
+"""Releases kept for an unreachable store. Past this (a long outage under a flood of refused
+clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
+
+SlotLostHook = Callable[[Lease, QuotaLimits], None]
+"""Called for each running session whose slot the store lost and could not take back."""
+
+
+def _ignore_lost_slot(lease: Lease, limits: QuotaLimits) -> None:
+    logger.warning("session %s lost its quota slot and nothing ends it", lease.session_id)
+
 
 class QuotaKeeper:
     """One per process. Nothing here is meant to be called per frame: `charge` once per
     `usageMetadata` message, the rest once per session."""
 
-    def __init__(self, store: QuotaStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: QuotaStore,
+        settings: Settings,
+        *,
+        on_slot_lost: SlotLostHook = _ignore_lost_slot,
+    ) -> None:
         self._store = store
         self._lease_ttl = settings.lease_ttl_seconds
         self._fail_open = settings.quota_fail_open
-        self._live: dict[str, Lease] = {}
+        self._on_slot_lost = on_slot_lost
+        self._live: dict[str, tuple[Lease, QuotaLimits]] = {}
         """Leases of this process's running sessions, by session id: what the heartbeat renews."""
         self._unreleased: dict[str, Lease] = {}
+        """Releases the store has not confirmed: ended sessions and given-up admissions."""
         self._uncharged: dict[str, tuple[int, QuotaLimits]] = {}
         """project -> tokens not yet charged, and the project's latest limits."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.store_healthy = True
         """False from a failed store call until the next one that succeeds (for /readyz)."""
         self.fail_open_admissions = 0
         """Sessions admitted without a quota check because the store was unreachable."""
+        self.slots_lost = 0
+        """Running sessions ended because their slot was lost and the project was full."""
 
     async def start(self) -> None:
         """Check the store once (never raises) and start the heartbeat."""
@@ -57,12 +97,13 @@ class QuotaKeeper:
         """Stop the heartbeat and try once, for at most a beat, to release the leases still
         held and write what is pending; whatever fails then expires within one lease TTL.
         Call it after the sessions ended; the store stays open (its opener closes it)."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._unreleased.update(self._live)
+        self._unreleased.update({sid: lease for sid, (lease, _) in self._live.items()})
         self._live.clear()
         try:
             async with asyncio.timeout(self._lease_ttl / 3):
@@ -73,7 +114,12 @@ class QuotaKeeper:
     @property
     def live_leases(self) -> list[Lease]:
         """Leases this process holds (sessions running here)."""
-        return list(self._live.values())
+        return [lease for lease, _ in self._live.values()]
+
+    @property
+    def pending_writes(self) -> int:
+        """Releases and project charges the store has not confirmed yet."""
+        return len(self._unreleased) + len(self._uncharged)
 
     async def admit(self, lease: Lease, limits: QuotaLimits) -> Refusal | None:
         """Take a session slot for `lease`: None when admitted, else why not (close 1013)."""
@@ -81,13 +127,15 @@ class QuotaKeeper:
         try:
             refusal = await asyncio.shield(acquiring)
         except asyncio.CancelledError:
-            acquiring.add_done_callback(lambda _: self._undo_admission(lease, acquiring))
+            # Whatever the store does with the acquire, the release that follows undoes it.
+            self._give_up(lease)
             raise
         except QuotaStoreError as exc:
             self._lost_store(exc)
             if not self._fail_open:
-                # Had the script run before its answer was lost, nobody renews that lease: it
-                # expires within one TTL.
+                # The acquire may still run (a stalled Redis runs it when it resumes): the
+                # release, retried until the store answers, frees the slot either way.
+                self._give_up(lease)
                 return STORE_UNAVAILABLE
             self.fail_open_admissions += 1
             logger.warning(
@@ -95,17 +143,18 @@ class QuotaKeeper:
                 "(RELAY_QUOTA_FAIL_OPEN)",
                 lease.project,
             )
-            self._live[lease.session_id] = lease  # recorded by the first heartbeat that succeeds
+            # Recorded by the first heartbeat that succeeds, within the cap.
+            self._live[lease.session_id] = (lease, limits)
             return None
         self._found_store()
         if refusal is None:
-            self._live[lease.session_id] = lease
+            self._live[lease.session_id] = (lease, limits)
         return refusal
 
     async def release(self, lease: Lease) -> None:
         """Free the session's slot. Never raises: an unreachable store gets the release later."""
         self._live.pop(lease.session_id, None)
-        await asyncio.shield(self._spawn(self._release_or_remember(lease)))
+        await asyncio.shield(self._spawn(self._release_or_retry(lease)))
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> bool:
         """Count tokens the upstream reported; True when the project is now over its budget.
@@ -115,14 +164,22 @@ class QuotaKeeper:
         """
         return await asyncio.shield(self._spawn(self._charge_or_keep(project, tokens, limits)))
 
-    async def _release_or_remember(self, lease: Lease) -> None:
+    def _give_up(self, lease: Lease) -> None:
+        self._spawn(self._release_or_retry(lease))
+
+    async def _release_or_retry(self, lease: Lease) -> None:
+        self._unreleased[lease.session_id] = lease
+        if len(self._unreleased) > MAX_PENDING_RELEASES:
+            del self._unreleased[next(iter(self._unreleased))]
         try:
-            await self._store.release(lease)
+            await self._store.release(lease, self._lease_ttl)
         except QuotaStoreError as exc:
             self._lost_store(exc)
-            self._unreleased[lease.session_id] = lease
-        else:
-            self._found_store()
+            self._retry_writes()
+            return
+        self._found_store()
+        if self._unreleased.get(lease.session_id) is lease:
+            del self._unreleased[lease.session_id]
 
     async def _charge_or_keep(self, project: str, tokens: int, limits: QuotaLimits) -> bool:
         try:
@@ -130,6 +187,7 @@ class QuotaKeeper:
         except QuotaStoreError as exc:
             self._lost_store(exc)
             self._keep_uncharged(project, tokens, limits)
+            self._retry_writes()
             return False
         self._found_store()
         return window.spent
@@ -138,47 +196,59 @@ class QuotaKeeper:
         kept, _ = self._uncharged.get(project, (0, limits))
         self._uncharged[project] = (kept + tokens, limits)
 
-    def _undo_admission(self, lease: Lease, acquiring: asyncio.Task[Refusal | None]) -> None:
-        """`admit` was cancelled while the store was recording the lease: unless the store
-        refused, the slot may be taken, and no session will ever release it."""
-        if acquiring.cancelled() or acquiring.exception() is not None or acquiring.result() is None:
-            self._spawn(self._release_or_remember(lease))
-
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._lease_ttl / 3)
             await self._beat()
 
     async def _beat(self) -> None:
-        leases = list(self._live.values())
+        live = dict(self._live)
+        leases = [lease for lease, _ in live.values()]
+        caps = {lease.project: limits.max_sessions for lease, limits in live.values()}
+        renewal = Renewal(restored=0, over_cap=())
         try:
             if leases:
-                recreated = await self._store.renew(leases, self._lease_ttl)
-                if recreated:
-                    logger.warning(
-                        "quota store had lost %d leases of this relay: restored", recreated
-                    )
+                renewal = await self._store.renew(leases, caps, self._lease_ttl)
             else:
                 await self._store.ping()
         except QuotaStoreError as exc:
             self._lost_store(exc)
             return
-        finally:
-            # A session released while its lease was being renewed may have been re-created by
-            # the renewal: release it again.
-            for lease in leases:
-                if lease.session_id not in self._live:
-                    self._unreleased[lease.session_id] = lease
         self._found_store()
-        try:
-            await self._write_pending()
-        except QuotaStoreError as exc:
-            self._lost_store(exc)
+        if renewal.restored:
+            logger.warning(
+                "quota store had lost %d leases of this relay: restored", renewal.restored
+            )
+        for lease in renewal.over_cap:
+            if self._live.pop(lease.session_id, None) is not None:
+                self.slots_lost += 1
+                logger.warning(
+                    "quota store had lost the slot of session %s and project %r is full: ending it",
+                    lease.session_id,
+                    lease.project,
+                )
+                self._on_slot_lost(lease, live[lease.session_id][1])
+        self._retry_writes()
+
+    def _retry_writes(self) -> None:
+        """Write what is pending now, then every `RETRY_SECONDS` until the store takes it."""
+        if self.pending_writes and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write_until_done(), name="quota-writes")
+
+    async def _write_until_done(self) -> None:
+        while self.pending_writes:
+            try:
+                await self._write_pending()
+            except QuotaStoreError as exc:
+                self._lost_store(exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            else:
+                self._found_store()
 
     async def _write_pending(self) -> None:
         """Releases and charges that failed while the store was unreachable, oldest first."""
         for session_id, lease in list(self._unreleased.items()):
-            await self._store.release(lease)
+            await self._store.release(lease, self._lease_ttl)
             if self._unreleased.get(session_id) is lease:
                 del self._unreleased[session_id]
         for project, (tokens, limits) in list(self._uncharged.items()):

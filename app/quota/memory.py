@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from app.quota.refusals import sessions_refusal, tokens_refusal, user_sessions_refusal
-from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, TokenWindow
+from app.quota.refusals import (
+    ALREADY_RELEASED,
+    sessions_refusal,
+    tokens_refusal,
+    user_sessions_refusal,
+)
+from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, Renewal, TokenWindow
 
 
 @dataclass
@@ -22,6 +27,8 @@ class _Project:
     leases: dict[str, Lease] = field(default_factory=dict)
     buckets: dict[int, int] = field(default_factory=dict)
     """unix second -> tokens charged during that second."""
+    released: dict[str, float] = field(default_factory=dict)
+    """session id -> unix time until which its lease may not be taken again."""
 
 
 @dataclass
@@ -42,6 +49,9 @@ class MemoryQuotaStore:
     async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
         now = self._clock()
         project = self._live_project(lease.project, now)
+        if lease.session_id in project.released:
+            self._forget_if_idle(lease.project, project)
+            return ALREADY_RELEASED
         if lease.session_id not in project.leases:
             refusal = self._refusal(project, lease, limits, now)
             if refusal is not None:
@@ -50,21 +60,32 @@ class MemoryQuotaStore:
         self._record(project, lease, now + ttl)
         return None
 
-    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
+    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
         now = self._clock()
-        recreated = 0
+        lost: list[Lease] = []
         for lease in leases:
             project = self._live_project(lease.project, now)
-            recreated += lease.session_id not in project.leases
-            self._record(project, lease, now + ttl)
-        return recreated
+            if lease.session_id in project.leases:
+                project.expiries[lease.session_id] = now + ttl
+            elif lease.session_id not in project.released:
+                lost.append(lease)
+        restored, over_cap = 0, []
+        for lease in sorted(lost, key=lambda lease: lease.started_at):
+            project = self._live_project(lease.project, now)
+            if len(project.leases) < caps[lease.project]:
+                self._record(project, lease, now + ttl)
+                restored += 1
+            else:
+                over_cap.append(lease)
+        for name in {lease.project for lease in leases}:
+            self._forget_if_idle(name, self._live_project(name, now))
+        return Renewal(restored, tuple(over_cap))
 
-    async def release(self, lease: Lease) -> None:
-        project = self._projects.get(lease.project)
-        if project is not None:
-            project.leases.pop(lease.session_id, None)
-            project.expiries.pop(lease.session_id, None)
-            self._forget_if_idle(lease.project, project)
+    async def release(self, lease: Lease, ttl: float) -> None:
+        project = self._live_project(lease.project, self._clock())
+        project.leases.pop(lease.session_id, None)
+        project.expiries.pop(lease.session_id, None)
+        project.released[lease.session_id] = self._clock() + ttl
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
         if tokens < 0:
@@ -115,13 +136,15 @@ class MemoryQuotaStore:
         for session_id in [sid for sid, expiry in project.expiries.items() if expiry <= now]:
             del project.expiries[session_id]
             del project.leases[session_id]
+        for session_id in [sid for sid, until in project.released.items() if until <= now]:
+            del project.released[session_id]
         oldest = math.floor(now) - WINDOW_SECONDS + 1
         for second in [second for second in project.buckets if second < oldest]:
             del project.buckets[second]
         return project
 
     def _forget_if_idle(self, name: str, project: _Project) -> None:
-        if not project.leases and not project.buckets:
+        if not project.leases and not project.buckets and not project.released:
             self._projects.pop(name, None)
 
     @classmethod

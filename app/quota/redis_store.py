@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal
@@ -20,17 +20,23 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from app.quota.redis_connection import RedisConnection
-from app.quota.refusals import sessions_refusal, tokens_refusal, user_sessions_refusal
+from app.quota.refusals import (
+    ALREADY_RELEASED,
+    sessions_refusal,
+    tokens_refusal,
+    user_sessions_refusal,
+)
 from app.quota.types import (
     WINDOW_SECONDS,
     Lease,
     QuotaLimits,
     QuotaStoreError,
     Refusal,
+    Renewal,
     TokenWindow,
 )
 
-KeyKind = Literal["leases", "details", "tokens", "uses"]
+KeyKind = Literal["leases", "details", "tokens", "released", "uses"]
 ScriptCall = tuple[list[str], list[str | int]]
 """KEYS and ARGV of one script run."""
 
@@ -79,7 +85,7 @@ class RedisQuotaStore:
         user_cap = limits.max_sessions_per_user
         with _store_errors("acquire"):
             result = await self._acquire(
-                keys=self._project_keys(lease.project, "leases", "details", "tokens"),
+                keys=self._project_keys(lease.project, "leases", "details", "tokens", "released"),
                 args=[
                     lease.session_id,
                     _details(lease),
@@ -94,6 +100,8 @@ class RedisQuotaStore:
         match result:
             case ["ok"]:
                 return None
+            case ["released", *_]:
+                return ALREADY_RELEASED
             case ["tokens", _, limit, ms_until_free]:
                 return tokens_refusal(lease.project, int(limit), int(ms_until_free) / 1000)
             case ["sessions", held, limit, _]:
@@ -102,25 +110,29 @@ class RedisQuotaStore:
                 return user_sessions_refusal(lease.user, int(held), int(limit))
         raise QuotaStoreError(f"quota store: unexpected answer from acquire.lua: {result!r}")
 
-    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
+    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
         by_project: dict[str, list[Lease]] = {}
-        for lease in leases:
+        for lease in sorted(leases, key=lambda lease: lease.started_at):
             by_project.setdefault(lease.project, []).append(lease)
         calls: list[ScriptCall] = []
         for project, project_leases in by_project.items():
-            args: list[str | int] = [_milliseconds(ttl)]
+            args: list[str | int] = [_milliseconds(ttl), caps[project]]
             for lease in project_leases:
                 args += [lease.session_id, _details(lease)]
-            calls.append((self._project_keys(project, "leases", "details"), args))
+            calls.append((self._project_keys(project, "leases", "details", "released"), args))
         with _store_errors("renew"):
-            recreated = await self._pipelined(self._renew, calls)
-        return sum(int(count) for count in recreated)
+            results = await self._pipelined(self._renew, calls)
+        by_id = {lease.session_id: lease for lease in leases}
+        return Renewal(
+            restored=sum(int(restored) for restored, *_ in results),
+            over_cap=tuple(by_id[str(left_out)] for _, *ids in results for left_out in ids),
+        )
 
-    async def release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease, ttl: float) -> None:
         with _store_errors("release"):
             await self._release(
-                keys=self._project_keys(lease.project, "leases", "details"),
-                args=[lease.session_id],
+                keys=self._project_keys(lease.project, "leases", "details", "released"),
+                args=[lease.session_id, _milliseconds(ttl)],
             )
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:

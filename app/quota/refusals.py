@@ -15,6 +15,8 @@ MAX_NAME_BYTES = 32
 ELLIPSIS = "…"
 
 STORE_UNAVAILABLE = Refusal("UNAVAILABLE: quota store unreachable", "store")
+ALREADY_RELEASED = Refusal("UNAVAILABLE: admission given up after a quota store timeout", "store")
+"""What `acquire` answers for a session whose admission was given up (released) before it ran."""
 
 
 def sessions_refusal(project: str, held: int, limit: int) -> Refusal:
@@ -31,6 +33,15 @@ def user_sessions_refusal(user: str, held: int, limit: int) -> Refusal:
     return Refusal(
         _fit(f"RESOURCE_EXHAUSTED: user {_quoted(user)} has {held} of {limit} concurrent sessions"),
         "user_sessions",
+    )
+
+
+def lost_slot_reason(project: str, limit: int) -> str:
+    """The close reason of a running session ended because its slot was lost (the store
+    restarted empty, or this replica froze past the lease TTL) and the project filled up."""
+    return _fit(
+        f"RESOURCE_EXHAUSTED: slot lost in a quota store outage; project {_quoted(project)} "
+        f"is full ({limit} sessions)"
     )
 
 

@@ -6,7 +6,7 @@ renewed, and tokens, in a sliding window of `WINDOW_SECONDS` made of one-second 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -59,6 +59,18 @@ class TokenWindow:
         return self.used >= self.limit
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """What a heartbeat's renewal found."""
+
+    restored: int
+    """Leases the store had lost (let expire, or a Redis that restarted empty) and took back
+    because their project had room for them."""
+    over_cap: tuple[Lease, ...]
+    """Lost leases the store did not take back because their project is full: other sessions
+    took the slots meanwhile. Their sessions must end, or the project would exceed its cap."""
+
+
 class QuotaStoreError(Exception):
     """The quota store is unreachable or broken; the cause is chained (`raise ... from`)."""
 
@@ -70,15 +82,19 @@ class QuotaStore(Protocol):
     """
 
     async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
-        """Record `lease` until now+ttl unless the token window is spent or a session limit is
-        reached; expired leases are purged first. Atomic. Acquiring a held lease extends it."""
+        """Record `lease` until now+ttl unless the token window is spent, a session limit is
+        reached or the session was released already (`release` ran first: the admission was
+        given up); expired leases are purged first. Atomic. Acquiring a held lease extends it."""
 
-    async def renew(self, leases: Sequence[Lease], ttl: float) -> int:
-        """Extend every lease to now+ttl, re-creating the ones the store lost (a Redis restart)
-        or let expire; returns how many had to be re-created."""
+    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
+        """Extend every lease to now+ttl. A lease the store lost (a Redis restart) or let expire
+        is taken back only while its project holds fewer than `caps[project]` leases, oldest
+        session first; a released one is never taken back."""
 
-    async def release(self, lease: Lease) -> None:
-        """Free the lease's slot; releasing a lease that is not held does nothing."""
+    async def release(self, lease: Lease, ttl: float) -> None:
+        """Free the lease's slot, and remember for `ttl` that the session is over, so an
+        `acquire` or `renew` of it that runs late (sent before, delayed by a stalled store) does
+        not take the slot again. Releasing a lease that is not held only leaves that mark."""
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
         """Add `tokens` to the project's window and return the window after the charge."""

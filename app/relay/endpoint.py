@@ -176,7 +176,7 @@ async def _relay(
     )
     leg: UpstreamLink = GeminiDialectLeg(upstream) if dialect == "gemini" else upstream
     session = Session(websocket, leg, setup.frame, limits, charge)
-    relay.sessions.add(session)
+    relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(
         "session started",
@@ -191,7 +191,7 @@ async def _relay(
     try:
         ending = await session.run()
     finally:
-        traffic = relay.sessions.remove(session)
+        traffic = relay.sessions.remove(session, session_id)
         metrics.add_traffic(
             traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out
         )

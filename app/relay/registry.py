@@ -7,7 +7,9 @@ import contextlib
 import logging
 from dataclasses import astuple
 
-from app.relay.closes import GOING_AWAY, Ending
+from app.quota.refusals import lost_slot_reason
+from app.quota.types import Lease, QuotaLimits
+from app.relay.closes import GOING_AWAY, TRY_AGAIN_LATER, Ending
 from app.relay.session import Session, Traffic
 
 logger = logging.getLogger(__name__)
@@ -16,6 +18,7 @@ logger = logging.getLogger(__name__)
 class LiveSessions:
     def __init__(self) -> None:
         self._flushed: dict[Session, Traffic] = {}
+        self._by_id: dict[str, Session] = {}
         self._empty = asyncio.Event()
         self._empty.set()
         self.draining = False
@@ -23,12 +26,28 @@ class LiveSessions:
     def __len__(self) -> int:
         return len(self._flushed)
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Session, session_id: str) -> None:
         self._flushed[session] = Traffic()
+        self._by_id[session_id] = session
         self._empty.clear()
 
-    def remove(self, session: Session) -> Traffic:
+    def end(self, session_id: str, ending: Ending) -> bool:
+        """End the session with this id, if it runs here; False when it does not."""
+        session = self._by_id.get(session_id)
+        if session is None:
+            return False
+        session.end(ending)
+        return True
+
+    def slot_lost(self, lease: Lease, limits: QuotaLimits) -> None:
+        """The quota store lost this session's slot and its project is full: end it (1013)
+        rather than run the project over its cap (`QuotaKeeper`'s `on_slot_lost`)."""
+        reason = lost_slot_reason(lease.project, limits.max_sessions)
+        self.end(lease.session_id, Ending("relay", TRY_AGAIN_LATER, reason, "quota_lost"))
+
+    def remove(self, session: Session, session_id: str) -> Traffic:
         """Forget a session; return the traffic not yet taken by `take_traffic`."""
+        self._by_id.pop(session_id, None)
         flushed = self._flushed.pop(session, Traffic())
         if not self._flushed:
             self._empty.set()

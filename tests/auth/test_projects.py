@@ -3,7 +3,6 @@ and `live-relay keys create` producing lines the file accepts."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import logging
@@ -166,22 +165,6 @@ def test_reload_of_a_broken_file_keeps_the_old_projects_and_logs_why(
     assert registry.for_api_key(KEY) is not None
     assert "projects.p.enabled" in caplog.text
     assert "keeping the previous projects" in caplog.text
-
-
-async def test_watch_reloads_when_the_file_changes(tmp_path: Path) -> None:
-    registry = registry_for(tmp_path, "[projects.p]\n")
-    watcher = asyncio.create_task(registry.watch(interval_seconds=0.02))
-    try:
-        (tmp_path / "projects.toml").write_text("[projects.p]\n[projects.added]\n")
-        for _ in range(200):
-            if registry.get("added") is not None:
-                break
-            await asyncio.sleep(0.02)
-        assert registry.get("added") is not None
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
 
 
 def test_keys_create_prints_a_key_once_and_a_hash_line_the_file_accepts(tmp_path: Path) -> None:

@@ -41,11 +41,23 @@ async def held(store: QuotaStore) -> set[str]:
     return {lease.session_id for lease in await store.sessions("acme")}
 
 
+def _nothing_ends(lease: Lease, limits: QuotaLimits) -> None:
+    raise AssertionError(f"{lease.session_id} lost its slot")
+
+
 @asynccontextmanager
 async def running_keeper(
-    store: QuotaStore, *, ttl: float = TTL, fail_open: bool = False
+    store: QuotaStore,
+    *,
+    ttl: float = TTL,
+    fail_open: bool = False,
+    on_slot_lost: Callable[[Lease, QuotaLimits], None] = _nothing_ends,
 ) -> AsyncIterator[QuotaKeeper]:
-    keeper = QuotaKeeper(store, load_settings(lease_ttl_seconds=ttl, quota_fail_open=fail_open))
+    keeper = QuotaKeeper(
+        store,
+        load_settings(lease_ttl_seconds=ttl, quota_fail_open=fail_open),
+        on_slot_lost=on_slot_lost,
+    )
     await keeper.start()
     try:
         yield keeper
@@ -180,7 +192,6 @@ async def test_a_release_while_redis_is_unreachable_is_applied_when_it_returns(
         await keeper.release(lease(0))  # does not raise
 
         redis_server.start()
-        assert await held(store) == {"session-0", "session-1"}
         await eventually(lambda: _holds(store, 1), within=2.0)  # it would expire after 3 s
         assert await held(store) == {"session-1"}
 
@@ -219,6 +230,67 @@ async def test_store_healthy_follows_reachability(
         await eventually(healthy, within=ONE_BEAT)
 
 
+async def test_after_redis_restarts_empty_and_fills_up_the_newest_sessions_lose_their_slot(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    ended: list[Lease] = []
+    async with running_keeper(store, on_slot_lost=lambda lease, _: ended.append(lease)) as keeper:
+        for number in range(4):
+            assert await keeper.admit(lease(number), LIMITS) is None
+        redis_server.restart()
+        # Before this relay's next beat, another relay admits three sessions into the empty store.
+        other = [Lease("acme", None, f"elsewhere-{n}", 100.0 + n) for n in range(3)]
+        for newcomer in other:
+            assert await store.acquire(newcomer, LIMITS, 30) is None
+
+        await eventually(lambda: _holds(store, LIMITS.max_sessions), within=ONE_BEAT)
+        await eventually(lambda: _ended(ended, 2), within=ONE_BEAT)
+
+        assert ended == [lease(2), lease(3)]  # the newest, in order
+        assert keeper.live_leases == [lease(0), lease(1)]
+        assert keeper.slots_lost == 2
+        assert await held(store) == {"session-0", "session-1", *(o.session_id for o in other)}
+
+
+# --- stalls and cancellation -----------------------------------------------------------------
+
+
+async def test_admissions_given_up_during_a_redis_stall_leave_no_lease_once_it_resumes(
+    redis_server: RedisServer,
+) -> None:
+    """Redis frozen (SIGSTOP) longer than the command timeout while clients keep arriving: the
+    acquires it runs when it resumes must not leave leases nobody holds."""
+    assert redis_server.process is not None
+    timeout = 0.3
+    stalled = RedisQuotaStore(
+        connect_redis(f"{redis_server.url}?socket_timeout={timeout}"), key_prefix="relay"
+    )
+    observer = RedisQuotaStore(connect_redis(redis_server.url), key_prefix="relay")
+    try:
+        async with running_keeper(stalled, ttl=30) as keeper:
+            for number in range(2):
+                assert await keeper.admit(lease(number), LIMITS) is None
+            await stalled.ping()
+            redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                refusals = await asyncio.gather(
+                    *(keeper.admit(lease(number), LIMITS) for number in range(2, 10))
+                )
+                await asyncio.sleep(4 * timeout)  # the stall outlasts the timeout several times
+            finally:
+                redis_server.process.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+
+            assert set(refusals) == {Refusal("UNAVAILABLE: quota store unreachable", "store")}
+            await eventually(lambda: _exact(keeper, observer, {"session-0", "session-1"}), 10)
+            print(f"exact {time.monotonic() - resumed:.2f} s after Redis resumed")
+            await asyncio.sleep(3 * TTL)  # nothing late turns up afterwards
+            assert await held(observer) == {"session-0", "session-1"}
+    finally:
+        await stalled.aclose()
+        await observer.aclose()
+
+
 # --- cancellation ----------------------------------------------------------------------------
 
 
@@ -249,6 +321,14 @@ async def test_an_admission_cancelled_while_redis_records_it_leaves_no_slot_take
         finally:
             await raw.aclose()
         assert keeper.live_leases == []
+
+
+async def _ended(ended: list[Lease], count: int) -> bool:
+    return len(ended) == count
+
+
+async def _exact(keeper: QuotaKeeper, store: QuotaStore, expected: set[str]) -> bool:
+    return keeper.pending_writes == 0 and await held(store) == expected
 
 
 async def _holds(store: QuotaStore, count: int) -> bool:

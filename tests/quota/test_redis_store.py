@@ -14,11 +14,12 @@ from redis.exceptions import RedisError
 
 from app.quota.redis_connection import connect_redis
 from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key
-from app.quota.types import Lease, QuotaLimits, QuotaStoreError
+from app.quota.types import Lease, QuotaLimits, QuotaStoreError, Renewal
 from tests.support.redis_server import RedisServer
 
 LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
 LEASES = [Lease("acme", "bob", "s-1", 1.0), Lease("acme", None, "s-2", 2.0)]
+CAPS = {"acme": 5, "other": 5}
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ async def test_scripts_forgotten_by_redis_are_loaded_again(
 
     assert await store.acquire(LEASES[1], LIMITS, 30) is None
     await raw.script_flush()
-    assert await store.renew([*LEASES, Lease("other", None, "s-3", 3.0)], 30) == 1
+    renewal = await store.renew([*LEASES, Lease("other", None, "s-3", 3.0)], CAPS, 30)
+    assert renewal == Renewal(restored=1, over_cap=())
     await raw.script_flush()
     assert (await store.charge("acme", 10, LIMITS)).used == 10
     assert await store.consume_use("jti", 2, time.time() + 60) == 1
@@ -59,7 +61,7 @@ async def test_after_a_restart_that_lost_the_data_renew_restores_the_leases(
     redis_server.restart()
 
     assert await store.sessions("acme") == []
-    assert await store.renew(LEASES, 30) == 2
+    assert await store.renew(LEASES, CAPS, 30) == Renewal(restored=2, over_cap=())
     assert await store.sessions("acme") == LEASES
 
 
@@ -70,8 +72,8 @@ async def test_every_operation_raises_quota_store_error_quickly_when_redis_is_do
     redis_server.stop()
     operations: dict[str, Callable[[], Awaitable[object]]] = {
         "acquire": lambda: store.acquire(LEASES[0], LIMITS, 30),
-        "renew": lambda: store.renew(LEASES, 30),
-        "release": lambda: store.release(LEASES[0]),
+        "renew": lambda: store.renew(LEASES, CAPS, 30),
+        "release": lambda: store.release(LEASES[0], 30),
         "charge": lambda: store.charge("acme", 1, LIMITS),
         "window": lambda: store.window("acme", LIMITS),
         "sessions": lambda: store.sessions("acme"),
@@ -94,12 +96,14 @@ async def test_a_project_leaves_no_lease_keys_once_its_sessions_end(
     await store.acquire(LEASES[1], LIMITS, 30)
     await store.charge("acme", 10, LIMITS)
 
-    await store.release(LEASES[0])
-    await store.release(LEASES[1])
+    await store.release(LEASES[0], 30)
+    await store.release(LEASES[1], 30)
 
     tokens_key = quota_key("relay", "acme", "tokens")
-    assert await raw.keys("*") == [tokens_key]
+    released_key = quota_key("relay", "acme", "released")
+    assert sorted(await raw.keys("*")) == sorted([tokens_key, released_key])
     assert 0 < await raw.pttl(tokens_key) <= 61_000
+    assert 0 < await raw.pttl(released_key) <= 30_000
 
 
 async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw: Redis) -> None:
@@ -133,5 +137,5 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
     leases = [Lease("burst", None, f"s-{index}", time.time()) for index in range(400)]
     refusals = await asyncio.gather(*(store.acquire(lease, limits, 30) for lease in leases))
     assert refusals == [None] * len(leases)
-    await asyncio.gather(*(store.release(lease) for lease in leases))
+    await asyncio.gather(*(store.release(lease, 30) for lease in leases))
     assert await store.sessions("burst") == []

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal
+from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, Renewal
 from tests.quota.conftest import Backend
 
 TTL = 30.0
 LIMITS = QuotaLimits(max_sessions=3, max_sessions_per_user=None, tokens_per_minute=1_000)
+CAPS = {"acme": 3, "other": 3}
 
 
 def lease(number: int, *, project: str = "acme", user: str | None = None) -> Lease:
@@ -44,7 +45,7 @@ async def test_release_frees_the_slot_for_the_next_session(backend: Backend) -> 
     for number in range(3):
         await backend.store.acquire(lease(number), LIMITS, TTL)
 
-    await backend.store.release(lease(1))
+    await backend.store.release(lease(1), TTL)
 
     assert await backend.store.acquire(lease(3), LIMITS, TTL) is None
     assert await held(backend) == {"session-0", "session-2", "session-3"}
@@ -53,8 +54,8 @@ async def test_release_frees_the_slot_for_the_next_session(backend: Backend) -> 
 async def test_releasing_a_lease_that_is_not_held_changes_nothing(backend: Backend) -> None:
     await backend.store.acquire(lease(0), LIMITS, TTL)
 
-    await backend.store.release(lease(7))
-    await backend.store.release(lease(7, project="elsewhere"))
+    await backend.store.release(lease(7), TTL)
+    await backend.store.release(lease(7, project="elsewhere"), TTL)
 
     assert await held(backend) == {"session-0"}
 
@@ -85,20 +86,18 @@ async def test_renew_keeps_leases_alive_past_their_ttl(backend: Backend) -> None
 
     for _ in range(6):
         await asyncio.sleep(0.1)
-        recreated = await backend.store.renew([lease(0), lease(1, project="other")], ttl=0.4)
-        assert recreated == 0
+        renewal = await backend.store.renew([lease(0), lease(1, project="other")], CAPS, ttl=0.4)
+        assert renewal == Renewal(restored=0, over_cap=())
 
     assert await held(backend) == {"session-0"}
     assert await held(backend, "other") == {"session-1"}
 
 
 async def test_renew_recreates_leases_the_store_no_longer_holds(backend: Backend) -> None:
-    await backend.store.acquire(lease(0), LIMITS, TTL)
-    await backend.store.release(lease(0))  # as a Redis restart without persistence would
+    # As a Redis restart without persistence would leave them: never recorded.
+    renewal = await backend.store.renew([lease(0), lease(1, project="other")], CAPS, TTL)
 
-    recreated = await backend.store.renew([lease(0), lease(1, project="other")], TTL)
-
-    assert recreated == 2
+    assert renewal == Renewal(restored=2, over_cap=())
     assert await backend.store.sessions("acme") == [lease(0)]
     assert await backend.store.sessions("other") == [lease(1, project="other")]
 
@@ -107,9 +106,57 @@ async def test_renew_revives_a_lease_that_expired(backend: Backend) -> None:
     await backend.store.acquire(lease(0), LIMITS, ttl=0.1)
     await asyncio.sleep(0.2)
 
-    assert await backend.store.renew([lease(0)], TTL) == 1
+    assert await backend.store.renew([lease(0)], CAPS, TTL) == Renewal(1, ())
 
     assert await held(backend) == {"session-0"}
+
+
+async def test_renew_takes_lost_leases_back_only_up_to_the_cap_oldest_first(
+    backend: Backend,
+) -> None:
+    # This replica's sessions 0-3 lost their leases (it froze past the TTL); meanwhile another
+    # replica admitted sessions 10 and 11. Only one slot is left under the cap of 3.
+    for number in (10, 11):
+        assert await backend.store.acquire(lease(number), LIMITS, TTL) is None
+    mine = [lease(3), lease(0), lease(2), lease(1)]
+
+    renewal = await backend.store.renew(mine, CAPS, TTL)
+
+    assert renewal == Renewal(restored=1, over_cap=(lease(1), lease(2), lease(3)))
+    assert await held(backend) == {"session-0", "session-10", "session-11"}
+
+
+async def test_renew_keeps_held_leases_even_over_a_cap_lowered_since(backend: Backend) -> None:
+    for number in range(3):
+        await backend.store.acquire(lease(number), LIMITS, TTL)
+
+    renewal = await backend.store.renew([lease(0), lease(1), lease(2)], {"acme": 1}, TTL)
+
+    assert renewal == Renewal(restored=0, over_cap=())
+    assert len(await held(backend)) == 3
+
+
+async def test_a_released_session_is_never_admitted_or_renewed_again(backend: Backend) -> None:
+    # A stalled Redis may run a release before the acquire or renew sent ahead of it.
+    await backend.store.release(lease(0), TTL)
+
+    refusal = await backend.store.acquire(lease(0), LIMITS, TTL)
+    renewal = await backend.store.renew([lease(0)], CAPS, TTL)
+
+    assert refusal == Refusal(
+        "UNAVAILABLE: admission given up after a quota store timeout", "store"
+    )
+    assert renewal == Renewal(restored=0, over_cap=())
+    assert await held(backend) == set()
+    assert await backend.store.acquire(lease(1), LIMITS, TTL) is None
+
+
+async def test_the_release_mark_lasts_one_ttl(backend: Backend) -> None:
+    await backend.store.release(lease(0), ttl=0.1)
+
+    await asyncio.sleep(0.2)
+
+    assert await backend.store.acquire(lease(0), LIMITS, TTL) is None
 
 
 async def test_per_user_cap_refuses_only_that_users_extra_session(backend: Backend) -> None:
@@ -124,7 +171,7 @@ async def test_per_user_cap_refuses_only_that_users_extra_session(backend: Backe
         f'RESOURCE_EXHAUSTED: user "{user}" has 2 of 2 concurrent sessions', "user_sessions"
     )
     assert await backend.store.acquire(lease(3, user="bob"), limits, TTL) is None
-    await backend.store.release(lease(0, user=user))
+    await backend.store.release(lease(0, user=user), TTL)
     assert await backend.store.acquire(lease(2, user=user), limits, TTL) is None
 
 
@@ -214,7 +261,7 @@ async def test_racing_acquires_and_releases_leave_no_slot_held(backend: Backend)
         refused = await store.acquire(lease(number), limits, TTL)
         await asyncio.sleep(rng.random() / 100)
         if refused is None:
-            await store.release(lease(number))
+            await store.release(lease(number), TTL)
 
     await asyncio.gather(*(session(n) for n in range(200)))
 
@@ -260,7 +307,7 @@ async def test_a_spent_window_does_not_end_leases_already_held(backend: Backend)
     await backend.store.acquire(lease(0), LIMITS, TTL)
     await backend.store.charge("acme", 5_000, LIMITS)
 
-    assert await backend.store.renew([lease(0)], TTL) == 0
+    assert await backend.store.renew([lease(0)], CAPS, TTL) == Renewal(0, ())
     assert await backend.store.acquire(lease(0), LIMITS, TTL) is None
     assert await held(backend) == {"session-0"}
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,24 +24,41 @@ ADMIN = "admin-token-for-tests"
 LEASE_TTL = 2.0
 
 
-@pytest.fixture
-def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[RelayProcess]]:
+def start_replicas(
+    count: int, redis_url: str, tmp_path: Path, lease_ttl: float = LEASE_TTL
+) -> Iterator[list[RelayProcess]]:
     env = {
         "RELAY_UPSTREAM": "emulator",
         "RELAY_API_KEYS": API_KEY,
-        "RELAY_REDIS_URL": redis_server.url,
+        "RELAY_REDIS_URL": redis_url,
         "RELAY_ADMIN_TOKEN": ADMIN,
-        "RELAY_LEASE_TTL_SECONDS": str(LEASE_TTL),
+        "RELAY_LEASE_TTL_SECONDS": str(lease_ttl),
         "RELAY_DEFAULT_TOKENS_PER_MINUTE": "2000",
     }
     started: list[RelayProcess] = []
     try:
-        for index in range(3):
+        for index in range(count):
             started.append(RelayProcess(env, tmp_path / f"relay-{index}.log"))
         yield started
     finally:
         for relay in started:
             relay.kill()
+
+
+@pytest.fixture
+def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[RelayProcess]]:
+    yield from start_replicas(3, redis_server.url, tmp_path)
+
+
+COMMAND_TIMEOUT = 0.5
+
+
+@pytest.fixture
+def impatient_replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[list[RelayProcess]]:
+    """Two replicas whose Redis commands give up after 0.5 s instead of 2 s, with leases of 30 s:
+    a lease nobody holds would stay far longer than the tests wait."""
+    url = f"{redis_server.url}?socket_timeout={COMMAND_TIMEOUT}"
+    yield from start_replicas(2, url, tmp_path, lease_ttl=30)
 
 
 async def try_session(relay: RelayProcess) -> tuple[ClientConnection | None, int | None, str]:
@@ -142,12 +160,14 @@ async def test_1000_random_connect_abort_cycles_leave_no_slot_held(
     replicas: list[RelayProcess],
 ) -> None:
     rng = random.Random(1234)
+    connect_failures: list[BaseException] = []
 
     async def cycle(index: int) -> None:
         relay = replicas[index % 3]
         try:
             ws = await connect(relay.url(), additional_headers=auth_headers(), open_timeout=20)
-        except (OSError, InvalidStatus, TimeoutError):
+        except (OSError, InvalidStatus, TimeoutError) as exc:
+            connect_failures.append(exc)  # every handshake must succeed: reported below
             return
         phase = rng.randrange(4)
         abort = rng.random() < 0.5
@@ -173,6 +193,7 @@ async def test_1000_random_connect_abort_cycles_leave_no_slot_held(
             await cycle(index)
 
     await asyncio.gather(*(bounded(i) for i in range(1000)))
+    assert connect_failures == []
     await wait_for_sessions(replicas[0], 0, within=10)
     for relay in replicas:
         assert relay.process.poll() is None, relay.output()
@@ -200,3 +221,76 @@ async def test_redis_down_refuses_new_sessions_keeps_running_ones_and_recovers(
     await again.close()
     for relay in replicas:
         assert relay.process.poll() is None, relay.output()
+
+
+async def test_a_replica_frozen_past_the_ttl_ends_its_newest_sessions_rather_than_overfill(
+    replicas: list[RelayProcess],
+) -> None:
+    frozen, other = replicas[0], replicas[1]
+    mine = []
+    for _ in range(5):
+        ws, code, reason = await try_session(frozen)
+        assert ws is not None, (code, reason)
+        mine.append(ws)
+    frozen.process.send_signal(signal.SIGSTOP)  # its heartbeat stops: its leases expire
+    try:
+        await wait_for_sessions(other, 0, within=LEASE_TTL + 5)
+        theirs = []
+        for _ in range(7):
+            ws, code, reason = await try_session(other)
+            assert ws is not None, (code, reason)
+            theirs.append(ws)
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    resumed = asyncio.get_running_loop().time()
+
+    # Three slots were left: the three oldest sessions keep theirs, the two newest end.
+    for ws in mine[3:]:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=LEASE_TTL + 10)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1013,
+            'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "default" is full '
+            "(10 sessions)",
+        )
+    print(
+        f"excess sessions ended {asyncio.get_running_loop().time() - resumed:.2f} s after SIGCONT"
+    )
+    for ws in [*mine[:3], *theirs]:
+        await ws.send(text_turn("still admitted?"))
+        while b"turnComplete" not in await asyncio.wait_for(ws.recv(), 10):
+            pass
+    assert await active_sessions(frozen) == 10
+    assert "ending it" in frozen.output()
+    for ws in [*mine[:3], *theirs]:
+        await ws.close()
+
+
+async def test_clients_refused_during_a_redis_stall_leave_no_slot_taken_once_it_resumes(
+    impatient_replicas: list[RelayProcess], redis_server: RedisServer
+) -> None:
+    running = []
+    for relay in impatient_replicas:
+        ws, code, reason = await try_session(relay)
+        assert ws is not None, (code, reason)
+        running.append(ws)
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)  # frozen, not gone: its sockets stay open
+    try:
+        refused = await asyncio.gather(*(try_session(impatient_replicas[n % 2]) for n in range(8)))
+        await asyncio.sleep(4 * COMMAND_TIMEOUT)  # the stall outlasts every command's timeout
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert [(code, reason) for _, code, reason in refused] == [
+        (1013, "UNAVAILABLE: quota store unreachable")
+    ] * 8
+
+    await wait_for_sessions(impatient_replicas[0], 2, within=5)
+    # Every slot the refused clients might have taken is free: eight more fit under the cap.
+    more = [await try_session(impatient_replicas[n % 2]) for n in range(8)]
+    assert [code for _, code, _ in more] == [None] * 8
+    assert (await try_session(impatient_replicas[0]))[1] == 1013
+    for ws in [*running, *(ws for ws, _, _ in more if ws is not None)]:
+        await ws.close()

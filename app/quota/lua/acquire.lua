@@ -1,9 +1,12 @@
 -- Acquire one concurrent-session lease unless the project's token window is spent or a
 -- session limit is reached. Acquiring a lease that is already held extends it (a retried call).
+-- A session already released is refused: the relay gave up on this admission (a timeout) and
+-- released it, and Redis, stalled, ran that release before this script.
 --
 -- KEYS[1]  leases of the project
 -- KEYS[2]  lease details of the project
 -- KEYS[3]  token buckets of the project
+-- KEYS[4]  release marks of the project
 -- ARGV[1]  session id
 -- ARGV[2]  lease details, JSON (stored as is)
 -- ARGV[3]  user id ("" without a user)
@@ -14,8 +17,11 @@
 -- ARGV[8]  window length, seconds
 -- Result:  {"ok"} when the lease is held, else {kind, count, limit, ms_until_free} with kind
 --          "tokens" (count: tokens in the window), "sessions" or "user_sessions" (count: leases
---          held; ms_until_free: -1).
+--          held; ms_until_free: -1), or {"released", 0, 0, -1}.
 local now = now_ms()
+if was_released(KEYS[4], ARGV[1], now) then
+  return {'released', 0, 0, -1}
+end
 purge_expired_leases(KEYS[1], KEYS[2], now)
 
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then

@@ -5,6 +5,8 @@
 --   leases   sorted set: member = session id, score = lease expiry (ms since the epoch)
 --   details  hash: session id -> JSON {"user": string or null, "started_at": unix time}
 --   tokens   hash: unix second -> tokens charged during that second
+--   released sorted set: member = session id of a released lease, score = when the mark
+--            expires (ms): acquire and renew never take such a session's slot again
 
 -- Milliseconds since the epoch by the Redis server's clock, so relay replicas with skewed
 -- clocks still agree on when a lease expires and which second a token belongs to.
@@ -22,6 +24,17 @@ local function purge_expired_leases(leases_key, details_key, now)
   if #expired > 0 then
     redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', now)
   end
+end
+
+-- Forget the release marks that have done their job (older than one lease TTL).
+local function purge_expired_releases(released_key, now)
+  redis.call('ZREMRANGEBYSCORE', released_key, '-inf', now)
+end
+
+-- Whether the session's lease was released (its admission given up, or its session ended).
+local function was_released(released_key, session_id, now)
+  local until_ms = redis.call('ZSCORE', released_key, session_id)
+  return until_ms and tonumber(until_ms) > now
 end
 
 -- Let both lease keys vanish with their last lease, so idle projects leave nothing behind.
