@@ -55,8 +55,9 @@ async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
         },
         tmp_path / "relay.log",
     )
+    sessions: list[ClientConnection] = []
     try:
-        sessions: list[ClientConnection] = []
+        await relay.until_workers_ready(2)
         # Open sessions in bursts until both workers hold some: the kernel picks the worker,
         # and only connections arriving together wake both.
         for _ in range(8):
@@ -89,6 +90,8 @@ async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
             == 1
         )
     finally:
+        for ws in sessions:
+            await ws.close()
         relay.kill()
 
 

@@ -52,11 +52,7 @@ async def test_sighup_reloads_the_projects_file_in_every_worker_without_dropping
         tmp_path / "relay.log",
     )
     try:
-        for _ in range(600):  # both workers serving: else the kernel has only one to pick
-            if relay.output().count('"relay ready') == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert relay.output().count('"relay ready') == 2, relay.output()
+        await relay.until_workers_ready(2)
         # Sessions on both workers: the kernel picks one per connection, so open them in bursts.
         live: list[ClientConnection] = []
         for _ in range(8):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -94,3 +95,12 @@ class RelayProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} not in the relay's log:\n{self.output()}")
             time.sleep(0.05)
+
+    async def until_workers_ready(self, workers: int) -> None:
+        """Wait (up to 30 s) until every worker logged "relay ready": before that the kernel hands
+        every connection to the workers already listening, so a test of several would see one."""
+        for _ in range(600):  # polls the log file: there is nothing to await
+            if self.output().count('"relay ready') >= workers:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{workers} workers not ready:\n{self.output()}")
