@@ -1,21 +1,58 @@
-# Two commands on a fresh machine with Python 3.11+:
+# Two commands on a fresh machine with python3 (3.11+) and make:
 #   make run   - set everything up and start the relay with the embedded emulator
 #   make test  - set everything up, lint, type-check and run every test
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# Locked dependencies (hashes included) that `make`, CI and the Dockerfile install from;
+# `make lock` rewrites them from pyproject.toml.
+LOCK_DEV     := requirements/dev.txt
+LOCK_RUNTIME := requirements/runtime.txt
+UV_VERSION   := 0.13.9
+UV           := $(VENV)/bin/uv
+UV_COMPILE   := $(UV) pip compile pyproject.toml --universal --python-version 3.11 \
+                --generate-hashes --quiet --custom-compile-command "make lock"
+# `make run ARGS="--port 8081"`: options for `live-relay dev` (`live-relay dev --help` lists them).
+ARGS ?=
+# The exit status `live-relay dev` uses for "port taken", after printing the one line that says
+# what to do: make adds no error of its own for it (see app/ports.py).
+PORT_TAKEN_STATUS := 3
 
-.PHONY: run test lint typecheck pytest bench system-deps js-deps clean
+.PHONY: run test lint typecheck pytest bench system-deps js-deps docs config-docs lock clean
 JS_STAMP := tests/js/node_modules/.installed-stamp
 
-# The venv is rebuilt whenever the dependency list changes.
-$(STAMP): pyproject.toml
+# Debian and Ubuntu ship venv's ensurepip in a package of its own, named after the exact Python
+# (python3.11-venv): install it when root, else say exactly what to install.
+$(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "live-relay needs Python 3.11 or newer")'
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  package=python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "$(PYTHON) has no venv support: installing $$package with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package >/dev/null; \
+	  else echo "$(PYTHON) cannot create a virtualenv: install $$package (sudo apt-get install $$package), then run make again"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
+
+# The venv is rebuilt whenever the locked dependencies change; `pip check` catches a dependency
+# added to pyproject.toml but not to the lock.
+$(STAMP): $(PY) pyproject.toml $(LOCK_DEV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK_DEV)
+	$(PY) -m pip install --quiet --no-deps -e .
+	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+	  echo "the lock file misses a dependency of pyproject.toml: run make lock"; exit 1; }
 	@touch $(STAMP)
+
+$(UV): $(PY)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+
+# Re-resolve the lock files after a change to pyproject.toml; pins already there are kept
+# unless pyproject.toml rules them out. `make lock UPGRADE=1` moves every pin to its newest.
+lock: $(UV)
+	@mkdir -p requirements
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -o $(LOCK_RUNTIME)
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) --extra dev --extra docs -o $(LOCK_DEV)
 
 # Tests start their own redis-server on a free port; install it when the machine lacks it.
 system-deps:
@@ -35,7 +72,16 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	@touch $(JS_STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/live-relay dev
+	@$(VENV)/bin/live-relay dev $(ARGS) || { status=$$?; [ $$status = $(PORT_TAKEN_STATUS) ] || exit $$status; }
+
+# The documentation site, from docs/ (Sphinx + MyST): warnings are errors.
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "built docs/_build/html/index.html"
+
+# docs/configuration.md is generated from app/settings.py; tests/docs fails when it is stale.
+config-docs: $(STAMP)
+	$(PY) -m app.settings_doc docs/configuration.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -56,4 +102,4 @@ bench: $(STAMP) system-deps
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules docs/_build
