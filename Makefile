@@ -19,7 +19,7 @@ ARGS ?=
 # what to do: make adds no error of its own for it (see app/ports.py).
 PORT_TAKEN_STATUS := 3
 
-.PHONY: run test lint typecheck pytest bench system-deps js-deps docs config-docs lock clean
+.PHONY: run test lint typecheck pytest bench system-deps js-deps prometheus-bin docs config-docs lock clean
 JS_STAMP := tests/js/node_modules/.installed-stamp
 
 # Debian and Ubuntu ship venv's ensurepip in a package of its own, named after the exact Python
@@ -61,6 +61,18 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server / brew install redis)"; exit 1; fi; }
 
+# tests/ops runs the compose monitoring profile's Prometheus config with a real Prometheus:
+# Debian's, unpacked into .cache/ (apt-get download + dpkg-deb: no service installed or
+# started). Elsewhere that test checks the config's scrape target without it, and says so.
+PROMETHEUS := .cache/prometheus/usr/bin/prometheus
+prometheus-bin:
+	@[ -x $(PROMETHEUS) ] || ! command -v apt-get >/dev/null 2>&1 || { \
+	  mkdir -p .cache/prometheus && cd .cache/prometheus && \
+	  { apt-get download prometheus >/dev/null 2>&1 || \
+	    { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } && \
+	  dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb; } || \
+	  echo "Prometheus could not be fetched: the compose test will check its config without it"
+
 # The JavaScript SDK test drives @google/genai (pinned by the lockfile) under Node.js; without
 # Node.js that one test is skipped and says why.
 js-deps:
@@ -91,7 +103,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected nothing: a suite that runs no test is a failure, said plainly.
-pytest: $(STAMP) system-deps js-deps
+pytest: $(STAMP) system-deps js-deps prometheus-bin
 	@$(PY) -m pytest; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$status
@@ -102,4 +114,4 @@ bench: $(STAMP) system-deps
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules docs/_build
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules docs/_build .cache
