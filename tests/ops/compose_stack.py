@@ -18,9 +18,11 @@ judges it. Nothing here reaches beyond this namespace's loopback.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -39,6 +41,7 @@ from tests.ops.deployment_files import ROOT, load_yaml
 from tests.ops.local_image import LocalImage
 
 COMPOSE = ROOT / "docker-compose.yml"
+PR_SET_PDEATHSIG = 1
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -57,6 +60,12 @@ def resolve_services_to_loopback(names: list[str], workdir: Path) -> None:
     hosts = workdir / "hosts"
     hosts.write_text("127.0.0.1 localhost " + " ".join(names) + "\n::1 localhost\n")
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
+
+
+def die_with_the_driver() -> None:
+    """In a service's process before exec: SIGKILL when the driver dies, however it dies, so no
+    service outlives a run that timed out (unshare ends only the driver itself)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def healthcheck_argv(test: list[str]) -> list[str]:
@@ -113,6 +122,7 @@ class Stack:
             env=self.service_env(name),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_the_driver,  # safe: the driver starts no threads
         )
 
     def healthcheck(self, name: str) -> list[str]:
