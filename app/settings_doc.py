@@ -99,6 +99,8 @@ def render() -> str:
         for name in names:
             variable = f"RELAY_{name.upper()}"
             default, description = rows[variable]
+            if Settings.model_fields[name].annotation is bool:
+                default = default.lower()  # as it is written in the environment
             accepts = accepted_values(Settings.model_fields[name])
             out.append(
                 f"| `{variable}` | {accepts} | `{_cell(default)}` | {_cell(description)} |\n"

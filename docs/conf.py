@@ -20,5 +20,7 @@ myst_heading_anchors = 4
 myst_enable_extensions: list[str] = []
 
 html_theme = "alabaster"
+# Wide enough for the configuration and metrics tables.
+html_theme_options = {"page_width": "1240px"}
 html_title = "live-relay"
 html_show_sourcelink = False
