@@ -1,4 +1,5 @@
-# live-relay container image: `docker build -t live-relay .`, then see README.md, "Run with Docker".
+# live-relay container image: `docker build -t live-relay .`, then see docs/operations.md,
+# "Run with Docker".
 #
 # Two stages: the build stage installs everything into a virtualenv; the runtime stage copies
 # only that virtualenv, so no pip, wheel cache or build tooling ships in the image.
@@ -12,13 +13,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies in their own layer, rebuilt only when pyproject.toml changes, not on every
-# code change: the list is read from pyproject.toml and installed before the code is copied.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install -r requirements.txt
+# Dependencies in their own layer, rebuilt only when the lock file changes, not on every code
+# change. requirements/runtime.txt pins every package with its hashes (`make lock` writes it),
+# so two builds of one commit install the same files.
+COPY requirements/runtime.txt requirements.txt
+RUN pip install --require-hashes -r requirements.txt
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app/ app/
 RUN pip install --no-deps .
 

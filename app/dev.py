@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.devcert import ensure_dev_certificate
+from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.serve import add_server_arguments, overrides_from, public_url, serve
 from app.settings import Settings, SettingsError, load_settings
 
@@ -21,6 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--plain",
         action="store_true",
         help="serve ws:// instead of wss:// (browsers on localhost; the Python SDK needs wss://)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines for a person at a terminal (default) or JSON, as `serve` writes them",
     )
 
 
@@ -43,10 +50,15 @@ def run(args: argparse.Namespace) -> int:
             allowed_origins=("*",),
             token_signing_key=secrets.token_urlsafe(32),
             demo_page=True,
+            log_format=args.log_format,
         )
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
+    if said_port_taken(
+        settings.host, settings.port, option='--port {port} (make run ARGS="--port {port}")'
+    ):
+        return PORT_TAKEN_EXIT_STATUS
     return serve(settings, announce=lambda s, port: banner(s, port, api_key, ca_file))
 
 

@@ -15,6 +15,7 @@ import uvicorn
 from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
+from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.settings import Settings, SettingsError, describe_settings, load_settings
 from app.supervisor import ReloadingMultiprocess
 
@@ -23,7 +24,7 @@ CLIENT_PING_SECONDS = 20.0
 
 
 def settings_help() -> str:
-    """Every setting with its variable and default, for `--help` (the README has the same)."""
+    """Every setting with its variable and default, for `--help` (as docs/configuration.md)."""
     lines = ["settings (environment variables, or a .env file):"]
     for variable, default, description in describe_settings():
         lines.append(f"  {variable:40} {description} [default: {default}]")
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
+    if said_port_taken(settings.host, settings.port, option="--port {port} (or RELAY_PORT={port})"):
+        return PORT_TAKEN_EXIT_STATUS
     return serve(settings)
 
 
@@ -68,7 +71,7 @@ def uvicorn_config(settings: Settings, app: Any, *, configure_logs: bool = True)
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        # Measured cheapest per frame of uvicorn's WebSocket implementations (see README).
+        # Measured cheapest per frame of uvicorn's WebSocket implementations (docs/performance.md).
         ws="websockets-sansio",
         ws_max_size=settings.max_setup_frame_bytes,
         ws_per_message_deflate=settings.client_permessage_deflate,

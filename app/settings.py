@@ -36,7 +36,7 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """The relay's configuration. Field descriptions double as `--help` and README text."""
+    """The relay's configuration. Field descriptions double as `--help` and docs text."""
 
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_file=".env", extra="ignore", frozen=True
@@ -211,7 +211,7 @@ class Settings(BaseSettings):
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
-    """(variable, default, description) of every setting: for `--help` and the README table."""
+    """(variable, default, description) of every setting: for `--help` and docs/configuration.md."""
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default

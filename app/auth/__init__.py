@@ -7,5 +7,5 @@
   (`firebase`), relay session tokens (`session_tokens`, minted by `token_api`), with published
   signing keys fetched and cached by `key_sets`.
 
-Operators' view: README.md, "Authentication".
+Operators' view: docs/authentication.md.
 """

@@ -1,7 +1,7 @@
 """The projects file (`RELAY_PROJECTS_FILE`): its TOML schema, validated strictly.
 
 Unknown keys are errors, so a misspelled `alowed_origins` cannot silently leave a project open.
-A whole file is checked before any of it is used; see README.md, "Authentication", for an example.
+A whole file is checked before any of it is used; see docs/authentication.md for an example.
 """
 
 from __future__ import annotations

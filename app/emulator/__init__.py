@@ -5,7 +5,7 @@
     async with Emulator(EmulatorConfig(connection_lifetime_seconds=5)) as emulator:
         ...  # point a client at emulator.base_url
 
-See README.md, "Offline emulator", for what it imitates and the conventions it follows.
+See docs/emulator.md for what it imitates and the conventions it follows.
 """
 
 from app.emulator.config import EmulatorConfig, Faults

@@ -1,6 +1,6 @@
 """Deterministic token counting, reported in `usageMetadata` with Vertex field names.
 
-Rules (documented in README.md, "Offline emulator"):
+Rules (documented in docs/emulator.md, "What it imitates"):
 - text: one token per started group of 4 characters;
 - audio: 25 tokens per second, in and out (rounded up per turn);
 - video: 258 tokens per frame;

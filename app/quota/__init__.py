@@ -2,7 +2,7 @@
 
 `open_quota_store(settings)` picks the store (Redis or this process's memory); one
 `QuotaKeeper` per process wraps it with the policy the relay needs (heartbeat, fail-closed or
-fail-open, writes retried after an outage). Operators' view: README.md, "Quotas".
+fail-open, writes retried after an outage). Operators' view: docs/quotas.md.
 """
 
 from app.quota.keeper import QuotaKeeper

@@ -4,7 +4,7 @@
 `relay` is `live-relay serve` as a user deploys it (auth on, quotas in Redis, metrics on); the
 `bare*` passthroughs are the relay's stack without its features; `nginx` is what a C proxy
 costs. The variants exist to decide the relay's defaults with numbers (see
-README.md, "Performance"): WebSocket implementation, event loop, permessage-deflate, workers.
+docs/performance.md): WebSocket implementation, event loop, permessage-deflate, workers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-// One text turn through the relay with @google/genai in its API-gateway mode, as the README shows.
+// One text turn through the relay with @google/genai in its API-gateway mode, as the README quick start shows.
 // Usage: node text_turn.mjs <wss URL> <API key>; prints the reply text, exits non-zero on error.
 import { GoogleGenAI, Modality } from "@google/genai";
 

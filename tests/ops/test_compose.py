@@ -1,6 +1,7 @@
 """docker-compose.yml (and its Vertex override) against the compose specification, and the
 settings and wiring they give the relay. There is no Docker engine here: the file is checked
-against the compose-spec JSON schema, which check-jsonschema ships."""
+against the compose-spec JSON schema, which check-jsonschema ships; test_compose_stack.py runs
+the stack itself as local processes."""
 
 from __future__ import annotations
 

@@ -55,15 +55,19 @@ def test_build_is_multi_stage_on_python_slim() -> None:
     assert copied_from_build, "the runtime stage should copy the build stage's virtualenv"
 
 
-def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+def test_locked_dependencies_are_installed_before_the_code_is_copied() -> None:
     build = dockerfile_stages()[0]
     order = [f"{i.keyword} {i.arguments}" for i in build]
-    copy_pyproject = next(n for n, text in enumerate(order) if text.startswith("COPY pyproject"))
-    install_deps = next(n for n, text in enumerate(order) if "pip install -r" in text)
+    copy_lock = next(n for n, text in enumerate(order) if text.startswith("COPY requirements/"))
+    install_deps = next(n for n, text in enumerate(order) if "pip install --require-hashes" in text)
     copy_code = next(n for n, text in enumerate(order) if text.startswith("COPY app"))
-    assert copy_pyproject < install_deps < copy_code
-    # Nothing but pyproject.toml reaches the build before the dependency layer.
-    assert not any(i.keyword in ("COPY", "ADD") for i in build[:copy_pyproject])
+    assert copy_lock < install_deps < copy_code
+    assert order[copy_lock].split()[1] == "requirements/runtime.txt"
+    # Nothing but the lock file reaches the build before the dependency layer, and the project
+    # itself adds no unpinned package.
+    assert not any(i.keyword in ("COPY", "ADD") for i in build[:copy_lock])
+    installs = [text for text in order if "pip install" in text]
+    assert all("--require-hashes" in text or "--no-deps" in text for text in installs)
 
 
 def test_image_runs_live_relay_serve_as_a_non_root_user_on_all_interfaces() -> None:

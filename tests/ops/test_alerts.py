@@ -1,0 +1,143 @@
+"""The alerting rules in docs/operations.md: valid for Prometheus (promtool check rules), built
+only on series the relay exports, and firing when replayed series say they should (promtool
+test rules), so a reader can paste them as they are."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.metrics import RelayMetrics, metrics_registry
+from tests.docs.markdown import DOCS, block_containing
+from tests.ops.deployment_files import ROOT
+
+PROMTOOL_UNPACKED = ROOT / ".cache" / "prometheus" / "usr" / "bin" / "promtool"
+SERIES_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+}
+
+
+def promtool() -> str:
+    found = str(PROMTOOL_UNPACKED) if PROMTOOL_UNPACKED.exists() else shutil.which("promtool")
+    if found is None:
+        pytest.skip("no promtool (`make test` unpacks Debian's Prometheus into .cache/)")
+    return found
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "live-relay-alerts.yml"
+    path.write_text(block_containing(DOCS / "operations.md", "yaml", "groups:").text)
+    return path
+
+
+def test_the_rules_are_valid_for_prometheus(rules_file: Path) -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rules_use_only_series_the_relay_exports(rules_file: Path) -> None:
+    registry = metrics_registry()
+    RelayMetrics(registry)
+    exported = {
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in SERIES_SUFFIXES.get(family.type, ("",))
+    }
+    rules = yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
+    used = set(re.findall(r"\brelay_\w+", " ".join(rule["expr"] for rule in rules)))
+    assert used
+    assert used <= exported, used - exported
+
+
+def alert(name: str, at: str, labels: dict[str, str], summary: str) -> dict[str, Any]:
+    return {
+        "eval_time": at,
+        "alertname": name,
+        "exp_alerts": [{"exp_labels": labels, "exp_annotations": {"summary": summary}}],
+    }
+
+
+def quiet(name: str, at: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": []}
+
+
+REPLAYS: list[dict[str, Any]] = [
+    {
+        "interval": "1m",
+        "input_series": [
+            {"series": 'up{job="live-relay", instance="relay:8080"}', "values": "1 1 0 0 0 0"}
+        ],
+        "alert_rule_test": [
+            quiet("LiveRelayDown", "3m"),  # down for 1 minute: not yet
+            alert(
+                "LiveRelayDown",
+                "5m",
+                {"severity": "page", "job": "live-relay", "instance": "relay:8080"},
+                "relay:8080 has not answered a scrape for 2 minutes",
+            ),
+        ],
+    },
+    {
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": 'relay_sessions_total{project="acme", outcome="client_closed"}',
+                "values": "0+10x20",
+            },
+            {
+                "series": 'relay_sessions_total{project="acme", outcome="upstream_unavailable"}',
+                "values": "0+2x20",
+            },
+            {
+                "series": 'relay_sessions_total{project="acme", outcome="error"}',
+                "values": "0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+            },
+            {"series": 'relay_fail_open_admissions_total{project="acme"}', "values": "0x20"},
+        ],
+        "alert_rule_test": [
+            quiet("LiveRelaySessionErrors", "4m"),
+            alert(
+                "LiveRelaySessionErrors",
+                "6m",
+                {"severity": "page", "project": "acme"},
+                "sessions of acme ended by an internal error",
+            ),
+            quiet("LiveRelayUpstreamFailing", "5m"),  # 2 of 12 fail, but not for 5 minutes yet
+            alert(
+                "LiveRelayUpstreamFailing",
+                "12m",
+                {"severity": "warning"},
+                "16.67% of sessions fail at the upstream",
+            ),
+            quiet("LiveRelayQuotasNotEnforced", "15m"),
+        ],
+    },
+]
+
+
+def test_replayed_series_fire_the_alerts_they_should(rules_file: Path) -> None:
+    tests_file = rules_file.parent / "alerts-test.yml"
+    tests_file.write_text(
+        yaml.safe_dump(
+            {"rule_files": [rules_file.name], "evaluation_interval": "1m", "tests": REPLAYS}
+        )
+    )
+    result = subprocess.run(
+        [promtool(), "test", "rules", tests_file.name],
+        cwd=rules_file.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
