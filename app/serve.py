@@ -17,6 +17,7 @@ from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
 from app.settings import Settings, SettingsError, describe_settings, load_settings
+from app.startup import check_startup
 
 # Client-leg keepalive: the google-genai SDK pings every 20 s; we ping idle clients as often.
 CLIENT_PING_SECONDS = 20.0
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     names = ("host", "port", "workers", "tls_cert_file", "tls_key_file")
     try:
         settings = load_settings(**overrides_from(args, names))
+        check_startup(settings)
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
