@@ -75,7 +75,7 @@ def connect_failure(exc: BaseException) -> UpstreamUnavailable:
             f"upstream unavailable: certificate verify failed{detail}", cause="tls_certificate"
         )
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or type(exc).__name__
+        reason = getattr(exc, "reason", None) or type(exc).__name__  # set by OpenSSL errors
         return UpstreamUnavailable(f"upstream unavailable: TLS failed ({reason})", cause="tls")
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
