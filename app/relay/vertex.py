@@ -130,13 +130,13 @@ class GoogleTokenSource:
     def __init__(
         self, credentials: google.auth.credentials.Credentials, refresh_margin_seconds: float
     ) -> None:
-        self.credentials = credentials
+        self._credentials = credentials
         self._margin = dt.timedelta(seconds=refresh_margin_seconds)
         self._lock = asyncio.Lock()
         self._request = google.auth.transport.requests.Request()
 
     def _fresh(self) -> bool:
-        credentials = self.credentials
+        credentials = self._credentials
         if not credentials.token:
             return False
         expiry: dt.datetime | None = credentials.expiry  # naive UTC, as google-auth keeps it
@@ -150,15 +150,15 @@ class GoogleTokenSource:
             async with self._lock:
                 if not self._fresh():
                     await self._refresh()
-        headers = {"Authorization": f"Bearer {self.credentials.token}"}
-        quota_project = getattr(self.credentials, "quota_project_id", None)
+        headers = {"Authorization": f"Bearer {self._credentials.token}"}
+        quota_project = getattr(self._credentials, "quota_project_id", None)
         if quota_project:
             headers["x-goog-user-project"] = quota_project
         return headers
 
     async def _refresh(self) -> None:
         try:
-            await asyncio.to_thread(self.credentials.refresh, self._request)
+            await asyncio.to_thread(self._credentials.refresh, self._request)
         except google.auth.exceptions.GoogleAuthError as exc:
             # The exception text may quote the token endpoint's answer: log its type only.
             logger.error("upstream credentials could not be refreshed: %s", type(exc).__name__)  # noqa: TRY400
