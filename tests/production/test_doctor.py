@@ -65,7 +65,7 @@ async def test_doctor_passes_every_step_against_a_working_endpoint(
 
 
 # broken setup -> (settings changed, the step that fails, words its line must hold)
-BROKEN = {
+BROKEN: dict[str, tuple[dict[str, str | None], str, str]] = {
     "no credentials": ({"RELAY_VERTEX_CREDENTIALS_FILE": None}, "credentials", "gcloud auth"),
     "wrong project": (
         {"RELAY_VERTEX_PROJECT": "someone-elses-project"},
