@@ -35,6 +35,7 @@ FAILURE_CAUSES = (
     "tls",  # any other TLS failure (protocol, handshake alert)
     "http_status",  # the upgrade was answered with an HTTP status (401, 403, 429, 5xx)
     "handshake",  # the upgrade answer was not a valid WebSocket handshake
+    "setup_timeout",  # connected, but setupComplete never came (counted at the session's end)
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -83,9 +84,13 @@ async def test_an_upstream_that_cannot_be_opened_closes_1011_naming_the_cause(
                     await ws.send(json.dumps({"setup": {"model": MODEL}}))
                     code, reason = await close_of(ws)
                 samples = await scrape(relay.http_url + "/metrics")
+                async with httpx.AsyncClient() as http:
+                    ready = await http.get(relay.http_url + "/readyz")
     assert code == 1011
     assert reason.startswith(reason_start)
     assert value(samples, "relay_upstream_failures_total", cause=cause, status=status) == 1
+    # /readyz is about this replica: an upstream outage must not empty every load balancer.
+    assert ready.status_code == 200
     failures = [r for r in caplog.records if r.getMessage().startswith("upstream connect failed")]
     assert [getattr(r, "cause", None) for r in failures] == [cause]
 
