@@ -38,7 +38,7 @@ def exported_series() -> dict[str, set[str]]:
         labels = set(metric._labelnames)
         series[name] = labels
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
-        for suffix in suffixes.get(kind, []):
+        for suffix in suffixes.get(kind or "", []):
             series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
     return series
 
