@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.emulator import Emulator, EmulatorConfig
+from app.metrics import RelayMetrics, metrics_registry
 from app.relay.upstream import connect_failure
 from app.settings import Settings
 from tests.production.launch import API_KEY, PROJECT
@@ -158,3 +159,14 @@ def test_a_plain_ws_endpoint_is_allowed_only_with_the_explicit_opt_in() -> None:
         Settings(_env_file=None, vertex_base_url=url)  # type: ignore[call-arg]
     settings = Settings(_env_file=None, vertex_base_url=url, vertex_allow_insecure=True)  # type: ignore[call-arg]
     assert settings.vertex_base_url == url
+
+
+def test_the_status_label_holds_only_http_statuses() -> None:
+    registry = metrics_registry()
+    metrics = RelayMetrics(registry)
+    for status in (403, 403, None, 999):
+        metrics.record_upstream_failure("http_status", status)
+    count = registry.get_sample_value
+    labels = {"cause": "http_status"}
+    assert count("relay_upstream_failures_total", labels | {"status": "403"}) == 2
+    assert count("relay_upstream_failures_total", labels | {"status": "none"}) == 2
