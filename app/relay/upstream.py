@@ -122,9 +122,18 @@ class UpstreamConnector:
 
     async def connect(self) -> ClientConnection:
         settings = self._settings
-        headers = await self._headers()
+        deadline = settings.upstream_connect_timeout_seconds
         try:
-            async with asyncio.timeout(settings.upstream_connect_timeout_seconds):
+            # A token endpoint that hangs must not hold the session longer than a handshake.
+            async with asyncio.timeout(deadline):
+                headers = await self._headers()
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"upstream credentials unusable: no access token within {deadline:g}s",
+                cause="credentials",
+            ) from None
+        try:
+            async with asyncio.timeout(deadline):
                 return await connect(
                     self.url,
                     additional_headers=dict(headers),

@@ -96,6 +96,33 @@ async def test_an_upstream_that_cannot_be_opened_closes_1011_naming_the_cause(
     assert [getattr(r, "cause", None) for r in failures] == [cause]
 
 
+async def test_a_hanging_token_endpoint_closes_1011_within_the_connect_deadline(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    with token_server(delay_seconds=2) as tokens:
+        credentials = write_service_account(tmp_path / "sa.json", tokens.url, PROJECT)
+        async with Emulator(ssl_context=tls_files.server_context()) as emulator:
+            settings = Settings(
+                _env_file=None,  # type: ignore[call-arg]
+                upstream="vertex",
+                vertex_base_url=emulator.base_url,
+                vertex_ca_file=tls_files.ca_file,
+                vertex_credentials_file=credentials,
+                upstream_connect_timeout_seconds=0.5,
+                api_keys=(API_KEY,),  # type: ignore[arg-type]
+                port=0,
+            )
+            async with running_relay(settings) as relay:
+                headers = {"Authorization": f"Bearer {API_KEY}"}
+                async with connect(relay.url, additional_headers=headers) as ws:
+                    await ws.send(json.dumps({"setup": {"model": MODEL}}))
+                    code, reason = await close_of(ws)
+                samples = await scrape(relay.http_url + "/metrics")
+    assert (code, reason) == (1011, "upstream credentials unusable: no access token within 0.5s")
+    assert value(samples, "relay_upstream_failures_total", cause="credentials", status="none") == 1
+    assert emulator.stats.connections_accepted == 0
+
+
 def test_other_tls_failures_have_their_own_cause() -> None:
     # A handshake alert (no shared protocol or cipher) cannot be provoked from the emulator
     # with Python's ssl module without a broken server; the classification is checked alone.
