@@ -1,15 +1,18 @@
-"""`live-relay doctor` (a real process) against the wss:// emulator: all steps pass, and each
-broken setup gives its own FAIL line with a fix and a non-zero exit."""
+"""`live-relay doctor` against the wss:// emulator: all steps pass (the real command, in its own
+process), and each broken setup gives its own FAIL line with a fix and a non-zero exit (the same
+`diagnose` run in this process, which spares an interpreter start per case)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from app.doctor import diagnose
 from app.emulator import Emulator, EmulatorConfig
 from tests.production.launch import PROJECT, vertex_launch
 from tests.support.net import free_port
@@ -36,6 +39,21 @@ async def doctor(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
     async with asyncio.timeout(60):
         output, _ = await process.communicate()
     return process.returncode or 0, output.decode().splitlines()
+
+
+async def diagnose_here(
+    env: dict[str, str], cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list[str]]:
+    """`diagnose` in this process, with exactly `env`'s RELAY_* settings and Google variables."""
+    for name in os.environ:
+        if name.startswith("RELAY_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)  # no stray .env file
+    out = io.StringIO()
+    code = await diagnose(out)
+    return code, out.getvalue().splitlines()
 
 
 def lines_of(output: list[str], status: str) -> list[str]:
@@ -92,7 +110,7 @@ BROKEN: dict[str, tuple[dict[str, str | None], str, str]] = {
 
 @pytest.mark.parametrize("case", list(BROKEN))
 async def test_doctor_names_what_is_broken_and_exits_non_zero(
-    case: str, tls_files: TLSFiles, tmp_path: Path
+    case: str, tls_files: TLSFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     changes, failing_step, words = BROKEN[case]
     with token_server() as tokens:
@@ -108,7 +126,7 @@ async def test_doctor_names_what_is_broken_and_exits_non_zero(
                     env[name] = str(make_tls_files(tmp_path).ca_file)
                 else:
                     env[name] = value
-            code, output = await doctor(env, tmp_path)
+            code, output = await diagnose_here(env, tmp_path, monkeypatch)
     assert code != 0
     [failure] = [line for line in lines_of(output, "FAIL") if failing_step in line]
     assert words in failure
