@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from google import genai
-from google.genai import live, types
+from google.genai import errors, live, types
 
 from app.emulator import Emulator, EmulatorConfig
 from tests.production.launch import (
@@ -27,9 +27,11 @@ from tests.production.launch import (
     vertex_launch,
 )
 from tests.support.audio import silence, speech
+from tests.support.net import free_port
 from tests.support.relay import RelayProcess
 from tests.support.sdk import receive_turn, send_audio, texts
-from tests.support.tls import TLSFiles
+from tests.support.scrape import scrape, value
+from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import token_server
 
 MODEL = "gemini-live-2.5-flash"
@@ -151,3 +153,33 @@ async def test_sdk_sessions_reach_vertex_over_verified_tls_with_fresh_tokens(
     assert authorization == f"Bearer {tokens.issued[1]}"
     model_path = f"projects/{PROJECT}/locations/us-central1/publishers/google/models/{MODEL}"
     assert [setup["model"] for setup in emulator.stats.setups] == [model_path, model_path]
+
+
+async def test_an_untrusted_endpoint_certificate_reaches_the_sdk_as_a_named_1011(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other_ca = make_tls_files(tmp_path / "other").ca_file  # a CA that signed nothing here
+    with token_server() as tokens:
+        async with Emulator(ssl_context=tls_files.server_context()) as emulator:
+            launch = vertex_launch("service_account", tokens, emulator, tls_files, tmp_path)
+            metrics_port = free_port()  # plain HTTP, as the Kubernetes example scrapes it
+            env = launch.env | {
+                "RELAY_VERTEX_CA_FILE": str(other_ca),
+                "RELAY_METRICS_PORT": str(metrics_port),
+            }
+            relay = RelayProcess(env, tmp_path / "relay.log", module=launch.module)
+            try:
+                with pytest.raises(errors.APIError) as raised:
+                    async with sdk_client(relay, tls_files).aio.live.connect(
+                        model=MODEL, config=TEXT_WITH_TOOLS
+                    ):
+                        pass
+                samples = await scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+            finally:
+                relay.kill()
+    assert raised.value.code == 1011
+    assert "upstream unavailable: certificate verify failed" in str(raised.value)
+    labels = {"cause": "tls_certificate", "status": "none"}
+    assert value(samples, "relay_upstream_failures_total", **labels) == 1
+    assert emulator.stats.setups == []
