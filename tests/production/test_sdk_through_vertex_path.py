@@ -29,8 +29,8 @@ from tests.production.launch import (
 from tests.support.audio import silence, speech
 from tests.support.net import free_port
 from tests.support.relay import RelayProcess
-from tests.support.sdk import receive_turn, send_audio, texts
 from tests.support.scrape import scrape, value
+from tests.support.sdk import receive_turn, send_audio, texts
 from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import token_server
 
