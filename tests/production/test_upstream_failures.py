@@ -23,6 +23,7 @@ from app.relay.upstream import connect_failure
 from app.settings import Settings
 from tests.production.launch import API_KEY, PROJECT
 from tests.relay.test_setup_and_closes import close_of
+from tests.support.net import free_port
 from tests.support.relay import running_relay
 from tests.support.scrape import scrape, value
 from tests.support.tls import TLSFiles, make_tls_files
@@ -35,9 +36,7 @@ MODEL = "gemini-live-2.5-flash"
 async def emulator_for(case: str, tls_files: TLSFiles) -> AsyncIterator[str]:
     """The base URL of an upstream that fails the way `case` says."""
     if case == "refused":
-        async with Emulator() as stopped:
-            url = stopped.base_url.replace("ws://", "wss://")
-        yield url  # nothing listens there any more
+        yield f"wss://127.0.0.1:{free_port()}"  # nothing listens there
         return
     config = EmulatorConfig()
     if case == "http_status":
