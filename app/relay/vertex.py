@@ -172,6 +172,12 @@ def vertex_connector(settings: Settings) -> tuple[UpstreamConnector, GoogleToken
     project = settings.vertex_project or credentials_project
     if not project:
         raise SettingsError("RELAY_VERTEX_PROJECT is required: the credentials name no project")
+    logger.info(
+        "Vertex AI credentials: %s; project %s, location %s",
+        describe_credentials(credentials),
+        project,
+        settings.vertex_location,
+    )
     tokens = GoogleTokenSource(credentials, settings.token_refresh_margin_seconds)
     connector = UpstreamConnector(
         url=vertex_url(settings),

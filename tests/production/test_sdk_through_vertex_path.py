@@ -144,6 +144,7 @@ async def test_sdk_sessions_reach_vertex_over_verified_tls_with_fresh_tokens(
                     await sleep_until(tokens.expires_at[first_token] + 0.2)
                     assert "once more" in await text_turn(first, "once more")
                 authorization = emulator.stats.last_authorization
+                log = relay.output()
             finally:
                 relay.kill()
     assert "get_weather returned" in reply
@@ -151,6 +152,13 @@ async def test_sdk_sessions_reach_vertex_over_verified_tls_with_fresh_tokens(
     assert len(audio) > 24_000  # over half a second of 24 kHz 16-bit speech
     assert spoken
     assert authorization == f"Bearer {tokens.issued[1]}"
+    kind_in_log = {
+        "service_account": "service account relay@test-project",
+        "authorized_user": "authorized user",
+        "metadata_server": "metadata server",
+    }[kind]
+    assert f"Vertex AI credentials: {kind_in_log}" in log
+    assert "ya29." not in log  # access tokens never reach the log
     model_path = f"projects/{PROJECT}/locations/us-central1/publishers/google/models/{MODEL}"
     assert [setup["model"] for setup in emulator.stats.setups] == [model_path, model_path]
 
