@@ -33,24 +33,49 @@ MODEL = "gemini-live-2.5-flash"
 
 
 @asynccontextmanager
-async def emulator_for(case: str, tls_files: TLSFiles) -> AsyncIterator[str]:
-    """The base URL of an upstream that fails the way `case` says."""
-    if case == "refused":
-        yield f"wss://127.0.0.1:{free_port()}"  # nothing listens there
+async def upstream(kind: str, tls_files: TLSFiles) -> AsyncIterator[str]:
+    """The base URL of a wss:// upstream: `working`, `refusing` (HTTP 401 at the upgrade) or
+    `absent` (nothing listens)."""
+    if kind == "absent":
+        yield f"wss://127.0.0.1:{free_port()}"
         return
     config = EmulatorConfig()
-    if case == "http_status":
+    if kind == "refusing":
         config = EmulatorConfig(require_token="not-the-relays-token", auth_failure="reject")
     async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
         yield emulator.base_url
 
 
+# case: (upstream, CA the relay trusts, close reason starts with, cause label, status label)
 CASES = {
-    # case: (extra settings, close reason starts with, cause label, status label)
-    "tls_certificate": ("other_ca", "upstream unavailable: certificate verify failed", "none"),
-    "system_cas": ("no_ca", "upstream unavailable: certificate verify failed", "none"),
-    "http_status": ("ca", "upstream refused the connection: HTTP 401", "401"),
-    "refused": ("ca", "upstream unavailable: connection refused", "none"),
+    "another CA": (
+        "working",
+        "other",
+        "upstream unavailable: certificate verify failed",
+        "tls_certificate",
+        "none",
+    ),
+    "system CAs": (
+        "working",
+        "system",
+        "upstream unavailable: certificate verify failed",
+        "tls_certificate",
+        "none",
+    ),
+    "HTTP 401": (
+        "refusing",
+        "test",
+        "upstream refused the connection: HTTP 401",
+        "http_status",
+        "401",
+    ),
+    "closed port": (
+        "absent",
+        "test",
+        "upstream unavailable: connection refused",
+        "refused",
+        "none",
+    ),
 }
 
 
@@ -58,17 +83,16 @@ CASES = {
 async def test_an_upstream_that_cannot_be_opened_closes_1011_naming_the_cause(
     case: str, tls_files: TLSFiles, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    trust, reason_start, status = CASES[case]
-    cause = "tls_certificate" if case == "system_cas" else case
-    ca_file: Path | None = tls_files.ca_file
-    if trust == "other_ca":
+    kind, trust, reason_start, cause, status = CASES[case]
+    ca_file: Path | None = None  # "system": the system's CAs, which do not know the test CA
+    if trust == "test":
+        ca_file = tls_files.ca_file
+    elif trust == "other":
         ca_file = make_tls_files(tmp_path).ca_file  # a CA that signed nothing here
-    elif trust == "no_ca":
-        ca_file = None  # the system's CAs, which do not know the test CA
     caplog.set_level(logging.INFO, logger="app.relay.endpoint")
     with token_server() as tokens:
         credentials = write_service_account(tmp_path / "sa.json", tokens.url, PROJECT)
-        async with emulator_for(case.replace("system_cas", "tls_certificate"), tls_files) as url:
+        async with upstream(kind, tls_files) as url:
             settings = Settings(
                 _env_file=None,  # type: ignore[call-arg]
                 upstream="vertex",
