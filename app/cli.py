@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("app.emulator.cli", "run the offline Live API emulator on its own"),
     "keys": ("app.auth.keys_cli", "make project API keys (`keys create --project P`)"),
     "loadtest": ("app.loadtest.cli", "simulated voice sessions against a Live endpoint, timed"),
+    "doctor": ("app.doctor", "check step by step that the relay can reach Vertex AI"),
 }
 
 

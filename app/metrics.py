@@ -184,6 +184,14 @@ class RelayMetrics:
             registry=registry,
             buckets=UPSTREAM_CONNECT_BUCKETS,
         )
+        self.upstream_failures_total = Counter(
+            "relay_upstream_failures_total",
+            "Upstream connections that could not be opened, by cause (timeout, dns, refused, "
+            "network, tls_certificate, tls, http_status, handshake, credentials, setup_timeout) "
+            "and HTTP status (http_status only, else none).",
+            ["cause", "status"],
+            registry=registry,
+        )
         self.closes_total = Counter(
             "relay_closes_total",
             "Sessions closed, by the side that closed first (client, upstream, relay) and code.",
@@ -224,6 +232,11 @@ class RelayMetrics:
         self._bytes_in.inc(bytes_in)
         self._frames_out.inc(frames_out)
         self._bytes_out.inc(bytes_out)
+
+    def record_upstream_failure(self, cause: str, status: int | None) -> None:
+        """Count an upstream connection that could not be opened (see `FAILURE_CAUSES`)."""
+        shown = str(status) if status is not None and 100 <= status <= 599 else "none"
+        self.upstream_failures_total.labels(cause=cause, status=shown).inc()
 
     def record_close(self, side: str, code: int) -> None:
         """Count a session's close by the side that closed first (client, upstream, relay)."""

@@ -17,6 +17,7 @@ from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
 from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.settings import Settings, SettingsError, describe_settings, load_settings
+from app.startup import check_startup
 from app.supervisor import ReloadingMultiprocess
 
 # Client-leg keepalive: the google-genai SDK pings every 20 s; we ping idle clients as often.
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     names = ("host", "port", "workers", "tls_cert_file", "tls_key_file")
     try:
         settings = load_settings(**overrides_from(args, names))
+        check_startup(settings)
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2

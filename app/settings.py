@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     vertex_base_url: str | None = Field(
         None, description="Override the upstream wss:// host (private endpoints, an emulator)."
     )
+    vertex_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle the upstream's certificate must chain to (default: the "
+        "system's trusted CAs). Verification is always on.",
+    )
+    vertex_allow_insecure: bool = Field(
+        False,
+        description="Allow a ws:// RELAY_VERTEX_BASE_URL (private test endpoints only: the "
+        "access token then travels unencrypted).",
+    )
     vertex_credentials_file: Path | None = Field(
         None, description="Service-account or ADC JSON file; default: Application Default Creds."
     )
@@ -203,6 +213,15 @@ class Settings(BaseSettings):
             raise ValueError("goaway_notice_seconds must be below max_session_seconds")
         if self.max_frame_bytes > self.max_setup_frame_bytes:
             raise ValueError("max_frame_bytes must not exceed max_setup_frame_bytes")
+        schemes: tuple[str, ...] = ("wss://", "https://")
+        if self.vertex_allow_insecure:
+            schemes += ("ws://", "http://")
+        if self.vertex_base_url is not None and not self.vertex_base_url.startswith(schemes):
+            raise ValueError(
+                "RELAY_VERTEX_BASE_URL must start with wss:// (ws:// only with "
+                "RELAY_VERTEX_ALLOW_INSECURE=true, for private test endpoints): "
+                f"{self.vertex_base_url!r}"
+            )
         return self
 
     @property

@@ -47,6 +47,8 @@ class EmulatorConfig:
     """Everything an emulator instance needs; the defaults imitate the real service."""
 
     known_models: tuple[str, ...] = DEFAULT_KNOWN_MODELS
+    # Projects the caller may use (the project in the setup's model path); None: any.
+    known_projects: tuple[str, ...] | None = None
     # A token string or a predicate on the bearer token; None: no check.
     require_token: str | Callable[[str], bool] | None = None
     # How a bad token is refused: a 1008 close after the upgrade, or HTTP 401 at the upgrade.

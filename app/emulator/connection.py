@@ -150,7 +150,8 @@ def _open_session(
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1
-    setup = parse_setup(setup_message, context.config.known_models, api_version)
+    config = context.config
+    setup = parse_setup(setup_message, config.known_models, api_version, config.known_projects)
     history: tuple[Entry, ...] = ()
     if setup.resume_handle is not None:
         resumed = context.handles.resume(setup.resume_handle)

@@ -11,6 +11,7 @@ from app.emulator.vad import VadSettings
 from app.emulator.wire import INVALID_ARGUMENT, ProtocolViolation
 
 _VERTEX_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/publishers/google/models/([^/]+)")
+_VERTEX_PROJECT = re.compile(r"projects/([^/]+)/")
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,31 @@ class SessionSetup:
     resume_handle: str | None
 
 
-def parse_setup(setup: Any, known_models: tuple[str, ...], api_version: str) -> SessionSetup:
+def parse_setup(
+    setup: Any,
+    known_models: tuple[str, ...],
+    api_version: str,
+    known_projects: tuple[str, ...] | None = None,
+) -> SessionSetup:
     """Raises ProtocolViolation with the close the service would send."""
     if not isinstance(setup, dict):
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    if known_projects is not None:
+        _check_project(setup.get("model"), known_projects)
     model = _known_model(setup.get("model"), known_models, api_version)
     try:
         return _parse(setup, model)
     except (AttributeError, KeyError, TypeError, ValueError):
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
+
+
+def _check_project(model: object, known_projects: tuple[str, ...]) -> None:
+    """A project the caller may not use is refused the way Vertex refuses it (PERMISSION_DENIED)."""
+    match = _VERTEX_PROJECT.match(model) if isinstance(model, str) else None
+    if match is not None and match.group(1) not in known_projects:
+        raise ProtocolViolation(
+            1008, f"Permission denied on resource project {match.group(1)} (or it may not exist)."
+        )
 
 
 def _known_model(model: object, known_models: tuple[str, ...], api_version: str) -> str:

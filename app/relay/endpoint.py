@@ -146,7 +146,12 @@ async def _relay(
         upstream = await relay.connector.connect()
     except UpstreamUnavailable as exc:
         metrics.sessions_total.labels(project.name, "upstream_unavailable").inc()
-        logger.warning("upstream connect failed: %s", exc)
+        metrics.record_upstream_failure(exc.cause, exc.status)
+        logger.warning(
+            "upstream connect failed: %s",
+            exc,
+            extra={"project": project.name, "cause": exc.cause, "status": exc.status},
+        )
         await _close(websocket, INTERNAL_ERROR, str(exc))
         return
     metrics.upstream_connect_seconds.observe(time.perf_counter() - started)
@@ -200,6 +205,8 @@ async def _relay(
         metrics.session_duration_seconds.labels(project.name).observe(duration)
     metrics.sessions_total.labels(project.name, ending.outcome).inc()
     metrics.record_close(ending.closed_by, ending.code)
+    if ending.outcome == "upstream_unavailable":  # connected, but setupComplete never came
+        metrics.record_upstream_failure("setup_timeout", None)
     for why in session.goaways_sent:
         metrics.goaways_total.labels(why).inc()
     if session.traffic.goaways_from_upstream:

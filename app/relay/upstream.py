@@ -2,11 +2,15 @@
 
 The session code only sees a `websockets` client connection. What differs between Vertex and the
 emulator (the URL, the TLS context, the bearer token) lives in `UpstreamConnector`.
+
+A connection that cannot be opened raises `UpstreamUnavailable`, whose `cause` is one word from
+`FAILURE_CAUSES` (a metric label) and whose message is safe to send the client as a close reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -20,9 +24,31 @@ LIVE_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateCo
 
 HeaderSource = Callable[[], Awaitable[Mapping[str, str]]]
 
+# Why an upstream connection could not be opened; each is a value of the `cause` label.
+FAILURE_CAUSES = (
+    "credentials",  # no access token could be obtained
+    "timeout",  # TCP + TLS + WebSocket handshake did not finish in time
+    "dns",  # the host name does not resolve
+    "refused",  # nothing listens (TCP RST)
+    "network",  # any other socket error (unreachable, reset)
+    "tls_certificate",  # the server's certificate failed verification
+    "tls",  # any other TLS failure (protocol, handshake alert)
+    "http_status",  # the upgrade was answered with an HTTP status (401, 403, 429, 5xx)
+    "handshake",  # the upgrade answer was not a valid WebSocket handshake
+    "setup_timeout",  # connected, but setupComplete never came (counted at the session's end)
+)
+
 
 class UpstreamUnavailable(Exception):
-    """The upstream could not be reached or refused the handshake. The message is client-safe."""
+    """The upstream could not be reached or refused the handshake. The message is client-safe.
+
+    `cause` is one of `FAILURE_CAUSES`; `status` is the HTTP status of an `http_status` refusal.
+    """
+
+    def __init__(self, message: str, *, cause: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.status = status
 
 
 async def no_headers() -> Mapping[str, str]:
@@ -39,8 +65,43 @@ def live_url(base_url: str, api_version: str) -> str:
     return base + LIVE_PATH.format(version=api_version)
 
 
+def connect_failure(exc: BaseException) -> UpstreamUnavailable:
+    """The `UpstreamUnavailable` for an exception raised while opening the connection."""
+    # Order matters: certificate errors are SSLErrors, SSLErrors and gaierrors are OSErrors.
+    if isinstance(exc, TimeoutError):
+        return UpstreamUnavailable("upstream unavailable: connect timed out", cause="timeout")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = f" ({exc.verify_message})" if exc.verify_message else ""
+        return UpstreamUnavailable(
+            f"upstream unavailable: certificate verify failed{detail}", cause="tls_certificate"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or type(exc).__name__  # set by OpenSSL errors
+        return UpstreamUnavailable(f"upstream unavailable: TLS failed ({reason})", cause="tls")
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        return UpstreamUnavailable(
+            f"upstream refused the connection: HTTP {status}", cause="http_status", status=status
+        )
+    if isinstance(exc, socket.gaierror):
+        return UpstreamUnavailable("upstream unavailable: host name not resolved", cause="dns")
+    if isinstance(exc, ConnectionRefusedError):
+        return UpstreamUnavailable("upstream unavailable: connection refused", cause="refused")
+    if isinstance(exc, OSError):
+        return UpstreamUnavailable(
+            f"upstream unavailable: network error ({type(exc).__name__})", cause="network"
+        )
+    return UpstreamUnavailable(
+        f"upstream unavailable: bad handshake ({type(exc).__name__})", cause="handshake"
+    )
+
+
 class UpstreamConnector:
-    """Opens upstream connections with the settings every session shares."""
+    """Opens upstream connections with the settings every session shares.
+
+    A `wss://` URL is always verified: against `ssl_context` when given (a private CA), else
+    against the system's trusted CAs. There is no way to turn verification off.
+    """
 
     def __init__(
         self,
@@ -55,13 +116,24 @@ class UpstreamConnector:
         self.target = target
         self._headers = headers
         self._settings = settings
-        self._ssl = ssl_context if url.startswith("wss://") else None
+        self._ssl: ssl.SSLContext | None = None
+        if url.startswith("wss://"):
+            self._ssl = ssl_context or ssl.create_default_context()
 
     async def connect(self) -> ClientConnection:
         settings = self._settings
+        deadline = settings.upstream_connect_timeout_seconds
         try:
-            headers = await self._headers()
-            async with asyncio.timeout(settings.upstream_connect_timeout_seconds):
+            # A token endpoint that hangs must not hold the session longer than a handshake.
+            async with asyncio.timeout(deadline):
+                headers = await self._headers()
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"upstream credentials unusable: no access token within {deadline:g}s",
+                cause="credentials",
+            ) from None
+        try:
+            async with asyncio.timeout(deadline):
                 return await connect(
                     self.url,
                     additional_headers=dict(headers),
@@ -77,10 +149,5 @@ class UpstreamConnector:
                     open_timeout=None,  # bounded by the asyncio.timeout above
                     user_agent_header="live-relay",
                 )
-        except TimeoutError:
-            raise UpstreamUnavailable("upstream unavailable: connect timed out") from None
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise UpstreamUnavailable(f"upstream refused the connection: HTTP {status}") from None
-        except (OSError, WebSocketException) as exc:
-            raise UpstreamUnavailable(f"upstream unavailable: {type(exc).__name__}") from None
+        except (TimeoutError, OSError, WebSocketException) as exc:
+            raise connect_failure(exc) from None

@@ -1,4 +1,11 @@
-"""Vertex AI upstream: the endpoint URL and OAuth2 access tokens from google-auth."""
+"""Vertex AI upstream: the endpoint URL, its TLS trust, and OAuth2 access tokens from google-auth.
+
+Credentials come from `RELAY_VERTEX_CREDENTIALS_FILE` when set (a service-account key or an
+`authorized_user` ADC file), else from Application Default Credentials: the
+`GOOGLE_APPLICATION_CREDENTIALS` file, gcloud's ADC file, or the metadata server (Cloud Run,
+GKE Workload Identity, GCE). Problems a file or setting can show before any network call raise
+`SettingsError` naming the setting (see `check_vertex_settings`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,12 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 
 import google.auth
+import google.auth.compute_engine
 import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -17,9 +27,12 @@ from google.oauth2 import service_account
 
 from app.relay.setup_policy import UpstreamTarget
 from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+# Credential file types RELAY_VERTEX_CREDENTIALS_FILE accepts, each loaded by its own loader.
+FILE_KINDS = ("service_account", "authorized_user")
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +41,83 @@ def vertex_host(location: str) -> str:
     if location == "global":
         return "wss://aiplatform.googleapis.com"
     return f"wss://{location}-aiplatform.googleapis.com"
+
+
+def vertex_url(settings: Settings) -> str:
+    """The Live endpoint the relay connects to: the override, else the location's host."""
+    base = settings.vertex_base_url or vertex_host(settings.vertex_location)
+    return live_url(base, settings.vertex_api_version)
+
+
+def vertex_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Verifying TLS: trust `RELAY_VERTEX_CA_FILE` alone when set, else the system's CAs."""
+    path = settings.vertex_ca_file
+    if path is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"RELAY_VERTEX_CA_FILE: cannot use {path}: {detail}") from None
+
+
+def credentials_file_kind(path: Path) -> str:
+    """The `type` of a credentials JSON file, one of `FILE_KINDS`; SettingsError otherwise."""
+    setting = "RELAY_VERTEX_CREDENTIALS_FILE"
+    try:
+        info = json.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise SettingsError(f"{setting}: {path} is not a JSON credentials file") from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind not in FILE_KINDS:
+        raise SettingsError(
+            f"{setting}: {path} has credential type {kind!r}; use a service_account or "
+            "authorized_user file, or leave it unset for Application Default Credentials "
+            "(GOOGLE_APPLICATION_CREDENTIALS, the metadata server)"
+        )
+    return str(kind)
+
+
+def check_vertex_settings(settings: Settings) -> None:
+    """What can be checked without the network: the CA file and the credentials file."""
+    vertex_ssl_context(settings)
+    if settings.vertex_credentials_file is not None:
+        credentials_file_kind(settings.vertex_credentials_file)
+
+
+def load_credentials(settings: Settings) -> tuple[google.auth.credentials.Credentials, str | None]:
+    """The credentials file when configured, else Application Default Credentials.
+
+    A file is loaded by its declared type with that type's own loader (google-auth deprecates
+    its generic loader, which trusts whatever the file says). Raises google-auth's
+    `DefaultCredentialsError` when ADC finds nothing.
+    """
+    path = settings.vertex_credentials_file
+    if path is None:
+        credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+        return credentials, project
+    if credentials_file_kind(path) == "service_account":
+        account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            str(path), scopes=[CLOUD_PLATFORM_SCOPE]
+        )
+        return account, account.project_id
+    user = google.oauth2.credentials.Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
+        str(path), scopes=[CLOUD_PLATFORM_SCOPE]
+    )
+    return user, None
+
+
+def describe_credentials(credentials: google.auth.credentials.Credentials) -> str:
+    """Which kind of credentials these are, in an operator's words."""
+    if isinstance(credentials, service_account.Credentials):
+        return f"service account {credentials.service_account_email}"
+    if isinstance(credentials, google.oauth2.credentials.Credentials):
+        return "authorized user (gcloud auth application-default login)"
+    if isinstance(credentials, google.auth.compute_engine.Credentials):
+        return "metadata server (Cloud Run, GKE Workload Identity or GCE)"
+    return type(credentials).__module__ + "." + type(credentials).__name__
 
 
 class GoogleTokenSource:
@@ -72,48 +162,28 @@ class GoogleTokenSource:
         except google.auth.exceptions.GoogleAuthError as exc:
             # The exception text may quote the token endpoint's answer: log its type only.
             logger.error("upstream credentials could not be refreshed: %s", type(exc).__name__)  # noqa: TRY400
-            raise UpstreamUnavailable("upstream credentials unusable") from None
-
-
-def load_credentials(settings: Settings) -> tuple[google.auth.credentials.Credentials, str | None]:
-    """The credentials file when configured, else Application Default Credentials.
-
-    A file is loaded by its declared type with that type's own loader (google-auth deprecates
-    its generic loader, which trusts whatever the file says); anything else goes through ADC
-    (`GOOGLE_APPLICATION_CREDENTIALS`), which handles every credential type.
-    """
-    path = settings.vertex_credentials_file
-    if path is None:
-        credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-        return credentials, project
-    kind = json.loads(path.read_text()).get("type")
-    if kind == "service_account":
-        account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            str(path), scopes=[CLOUD_PLATFORM_SCOPE]
-        )
-        return account, account.project_id
-    if kind == "authorized_user":
-        user = google.oauth2.credentials.Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
-            str(path), scopes=[CLOUD_PLATFORM_SCOPE]
-        )
-        return user, None
-    raise ValueError(
-        f"RELAY_VERTEX_CREDENTIALS_FILE: unsupported credential type {kind!r} "
-        "(use a service_account or authorized_user file, or GOOGLE_APPLICATION_CREDENTIALS)"
-    )
+            unusable = UpstreamUnavailable("upstream credentials unusable", cause="credentials")
+            raise unusable from None
 
 
 def vertex_connector(settings: Settings) -> tuple[UpstreamConnector, GoogleTokenSource]:
+    ssl_context = vertex_ssl_context(settings)
     credentials, credentials_project = load_credentials(settings)
     project = settings.vertex_project or credentials_project
     if not project:
-        raise ValueError("RELAY_VERTEX_PROJECT is required: the credentials name no project")
+        raise SettingsError("RELAY_VERTEX_PROJECT is required: the credentials name no project")
+    logger.info(
+        "Vertex AI credentials: %s; project %s, location %s",
+        describe_credentials(credentials),
+        project,
+        settings.vertex_location,
+    )
     tokens = GoogleTokenSource(credentials, settings.token_refresh_margin_seconds)
-    base = settings.vertex_base_url or vertex_host(settings.vertex_location)
     connector = UpstreamConnector(
-        url=live_url(base, settings.vertex_api_version),
+        url=vertex_url(settings),
         target=UpstreamTarget(project=project, location=settings.vertex_location),
         settings=settings,
         headers=tokens.headers,
+        ssl_context=ssl_context,
     )
     return connector, tokens

@@ -19,6 +19,7 @@ import pytest
 from app.auth.keys import is_api_key
 from app.cli import build_parser
 from app.metrics import RelayMetrics, metrics_registry
+from app.startup import check_startup
 from tests.ops.deployment_files import (
     ROOT,
     duration_seconds,
@@ -27,6 +28,8 @@ from tests.ops.deployment_files import (
     load_yaml,
     settings_from_environment,
 )
+from tests.production.launch import DEPLOYED_SETTINGS
+from tests.support.token_server import write_authorized_user
 
 COMPOSE = ROOT / "docker-compose.yml"
 VERTEX_OVERRIDE = ROOT / "docker" / "compose.vertex.yml"
@@ -153,7 +156,7 @@ def test_emulator_healthcheck_probes_the_port_it_listens_on(compose: dict[str, A
 
 
 def test_vertex_override_gives_valid_vertex_settings_with_the_mounted_credentials(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     override = interpolate(load_yaml(VERTEX_OVERRIDE), {"GOOGLE_CLOUD_PROJECT": "my-project"})
     relay_override = override["services"]["relay"]
@@ -167,6 +170,20 @@ def test_vertex_override_gives_valid_vertex_settings_with_the_mounted_credential
     assert source.endswith("application_default_credentials.json")
     assert mode == "ro"
     assert str(settings.vertex_credentials_file) == target
+    # Start-up checks as in the container, the mount played by a gcloud ADC file here.
+    adc_file = write_authorized_user(tmp_path / "application_default_credentials.json")
+    check_startup(settings.model_copy(update={"vertex_credentials_file": adc_file}))
+
+
+def test_vertex_override_uses_the_vertex_settings_the_credential_file_tests_use(
+    compose: dict[str, Any],
+) -> None:
+    override = interpolate(load_yaml(VERTEX_OVERRIDE), {"GOOGLE_CLOUD_PROJECT": "my-project"})
+    environment = relay_environment(compose) | override["services"]["relay"]["environment"]
+    vertex = {name for name in environment if name.startswith("RELAY_VERTEX_")}
+    # A gcloud ADC file (authorized_user) by default, a service-account key via GOOGLE_ADC_FILE.
+    assert vertex | {"RELAY_UPSTREAM"} == DEPLOYED_SETTINGS["authorized_user"]
+    assert vertex | {"RELAY_UPSTREAM"} == DEPLOYED_SETTINGS["service_account"]
 
 
 def test_vertex_override_requires_the_google_cloud_project() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from app.auth.keys import is_api_key
+from app.startup import check_startup
 from tests.ops.deployment_files import (
     ROOT,
     dockerfile_stages,
@@ -14,6 +15,7 @@ from tests.ops.deployment_files import (
     load_yaml_documents,
     settings_from_environment,
 )
+from tests.production.launch import DEPLOYED_SETTINGS
 
 MANIFESTS = ROOT / "docker" / "kubernetes"
 
@@ -58,7 +60,13 @@ def container_environment(container: dict[str, Any], secret: dict[str, Any]) -> 
 def test_example_has_deployment_service_disruption_budget_and_secret(
     objects: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(objects) == {"Deployment", "Service", "PodDisruptionBudget", "Secret"}
+    assert set(objects) == {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "Secret",
+        "ServiceAccount",
+    }
 
 
 def test_pods_get_valid_settings(
@@ -66,10 +74,28 @@ def test_pods_get_valid_settings(
 ) -> None:
     environment = container_environment(container, objects["Secret"])
     settings = settings_from_environment(monkeypatch, environment)
+    check_startup(settings)  # what `live-relay serve` runs before it binds its port
     assert settings.upstream == "vertex"
     assert settings.host == "0.0.0.0"
     assert settings.redis_url is not None
     assert all(is_api_key(key.get_secret_value()) for key in settings.api_keys)
+
+
+def test_pods_use_the_vertex_settings_the_metadata_server_tests_use(
+    objects: dict[str, dict[str, Any]], container: dict[str, Any]
+) -> None:
+    environment = container_environment(container, objects["Secret"])
+    vertex = {name for name in environment if name.startswith("RELAY_VERTEX_")}
+    assert vertex | {"RELAY_UPSTREAM"} == DEPLOYED_SETTINGS["metadata_server"]
+
+
+def test_pods_get_vertex_tokens_through_workload_identity(
+    objects: dict[str, dict[str, Any]], pod: dict[str, Any]
+) -> None:
+    account = objects["ServiceAccount"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    google_account = account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    assert google_account.endswith(".iam.gserviceaccount.com")
 
 
 @pytest.mark.parametrize("variable", ["RELAY_REDIS_URL", "RELAY_TOKEN_SIGNING_KEY"])

@@ -38,6 +38,7 @@ EXPECTED_METRICS = {
     "relay_quota_tokens_per_minute_limit": "gauge",
     "relay_auth_failures": "counter",
     "relay_upstream_connect_seconds": "histogram",
+    "relay_upstream_failures": "counter",  # issue 10: why upstream connections failed
     "relay_closes": "counter",
     "relay_goaways": "counter",
     "relay_build_info": "gauge",

@@ -21,6 +21,7 @@ def vertex_settings(emulator: Emulator, credentials: Path, **overrides: object) 
     values = {
         "upstream": "vertex",
         "vertex_base_url": emulator.base_url,
+        "vertex_allow_insecure": True,  # a plain ws:// emulator: these tests are about tokens
         "vertex_credentials_file": credentials,
         "vertex_project": "test-project",
         "api_keys": (API_KEY,),

@@ -52,14 +52,20 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
 class RelayProcess:
     """`live-relay serve` in a subprocess, output captured to a file for later reading."""
 
-    def __init__(self, env: Mapping[str, str], log_file: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_file: Path,
+        port: int | None = None,
+        module: str = "app",  # `python -m MODULE serve`: a test launcher may wrap the CLI
+    ) -> None:
         self.port = port or free_port()
         self.log_file = log_file
         full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
         full_env |= {"RELAY_PORT": str(self.port), "RELAY_LOG_FORMAT": "json", **env}
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
+            [sys.executable, "-m", module, "serve"],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

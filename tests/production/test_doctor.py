@@ -1,0 +1,135 @@
+"""`live-relay doctor` against the wss:// emulator: all steps pass (the real command, in its own
+process), and each broken setup gives its own FAIL line with a fix and a non-zero exit (the same
+`diagnose` run in this process, which spares an interpreter start per case)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.doctor import diagnose
+from app.emulator import Emulator, EmulatorConfig
+from tests.production.launch import PROJECT, vertex_launch
+from tests.support.net import free_port
+from tests.support.tls import TLSFiles, make_tls_files
+from tests.support.token_server import TokenServer, token_server
+
+STEPS = ("settings", "credentials", "access token", "project", "TLS + WebSocket handshake")
+MODELS = ("gemini-live-2.5-flash", "gemini-2.0-flash-live-preview-04-09")
+
+
+async def doctor(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """Run `live-relay doctor` without blocking the emulator in this event loop."""
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "doctor",
+        env=full_env | env,
+        cwd=cwd,  # no stray .env file
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    return process.returncode or 0, output.decode().splitlines()
+
+
+async def diagnose_here(
+    env: dict[str, str], cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list[str]]:
+    """`diagnose` in this process, with exactly `env`'s RELAY_* settings and Google variables."""
+    for name in os.environ:
+        if name.startswith("RELAY_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)  # no stray .env file
+    out = io.StringIO()
+    code = await diagnose(out)
+    return code, out.getvalue().splitlines()
+
+
+def lines_of(output: list[str], status: str) -> list[str]:
+    return [line for line in output if line.startswith(status)]
+
+
+def base_env(
+    tokens: TokenServer, emulator: Emulator, tls: TLSFiles, tmp_path: Path
+) -> dict[str, str]:
+    env = vertex_launch("service_account", tokens, emulator, tls, tmp_path).env
+    return env | {"RELAY_ALLOWED_MODELS": ",".join(MODELS)}
+
+
+async def test_doctor_passes_every_step_against_a_working_endpoint(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    with token_server() as tokens:
+        config = EmulatorConfig(require_token=tokens.valid, known_projects=(PROJECT,))
+        async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
+            code, output = await doctor(base_env(tokens, emulator, tls_files, tmp_path), tmp_path)
+    assert code == 0, "\n".join(output)
+    passed = [line.split(":")[0].removeprefix("ok").strip() for line in lines_of(output, "ok")]
+    assert passed == [*STEPS, *(f"model {model}" for model in MODELS)]
+    assert lines_of(output, "FAIL") == []
+    assert any("service account relay@test-project" in line for line in output)
+    assert any("TLS verified" in line for line in output)
+
+
+# broken setup -> (settings changed, the step that fails, words its line must hold)
+BROKEN: dict[str, tuple[dict[str, str | None], str, str]] = {
+    "no credentials": ({"RELAY_VERTEX_CREDENTIALS_FILE": None}, "credentials", "gcloud auth"),
+    "wrong project": (
+        {"RELAY_VERTEX_PROJECT": "someone-elses-project"},
+        f"model {MODELS[0]}",
+        "someone-elses-project",
+    ),
+    "model the project cannot use": (
+        {"RELAY_ALLOWED_MODELS": f"{MODELS[0]},gemini-9-ultra-live"},
+        "model gemini-9-ultra-live",
+        "RELAY_ALLOWED_MODELS",
+    ),
+    "unreachable host": (
+        {"RELAY_VERTEX_BASE_URL": "closed port"},
+        "TLS + WebSocket handshake",
+        "connection refused",
+    ),
+    "untrusted certificate": (
+        {"RELAY_VERTEX_CA_FILE": "another CA"},
+        "TLS + WebSocket handshake",
+        "RELAY_VERTEX_CA_FILE",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+async def test_doctor_names_what_is_broken_and_exits_non_zero(
+    case: str, tls_files: TLSFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes, failing_step, words = BROKEN[case]
+    with token_server() as tokens:
+        config = EmulatorConfig(require_token=tokens.valid, known_projects=(PROJECT,))
+        async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
+            env = base_env(tokens, emulator, tls_files, tmp_path)
+            for name, value in changes.items():
+                if value is None:
+                    del env[name]
+                elif value == "closed port":
+                    env[name] = f"wss://127.0.0.1:{free_port()}"
+                elif value == "another CA":
+                    env[name] = str(make_tls_files(tmp_path).ca_file)
+                else:
+                    env[name] = value
+            code, output = await diagnose_here(env, tmp_path, monkeypatch)
+    assert code != 0
+    [failure] = [line for line in lines_of(output, "FAIL") if failing_step in line]
+    assert words in failure
+    assert "-- fix: " in failure
+    steps_before = STEPS[: STEPS.index(failing_step)] if failing_step in STEPS else STEPS
+    assert len(lines_of(output, "ok")) >= len(steps_before)
