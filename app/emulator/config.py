@@ -18,6 +18,15 @@ DEFAULT_KNOWN_MODELS = (
     "gemini-2.0-flash-live-preview-04-09",
     "gemini-2.0-flash-exp",
 )
+# Native-audio models speak only: a setup asking them for TEXT is refused.
+NATIVE_AUDIO_MODELS = tuple(model for model in DEFAULT_KNOWN_MODELS if "native-audio" in model)
+# The prebuilt voices of Vertex's Live models (the Chirp 3 HD set).
+VERTEX_VOICES = (
+    "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe",
+    "Charon", "Despina", "Enceladus", "Erinome", "Fenrir", "Gacrux", "Iapetus", "Kore",
+    "Laomedeia", "Leda", "Orus", "Pulcherrima", "Puck", "Rasalgethi", "Sadachbia",
+    "Sadaltager", "Schedar", "Sulafat", "Umbriel", "Vindemiatrix", "Zephyr", "Zubenelgenubi",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,22 @@ class EmulatorConfig:
     reply_chunk_interval_seconds: float = 0.005
     reply_chunk_chars: int = 16
     speech_seconds_per_char: float = 0.05
+    # --- what the service refuses and how models differ (see docs/emulator-fidelity.md) ---
+    audio_only_models: tuple[str, ...] = NATIVE_AUDIO_MODELS
+    voices: tuple[str, ...] = VERTEX_VOICES
+    # `realtimeInput.audioStreamEnd` is no field of Vertex's message (the SDK's Vertex
+    # converter refuses it): "refuse" closes 1007 as the service does; "accept" ends the
+    # current activity, as the Gemini API does.
+    audio_stream_end: Literal["refuse", "accept"] = "refuse"
+    # `FunctionResponse.scheduling`: the current SDK's Vertex converter passes it (honoured:
+    # SILENT, WHEN_IDLE, INTERRUPT); Vertex used to refuse it (1007), which "refuse" imitates.
+    function_response_scheduling: Literal["honour", "refuse"] = "honour"
+    # Models whose function calls carry no `id` (and whose toolResponse may not name one), as
+    # on Vertex until recently. By default every model sends ids.
+    models_without_call_ids: tuple[str, ...] = ()
+    # Models whose function calls do not block by default (Vertex: the native-audio models
+    # call asynchronously); a declaration's `behavior` overrides the default either way.
+    non_blocking_function_models: tuple[str, ...] = NATIVE_AUDIO_MODELS
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:

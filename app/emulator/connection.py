@@ -29,8 +29,9 @@ from app.emulator.resumption import (
     HandleStore,
     SessionState,
 )
+from app.emulator.schema import check_client_message
 from app.emulator.session import LiveSession
-from app.emulator.setup import parse_setup
+from app.emulator.setup import parse_setup, refused_fields
 from app.emulator.speech import OUTPUT_MIME_TYPE
 from app.emulator.stats import EmulatorStats
 from app.emulator.wire import (
@@ -192,15 +193,17 @@ def _open_session(
     frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
 ) -> _OpenedSession:
     config = context.config
-    # Whatever is wrong with the first frame, the service answers in the same words.
     try:
-        kind, setup_message = interpret(load_frame(frame))
+        message = load_frame(frame)
     except ProtocolViolation:
+        # A first frame that is not JSON at all gets the service's plainest answer.
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
+    check_client_message(message, refused_fields(config))
+    kind, setup_message = interpret(message)
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1
-    setup = parse_setup(setup_message, config.known_models, api_version)
+    setup = parse_setup(setup_message, config, api_version)
     if setup.resume_handle is None:
         conversation, state, last_index = Conversation(), SessionState(), 0
     else:
@@ -248,6 +251,7 @@ async def _receive(
             message = load_frame(frame)
             if echo and await _echo(ws, message, context.stats):
                 continue
+            check_client_message(message, session.refused_fields)
             session.handle(*interpret(message))
         except ProtocolViolation as violation:
             await ws.close(violation.code, violation.reason)
