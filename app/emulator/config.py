@@ -82,6 +82,12 @@ class EmulatorConfig:
     # not document it). "per_connection": setup is 0 on every connection, the next message 1.
     # "per_session": numbers run on across resumptions; a resuming setup takes none.
     consumed_index_counting: Literal["per_connection", "per_session"] = "per_connection"
+    # Session duration caps without contextWindowCompression (Vertex: 15 min once audio
+    # came in, 2 min once video did; None: no cap), counted over the whole conversation
+    # (across resumptions) or per connection. See app/emulator/caps.py.
+    audio_session_cap_seconds: float | None = 15 * 60
+    video_session_cap_seconds: float | None = 2 * 60
+    session_cap_scope: Literal["conversation", "connection"] = "conversation"
     # Idle sessionResumptionUpdates (new input consumed while the model is silent) come at most
     # this often; updates at setup and at the end of a turn are not held back.
     resumption_update_interval_seconds: float = 0.5

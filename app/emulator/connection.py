@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from app.emulator.caps import DEADLINE_EXPIRED, enforce_cap
 from app.emulator.config import EmulatorConfig, Faults
 from app.emulator.consumption import ConsumptionLog
 from app.emulator.resumption import (
@@ -172,11 +173,13 @@ async def _serve(
         async with asyncio.TaskGroup() as tasks:
             model = tasks.create_task(_until_closed(session.run_model()))
             updates = tasks.create_task(_until_closed(session.run_resumption_updates()))
+            cap = tasks.create_task(_until_closed(_duration_cap(ws, session, config)))
             try:
                 await _until_closed(_receive(ws, session, faults, context))
             finally:
                 model.cancel()
                 updates.cancel()
+                cap.cancel()
     finally:
         opened.conversation.close_connection(opened.number)
 
@@ -312,6 +315,19 @@ async def _lifetime(ws: ServerConnection, config: EmulatorConfig, set_up: asynci
         await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
         await asyncio.sleep(time_left)
     await ws.close(1000, LIFETIME_REACHED)
+
+
+async def _duration_cap(ws: ServerConnection, session: LiveSession, config: EmulatorConfig) -> None:
+    if not session.capped:
+        return
+
+    async def go_away(time_left: float) -> None:
+        await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
+
+    async def close() -> None:
+        await ws.close(1011, DEADLINE_EXPIRED)
+
+    await enforce_cap(session.media, config, go_away, close)
 
 
 async def _until_closed(work: Coroutine[Any, Any, None]) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.emulator.caps import MediaClock
 from app.emulator.replies import Entry
 from app.emulator.stats import ConsumedMessage, EmulatorStats
 from app.emulator.vad import VoiceActivityDetector
@@ -44,6 +45,9 @@ class Conversation:
     connections: int = 0
     # This conversation's entries of EmulatorStats.consumed, in order.
     records: list[ConsumedMessage] = field(default_factory=list)
+    # When it began and what media it received (its duration cap, when counted across
+    # resumptions).
+    media: MediaClock = field(default_factory=MediaClock)
     # Connection number -> "is it still open?", for connections not yet finished.
     _open: dict[int, Callable[[], bool]] = field(default_factory=dict)
 

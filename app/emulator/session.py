@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.emulator.caps import MediaClock
 from app.emulator.config import EmulatorConfig
 from app.emulator.consumption import ConsumptionLog
 from app.emulator.replies import (
@@ -93,6 +94,10 @@ class LiveSession:
         self._config = config
         # What schema.check_client_message must treat as unknown in this session's messages.
         self.refused_fields = refused_fields(config, setup)
+        # What the session duration cap counts: the conversation's media or this connection's.
+        self.media = (
+            log.conversation.media if config.session_cap_scope == "conversation" else MediaClock()
+        )
         self._send = send
         self._log = log
         self._handles = handles
@@ -178,6 +183,7 @@ class LiveSession:
 
     def _audio(self, blob: dict[str, Any], field: str) -> None:
         self._stats.frames_received["audio"] += 1
+        self.media.saw(audio=True)
         pcm = decode_base64(blob.get("data"), field)
         rate = _sample_rate(blob.get("mimeType"))
         seconds = len(pcm) // 2 / rate
@@ -194,6 +200,7 @@ class LiveSession:
 
     def _video(self, blob: dict[str, Any], field: str) -> None:
         self._stats.frames_received["video"] += 1
+        self.media.saw(video=True)
         decode_base64(blob.get("data"), field)
         self._video_frames += 1
 
@@ -301,6 +308,11 @@ class LiveSession:
             if self._idle and self._log.last_index > self._reported_index:
                 await self._send_resumable_update()
             await asyncio.sleep(self._config.resumption_update_interval_seconds)
+
+    @property
+    def capped(self) -> bool:
+        """Whether a session duration cap can apply (not with contextWindowCompression)."""
+        return not self._setup.compression
 
     @property
     def _idle(self) -> bool:

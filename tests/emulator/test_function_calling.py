@@ -20,7 +20,7 @@ from tests.emulator.support import (
 )
 from tests.support.sdk import TURN_TIMEOUT
 
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
+TEXT: dict[str, Any] = {"generationConfig": {"responseModalities": ["TEXT"]}}
 NATIVE_AUDIO = "gemini-live-2.5-flash-native-audio"
 WEATHER = [{"functionDeclarations": [{"name": "get_weather"}]}]
 # The text model behaving as the native-audio ones do by default.
