@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 from typing import Any
 
 from app.emulator.wire import ProtocolViolation
@@ -218,9 +219,20 @@ def snake(name: str) -> str:
     return _SNAKE.sub("_", name).lower()
 
 
+@lru_cache(maxsize=1024)
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+# A path is built as a tuple of camelCase field names and "[i]" indices, and only turned into
+# the service's snake_case text when a refusal needs it: the hot path stays cheap.
+Path = tuple[str, ...]
+
+
+def _path_text(path: Path) -> str:
+    text = "".join(part if part.startswith("[") else f".{snake(part)}" for part in path)
+    return text.lstrip(".")
 
 
 def check_client_message(message: Any, refused: Mapping[str, Collection[str]] = {}) -> None:
@@ -229,13 +241,13 @@ def check_client_message(message: Any, refused: Mapping[str, Collection[str]] = 
     to treat as unknown (what this model or configuration does not have)."""
     if not isinstance(message, dict):
         raise ProtocolViolation(
-            1007, _invalid_value("", "BidiGenerateContentClientMessage", message)
+            1007, _invalid_value((), "BidiGenerateContentClientMessage", message)
         )
-    _check_message(message, "BidiGenerateContentClientMessage", "", refused)
+    _check_message(message, "BidiGenerateContentClientMessage", (), refused)
 
 
 def _check_message(
-    value: dict[str, Any], name: str, path: str, refused: Mapping[str, Collection[str]]
+    value: dict[str, Any], name: str, path: Path, refused: Mapping[str, Collection[str]]
 ) -> None:
     fields = MESSAGES[name]
     refused_here = refused.get(name, ())
@@ -243,27 +255,28 @@ def _check_message(
         field = _camel(key)
         kind = fields.get(field)
         if kind is None or field in refused_here:
-            where = f" at '{path}'" if path else ""
+            where = f" at '{_path_text(path)}'" if path else ""
             raise ProtocolViolation(
                 1007,
                 f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.',
             )
-        _check_field(item, kind, _join(path, snake(field)), refused)
+        if item is not None:  # proto-JSON reads null as "not set"
+            _check_field(item, kind, (*path, field), refused)
 
 
-def _check_field(value: Any, kind: str, path: str, refused: Mapping[str, Collection[str]]) -> None:
-    if value is None:
-        return  # proto-JSON reads null as "not set"
+def _check_field(value: Any, kind: str, path: Path, refused: Mapping[str, Collection[str]]) -> None:
     if kind.startswith("[]"):
         if not isinstance(value, list):
             raise ProtocolViolation(1007, _invalid_value(path, kind[2:], value))
         for index, item in enumerate(value):
-            _check_single(item, kind[2:], f"{path}[{index}]", refused)
+            _check_single(item, kind[2:], (*path, f"[{index}]"), refused)
         return
     _check_single(value, kind, path, refused)
 
 
-def _check_single(value: Any, kind: str, path: str, refused: Mapping[str, Collection[str]]) -> None:
+def _check_single(
+    value: Any, kind: str, path: Path, refused: Mapping[str, Collection[str]]
+) -> None:
     if kind == "any":
         return
     if kind in MESSAGES:
@@ -297,13 +310,9 @@ def _scalar_fits(value: Any, kind: str) -> bool:
     raise AssertionError(f"unknown scalar kind {kind}")
 
 
-def _invalid_value(path: str, kind: str, value: Any) -> str:
+def _invalid_value(path: Path, kind: str, value: Any) -> str:
     shown = json.dumps(value, ensure_ascii=False)
     if len(shown) > 40:
         shown = shown[:37] + "..."
     type_name = _SCALAR_KINDS.get(kind) or f"{_TYPE_URL}{kind}"
-    return f"Invalid value at '{path}' ({type_name}), {shown}"
-
-
-def _join(path: str, field: str) -> str:
-    return f"{path}.{field}" if path else field
+    return f"Invalid value at '{_path_text(path)}' ({type_name}), {shown}"
