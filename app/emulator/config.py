@@ -18,8 +18,8 @@ DEFAULT_KNOWN_MODELS = (
     "gemini-2.0-flash-live-preview-04-09",
     "gemini-2.0-flash-exp",
 )
-# Native-audio models speak only: a setup asking them for TEXT is refused.
-NATIVE_AUDIO_MODELS = tuple(model for model in DEFAULT_KNOWN_MODELS if "native-audio" in model)
+# Native-audio models (by name) speak only, and call functions without blocking.
+NATIVE_AUDIO_MARK = "native-audio"
 # The prebuilt voices of Vertex's Live models (the Chirp 3 HD set).
 VERTEX_VOICES = (
     "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe",
@@ -106,7 +106,9 @@ class EmulatorConfig:
     reply_chunk_chars: int = 16
     speech_seconds_per_char: float = 0.05
     # --- what the service refuses and how models differ (see docs/emulator-fidelity.md) ---
-    audio_only_models: tuple[str, ...] = NATIVE_AUDIO_MODELS
+    # Models that only speak: a setup asking them for TEXT closes 1007. None: every model
+    # whose name says "native-audio".
+    audio_only_models: tuple[str, ...] | None = None
     voices: tuple[str, ...] = VERTEX_VOICES
     # `realtimeInput.audioStreamEnd` is no field of Vertex's message (the SDK's Vertex
     # converter refuses it): "refuse" closes 1007 as the service does; "accept" ends the
@@ -120,8 +122,19 @@ class EmulatorConfig:
     models_without_call_ids: tuple[str, ...] = ()
     # Models whose function calls do not block by default (Vertex: the native-audio models
     # call asynchronously); a declaration's `behavior` overrides the default either way.
-    non_blocking_function_models: tuple[str, ...] = NATIVE_AUDIO_MODELS
+    # None: every model whose name says "native-audio".
+    non_blocking_function_models: tuple[str, ...] | None = None
     faults: Faults = field(default_factory=Faults)
+
+    def audio_only(self, model: str) -> bool:
+        if self.audio_only_models is None:
+            return NATIVE_AUDIO_MARK in model
+        return model in self.audio_only_models
+
+    def calls_block_by_default(self, model: str) -> bool:
+        if self.non_blocking_function_models is None:
+            return NATIVE_AUDIO_MARK not in model
+        return model not in self.non_blocking_function_models
 
     def __post_init__(self) -> None:
         if self.connection_lifetime_seconds <= 0:

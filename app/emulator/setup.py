@@ -49,7 +49,7 @@ def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> Session
         parsed = _parse(setup, model, config)
     except (AttributeError, KeyError, TypeError, ValueError):
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
-    if parsed.response_modality == "TEXT" and model in config.audio_only_models:
+    if parsed.response_modality == "TEXT" and config.audio_only(model):
         # A native-audio model asked for text: Vertex answers in these words, naming nothing.
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     if parsed.voice not in config.voices:
@@ -123,7 +123,7 @@ def functions(
     declarations = [
         declaration for tool in tools for declaration in tool.get("functionDeclarations") or []
     ]
-    blocks_by_default = model not in config.non_blocking_function_models
+    blocks_by_default = config.calls_block_by_default(model)
     return (
         tuple(str(declaration["name"]) for declaration in declarations),
         frozenset(
