@@ -91,8 +91,10 @@ class EmulatorConfig:
     # Idle sessionResumptionUpdates (new input consumed while the model is silent) come at most
     # this often; updates at setup and at the end of a turn are not held back.
     resumption_update_interval_seconds: float = 0.5
-    # EmulatorStats.consumed stops growing here, so a long-running emulator stays bounded.
+    # EmulatorStats.consumed stops growing here, and at most this many handles are kept
+    # (the oldest go first), so a long-running emulator stays bounded.
     max_consumed_records: int = 100_000
+    max_handles: int = 10_000
     # Load-test mode: every audio chunk is answered at once by the very same base64 string.
     echo_audio: bool = False
     # The behaviour reported for the real service: realtime input while a tool call is

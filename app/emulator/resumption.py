@@ -109,16 +109,26 @@ class HandleStore:
     """Handles issued by one emulator, shared by all its connections.
 
     A handle stays valid `ttl_seconds` after it was issued. Every handle has the same
-    lifetime, so insertion order is expiry order and pruning only looks at the oldest.
+    lifetime, so insertion order is expiry order and pruning only looks at the oldest. At
+    most `max_handles` are kept (each holds a conversation's history).
     """
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_handles: int = 10_000,
+    ) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
+        self._max_handles = max_handles
         self._snapshots: dict[str, tuple[float, Snapshot]] = {}
 
     def issue(self, snapshot: Snapshot) -> str:
         self._prune()
+        if len(self._snapshots) >= self._max_handles:
+            # Bounded: the oldest handle goes first, as it would expire first.
+            del self._snapshots[next(iter(self._snapshots))]
         handle = secrets.token_hex(16)
         self._snapshots[handle] = (self._clock() + self._ttl, snapshot)
         return handle

@@ -180,3 +180,11 @@ def test_handles_expire_after_their_time_to_live() -> None:
     now[0] = 10.5
     assert store.resume(handle) is None
     assert store.resume("unknown") is None
+
+
+def test_the_handle_store_keeps_at_most_its_limit_dropping_the_oldest() -> None:
+    store = HandleStore(ttl_seconds=60, max_handles=2)
+    snapshot = Snapshot(Conversation(), 1, 0, 0, SessionState())
+    first, second, third = (store.issue(snapshot) for _ in range(3))
+    assert store.resume(first) is None
+    assert store.resume(second) == store.resume(third) == snapshot
