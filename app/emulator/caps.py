@@ -37,6 +37,19 @@ class MediaClock:
             self.changed.set()
 
 
+# A goAway that comes late still gives at least this much notice (a loaded machine must not
+# turn a warning into a bare close).
+MIN_NOTICE_SECONDS = 0.1
+
+
+def notice_left(remaining: float, notice: float) -> float:
+    """The `timeLeft` of a goAway sent `remaining` seconds before an end due with `notice`
+    seconds of warning: 0 when the end is already due (then no goAway is sent)."""
+    if remaining <= 0:
+        return 0.0
+    return max(MIN_NOTICE_SECONDS, min(notice, round(remaining, 1)))
+
+
 def cap_seconds(clock: MediaClock, config: EmulatorConfig) -> float | None:
     """The cap that applies now (None: none yet), compression aside."""
     if clock.video and config.video_session_cap_seconds is not None:
@@ -69,7 +82,7 @@ async def enforce_cap(
         except TimeoutError:
             break
     assert deadline is not None
-    time_left = round(max(0.0, deadline - time.monotonic()), 1)
+    time_left = notice_left(deadline - time.monotonic(), config.goaway_notice_seconds)
     if time_left > 0:
         await go_away(time_left)
         await asyncio.sleep(time_left)

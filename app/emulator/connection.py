@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from app.emulator.caps import DEADLINE_EXPIRED, enforce_cap
+from app.emulator.caps import DEADLINE_EXPIRED, enforce_cap, notice_left
 from app.emulator.config import EmulatorConfig, Faults
 from app.emulator.consumption import ConsumptionLog
 from app.emulator.resumption import (
@@ -310,7 +310,7 @@ async def _lifetime(ws: ServerConnection, config: EmulatorConfig, set_up: asynci
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, ends_at - loop.time())):
                 await set_up.wait()
-        time_left = min(notice, round(max(0.0, ends_at - loop.time()), 1))
+        time_left = notice_left(ends_at - loop.time(), notice)
     if set_up.is_set() and time_left > 0:
         await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
         await asyncio.sleep(time_left)
