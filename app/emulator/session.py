@@ -5,6 +5,11 @@ never blocks: it updates state, detects voice activity and queues user turns. Th
 task (`run_model`) takes turns one at a time and streams replies through `send`. The two
 meet in `_interrupt`: user activity during a reply sets it (unless the setup asked for
 NO_INTERRUPTION) and the model task stops at its next chunk.
+
+Function calls either hold the turn (blocking: the reply waits for the response, and user
+activity cancels the call) or end it (non-blocking: the response, when it comes, is queued
+as a turn of its own). Resumption handles are only issued while the model is idle, with no
+turn queued and no call pending: only then is the state a handle saves complete.
 """
 
 from __future__ import annotations
