@@ -5,11 +5,12 @@
     async with Emulator(EmulatorConfig(connection_lifetime_seconds=5)) as emulator:
         ...  # point a client at emulator.base_url
 
-See docs/emulator.md for what it imitates and the conventions it follows.
+See docs/emulator.md for the conventions it follows, and docs/emulator-fidelity.md for what it
+imitates of Vertex (with sources) and what it does not.
 """
 
 from app.emulator.config import EmulatorConfig, Faults
 from app.emulator.server import Emulator
-from app.emulator.stats import EmulatorStats
+from app.emulator.stats import ConsumedMessage, EmulatorStats
 
-__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "Faults"]
+__all__ = ["ConsumedMessage", "Emulator", "EmulatorConfig", "EmulatorStats", "Faults"]

@@ -18,6 +18,15 @@ DEFAULT_KNOWN_MODELS = (
     "gemini-2.0-flash-live-preview-04-09",
     "gemini-2.0-flash-exp",
 )
+# Native-audio models (by name) speak only, and call functions without blocking.
+NATIVE_AUDIO_MARK = "native-audio"
+# The prebuilt voices of Vertex's Live models (the Chirp 3 HD set).
+VERTEX_VOICES = (
+    "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe",
+    "Charon", "Despina", "Enceladus", "Erinome", "Fenrir", "Gacrux", "Iapetus", "Kore",
+    "Laomedeia", "Leda", "Orus", "Pulcherrima", "Puck", "Rasalgethi", "Sadachbia",
+    "Sadaltager", "Schedar", "Sulafat", "Umbriel", "Vindemiatrix", "Zephyr", "Zubenelgenubi",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,16 @@ class Faults:
     pong_delay_seconds: float | None = None
     never_pong: bool = False
     drop_after_frames: int | None = None
+    # The faults above apply only to the first N connections the emulator accepts (None: to
+    # all), so a test can drop one connection mid-turn and watch the client resume on the next.
+    fault_connections: int | None = None
+    # Hold back setupComplete this long on every connection that resumes a handle (whatever
+    # `fault_connections` says): a client's resumption is slow while a fresh start is not.
+    resume_setup_delay_seconds: float = 0
+
+    def apply_to(self, connection_number: int) -> bool:
+        """Whether the faults apply to the emulator's `connection_number`-th connection (from 1)."""
+        return self.fault_connections is None or connection_number <= self.fault_connections
 
     @property
     def holds_pongs(self) -> bool:
@@ -53,9 +72,31 @@ class EmulatorConfig:
     require_token: str | Callable[[str], bool] | None = None
     # How a bad token is refused: a 1008 close after the upgrade, or HTTP 401 at the upgrade.
     auth_failure: Literal["close", "reject"] = "close"
+    # Each connection ends after this long (close 1000 "The operation was cancelled."), with a
+    # goAway this long before; "50s" is the `timeLeft` observed from Vertex.
     connection_lifetime_seconds: float = 600
-    goaway_notice_seconds: float = 60
+    goaway_notice_seconds: float = 50
     handle_ttl_seconds: float = 7200
+    # Resuming a handle while the connection that issued it is still open: "allow" lets both
+    # run; "refuse" closes the new one 1011, as reported of the real service.
+    resume_while_open: Literal["allow", "refuse"] = "allow"
+    # How `lastConsumedClientMessageIndex` counts client messages (an assumption: Vertex does
+    # not document it). "per_connection": setup is 0 on every connection, the next message 1.
+    # "per_session": numbers run on across resumptions; a resuming setup takes none.
+    consumed_index_counting: Literal["per_connection", "per_session"] = "per_connection"
+    # Session duration caps without contextWindowCompression (Vertex: 15 min once audio
+    # came in, 2 min once video did; None: no cap), counted over the whole conversation
+    # (across resumptions) or per connection. See app/emulator/caps.py.
+    audio_session_cap_seconds: float | None = 15 * 60
+    video_session_cap_seconds: float | None = 2 * 60
+    session_cap_scope: Literal["conversation", "connection"] = "conversation"
+    # Idle sessionResumptionUpdates (new input consumed while the model is silent) come at most
+    # this often; updates at setup and at the end of a turn are not held back.
+    resumption_update_interval_seconds: float = 0.5
+    # EmulatorStats.consumed stops growing here, and at most this many handles are kept
+    # (the oldest go first), so a long-running emulator stays bounded.
+    max_consumed_records: int = 100_000
+    max_handles: int = 10_000
     # Load-test mode: every audio chunk is answered at once by the very same base64 string.
     echo_audio: bool = False
     # The behaviour reported for the real service: realtime input while a tool call is
@@ -68,12 +109,43 @@ class EmulatorConfig:
     reply_chunk_interval_seconds: float = 0.005
     reply_chunk_chars: int = 16
     speech_seconds_per_char: float = 0.05
+    # --- what the service refuses and how models differ (see docs/emulator-fidelity.md) ---
+    # Models that only speak: a setup asking them for TEXT closes 1007. None: every model
+    # whose name says "native-audio".
+    audio_only_models: tuple[str, ...] | None = None
+    voices: tuple[str, ...] = VERTEX_VOICES
+    # `realtimeInput.audioStreamEnd` is no field of Vertex's message (the SDK's Vertex
+    # converter refuses it): "refuse" closes 1007 as the service does; "accept" ends the
+    # current activity, as the Gemini API does.
+    audio_stream_end: Literal["refuse", "accept"] = "refuse"
+    # `FunctionResponse.scheduling`: the current SDK's Vertex converter passes it (honoured:
+    # SILENT, WHEN_IDLE, INTERRUPT); Vertex used to refuse it (1007), which "refuse" imitates.
+    function_response_scheduling: Literal["honour", "refuse"] = "honour"
+    # Models whose function calls carry no `id` (and whose toolResponse may not name one), as
+    # on Vertex until recently. By default every model sends ids.
+    models_without_call_ids: tuple[str, ...] = ()
+    # Models whose function calls do not block by default (Vertex: the native-audio models
+    # call asynchronously); a declaration's `behavior` overrides the default either way.
+    # None: every model whose name says "native-audio".
+    non_blocking_function_models: tuple[str, ...] | None = None
     faults: Faults = field(default_factory=Faults)
+
+    def audio_only(self, model: str) -> bool:
+        if self.audio_only_models is None:
+            return NATIVE_AUDIO_MARK in model
+        return model in self.audio_only_models
+
+    def calls_block_by_default(self, model: str) -> bool:
+        if self.non_blocking_function_models is None:
+            return NATIVE_AUDIO_MARK not in model
+        return model not in self.non_blocking_function_models
 
     def __post_init__(self) -> None:
         if self.connection_lifetime_seconds <= 0:
             raise ValueError("connection_lifetime_seconds must be positive")
         if self.goaway_notice_seconds < 0:
             raise ValueError("goaway_notice_seconds must be zero or positive")
+        if self.resumption_update_interval_seconds < 0:
+            raise ValueError("resumption_update_interval_seconds must be zero or positive")
         if self.reply_chunk_chars < 1:
             raise ValueError("reply_chunk_chars must be at least 1")

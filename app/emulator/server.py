@@ -54,7 +54,10 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.stats = EmulatorStats()
         self._context = ConnectionContext(
-            self.config, self.stats, HandleStore(self.config.handle_ttl_seconds), itertools.count(1)
+            self.config,
+            self.stats,
+            HandleStore(self.config.handle_ttl_seconds, max_handles=self.config.max_handles),
+            itertools.count(1),
         )
         self._start_kwargs = {"host": host, "port": port, "ssl_context": ssl_context}
         self._server: Server | None = None
@@ -139,9 +142,14 @@ class Emulator:
         stats = self.stats
         stats.connections_accepted += 1
         stats.connections_open += 1
+        number = stats.connections_accepted
+        if not self.config.faults.apply_to(number) and hasattr(ws, "holds_pongs"):
+            ws.holds_pongs = False
         match = VERTEX_PATH.fullmatch(ws.request.path.partition("?")[0]) if ws.request else None
         try:
-            await serve_connection(ws, self._context, match.group(1) if match else "v1beta1")
+            await serve_connection(
+                ws, self._context, match.group(1) if match else "v1beta1", number
+            )
         except ConnectionClosed:
             pass
         except Exception:

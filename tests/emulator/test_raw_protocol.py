@@ -21,6 +21,7 @@ from tests.emulator.support import (
     raw_setup,
     recv_json,
     recv_raw_turn,
+    recv_setup_complete,
     urlsafe_b64,
 )
 from tests.support.audio import silence, speech
@@ -66,7 +67,7 @@ async def test_snake_case_fields_at_every_depth_and_url_safe_base64_are_accepted
                 }
             )
         )
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
         await ws.send(json.dumps({"realtime_input": {"activity_start": {}}}))
         pcm = awkward + silence(0.25)[len(awkward) :]
         await ws.send(
@@ -164,7 +165,11 @@ async def test_a_message_of_the_wrong_shape_closes_with_1007(emulator: Emulator)
         await ws.send(raw_setup())
         await recv_json(ws)
         await ws.send(json.dumps({"clientContent": {"turns": [{"parts": ["not a part"]}]}}))
-        assert await closed_with(ws) == (1007, "Request contains an invalid argument.")
+        code, reason = await closed_with(ws)
+    assert code == 1007
+    assert reason is not None
+    # The service's proto-JSON words, with the snake_case path (cut to 123 bytes).
+    assert reason.startswith("Invalid value at 'client_content.turns[0].parts[0]' (")
 
 
 async def test_an_unknown_model_closes_with_1008_naming_it(emulator: Emulator) -> None:
@@ -264,7 +269,7 @@ async def test_realtime_input_sent_before_setup_complete_is_queued_in_order(
         await ws.send(raw_setup(**TEXT))
         await ws.send(json.dumps({"realtimeInput": {"text": "one"}}))
         await ws.send(json.dumps({"realtimeInput": {"text": "two"}}))
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
         first, second = await recv_raw_turn(ws), await recv_raw_turn(ws)
 
     assert raw_reply_text(first) == 'Reply 1: you said "one".'
@@ -309,8 +314,25 @@ async def test_legacy_media_chunks_carry_audio_too(emulator: Emulator) -> None:
     assert raw_reply_text(turn) == 'Reply 1: you said "[0.30 s of speech]".'
 
 
-async def test_audio_stream_end_ends_the_current_activity(emulator: Emulator) -> None:
+async def test_audio_stream_end_is_refused_as_vertex_has_no_such_field(
+    emulator: Emulator,
+) -> None:
     async with raw_connection(emulator) as ws:
+        await ws.send(raw_setup(**TEXT))
+        await recv_json(ws)
+        await ws.send(json.dumps({"realtimeInput": {"audioStreamEnd": True}}))
+        assert await closed_with(ws) == (
+            1007,
+            'Invalid JSON payload received. Unknown name "audioStreamEnd" at '
+            "'realtime_input': Cannot find field.",
+        )
+
+
+async def test_audio_stream_end_can_be_accepted_and_ends_the_current_activity() -> None:
+    async with (
+        Emulator(EmulatorConfig(audio_stream_end="accept")) as emulator,
+        raw_connection(emulator) as ws,
+    ):
         await ws.send(raw_setup(**TEXT))
         await recv_json(ws)
         pcm = base64.b64encode(speech(0.4)).decode()
@@ -328,13 +350,13 @@ async def test_audio_stream_end_ends_the_current_activity(emulator: Emulator) ->
 async def test_the_double_slash_path_of_real_sdk_traffic_is_accepted(emulator: Emulator) -> None:
     async with raw_connection(emulator, path="/" + VERTEX_PATH) as ws:
         await ws.send(raw_setup())
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
 
 
 async def test_the_v1_api_path_is_served(emulator: Emulator) -> None:
     async with raw_connection(emulator, path=VERTEX_PATH.replace("v1beta1", "v1")) as ws:
         await ws.send(raw_setup())
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
 
 
 async def test_other_paths_are_refused_with_404(emulator: Emulator) -> None:
@@ -356,7 +378,7 @@ async def test_a_missing_or_wrong_token_closes_with_1008() -> None:
             assert reason == "Request had invalid authentication credentials."
         async with raw_connection(emulator, headers={"Authorization": "Bearer right"}) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
 
 
 async def test_a_token_predicate_decides_who_gets_in() -> None:
@@ -364,7 +386,7 @@ async def test_a_token_predicate_decides_who_gets_in() -> None:
     async with Emulator(config) as emulator:
         async with raw_connection(emulator, headers={"Authorization": "Bearer ya29.abc"}) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
         async with raw_connection(emulator, headers={"Authorization": "Bearer nope"}) as ws:
             await ws.send(raw_setup())
             code, _ = await closed_with(ws)
@@ -462,6 +484,6 @@ async def test_a_client_that_vanishes_mid_reply_leaves_the_emulator_healthy(
                 await asyncio.sleep(0.01)
         async with raw_connection(emulator) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
