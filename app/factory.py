@@ -27,6 +27,7 @@ from app.quota.store import open_quota_store
 from app.relay import admin, endpoint, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
+from app.relay.pending import PendingAdmissions
 from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
 from app.relay.setup_policy import UpstreamTarget
@@ -102,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 sessions=sessions,
                 google_tokens=google_tokens,
+                pending=PendingAdmissions(
+                    settings.max_pending_admissions_per_project,
+                    settings.max_pending_admissions_per_credential,
+                ),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
