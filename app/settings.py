@@ -71,10 +71,10 @@ class Settings(BaseSettings):
         10.0, gt=0, description="A client that reads nothing of what is sent for this long: abort."
     )
     max_pending_admissions_per_project: int = Field(
-        32, ge=1, description="Connections of a project authenticated but not yet admitted; 429."
+        64, ge=1, description="Connections of a project authenticated but not yet admitted; 429."
     )
     max_pending_admissions_per_credential: int = Field(
-        8, ge=1, description="Connections of one credential not yet admitted; more: 429."
+        16, ge=1, description="Connections of one credential not yet admitted; more: 429."
     )
 
     # --- upstream -------------------------------------------------------------------------

@@ -397,6 +397,11 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
                 timer.cancel()
         self._send_deadline = self._abort_timer = None
         super().connection_lost(exc)
+        # The protocol and its parser form a reference cycle, freed only by a full garbage
+        # collection, which may be minutes away: without this, each closed connection kept its
+        # partly received frame (up to the setup cap) resident until then.
+        self.conn.reader.buffer.clear()
+        self.frames = []
 
 
 def admit_full_frames(websocket: WebSocket) -> None:
