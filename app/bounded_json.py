@@ -7,15 +7,17 @@ receives from a client, an upstream or an identity provider goes through `loads`
 refuses such documents with `JsonRejected`, a `ValueError`, before a single object is built.
 
 The depth check runs at C speed: strings are cut out with one regular expression, everything
-but brackets is deleted with `bytes.translate`, and each pass of `replace(b"[]", b"")` removes
-exactly one nesting level. A well-formed setup (depth ~10, a few thousand brackets) costs
-microseconds; a hostile one costs at most `max_depth` passes over its brackets.
+but brackets is deleted and the rest turned into +1/-1 steps with one `bytes.translate`, and
+the deepest point is the maximum of their running sum (`itertools.accumulate`). A real setup
+costs about a millisecond per 100 KB; a megabyte of nothing but brackets, tens of ms.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 # Protocol Buffers' JSON parser (what the Live API runs on) stops at 100 levels by default.
@@ -24,7 +26,8 @@ MAX_JSON_DEPTH = 100
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in _BRACKETS)
-_ONE_KIND = bytes.maketrans(b"{}", b"[]")
+# An opening bracket becomes the signed byte +1, a closing one -1: the running sum is the depth.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 class JsonRejected(ValueError):
@@ -37,15 +40,10 @@ class JsonRejected(ValueError):
 
 def nesting_depth_exceeds(document: bytes, max_depth: int) -> bool:
     """Whether `document` nests arrays/objects deeper than `max_depth` (strings ignored)."""
-    brackets = _STRING.sub(b"", document).translate(_ONE_KIND, _NOT_BRACKETS)
-    for _ in range(max_depth):
-        if not brackets:
-            return False
-        shorter = brackets.replace(b"[]", b"")
-        if len(shorter) == len(brackets):
-            return False  # unbalanced: not JSON, which json.loads will say
-        brackets = shorter
-    return bool(brackets)
+    brackets = _STRING.sub(b"", document).translate(_STEPS, _NOT_BRACKETS)
+    if brackets.count(1) <= max_depth:
+        return False  # too few openings to go that deep (most documents stop here)
+    return max(accumulate(array("b", brackets))) > max_depth
 
 
 def loads(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from app.auth.credentials import RELAY_SUBPROTOCOL
 from app.auth.token_api import MAX_SESSION_TOKEN_LENGTH
+from app.bounded_json import nesting_depth_exceeds
 from app.emulator import Emulator
 from app.settings import Settings
 from tests.relay.conftest import MODEL, auth_headers, relay_settings
@@ -57,6 +59,26 @@ def _deep_text(depth: int) -> str:
     # json.dumps itself would hit the recursion limit: build the text directly.
     tools = "[" * depth + '"x"' + "]" * depth
     return f'{{"setup": {{"model": "{MODEL}", "tools": {tools}}}}}'
+
+
+async def test_brackets_inside_strings_do_not_count_as_nesting(relay: RunningRelay) -> None:
+    text = 'Quote this: "[[[{{{' + "[" * 500 + '\\"]' + "}" * 500
+    setup = {"model": MODEL, "systemInstruction": {"parts": [{"text": text}]}}
+    async with connect(relay.url, additional_headers=auth_headers()) as ws:
+        await ws.send(json.dumps({"setup": setup}))
+        assert "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+
+
+def test_the_depth_check_costs_little_on_the_largest_setups() -> None:
+    real = json.dumps({"setup": large_real_setup()}).encode()
+    hostile = b"[" * (512 * 1024) + b"]" * (512 * 1024)
+    for name, document in (("real", real), ("hostile", hostile), ("unbalanced", hostile[:-2])):
+        started = time.perf_counter()
+        nesting_depth_exceeds(document, 100)
+        record(f"depth_check_{name}_1mib_ms", round((time.perf_counter() - started) * 1000, 2))
+    assert nesting_depth_exceeds(hostile, 100)
+    assert nesting_depth_exceeds(hostile[:-2], 100)
+    assert not nesting_depth_exceeds(real, 100)
 
 
 async def test_a_nested_token_request_body_is_answered_400(relay: RunningRelay) -> None:

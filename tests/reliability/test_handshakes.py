@@ -149,3 +149,13 @@ async def test_an_idle_keep_alive_connection_is_reaped(relay: RunningRelay) -> N
     assert everything.startswith(b"HTTP/1.1 200")
     assert took < 15
     record("idle_keepalive_closed_after_s", round(took, 2))
+
+
+async def test_a_request_body_that_never_finishes_is_answered_408(relay: RunningRelay) -> None:
+    request = (
+        f"POST /v1/tokens HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    answer, took = await exchange(relay, request.encode())
+    assert status_of(answer) == 408
+    assert took < REQUEST_TIMEOUT + 5
