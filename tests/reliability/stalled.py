@@ -12,11 +12,15 @@ import base64
 import contextlib
 import json
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.relay.conftest import MODEL, auth_headers
+
+T = TypeVar("T")
 
 CHUNK = json.dumps(
     {
@@ -78,3 +82,16 @@ async def stalled_client(url: str, chunks: int = 128) -> StalledClient:
                 await asyncio.sleep(CHUNK_INTERVAL)
 
     return StalledClient(ws, asyncio.create_task(pump()))
+
+
+# Sessions are opened in batches: a burst over RELAY_MAX_PENDING_ADMISSIONS_PER_CREDENTIAL
+# (16) connections with one key is refused 429, as it should be.
+BATCH = 8
+
+
+async def in_batches(count: int, open_one: Callable[[], Awaitable[T]]) -> list[T]:
+    opened: list[T] = []
+    while len(opened) < count:
+        batch = min(BATCH, count - len(opened))
+        opened += await asyncio.gather(*(open_one() for _ in range(batch)))
+    return opened

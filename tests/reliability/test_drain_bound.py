@@ -13,7 +13,7 @@ from pathlib import Path
 from app.emulator import Emulator
 from tests.relay.conftest import API_KEY
 from tests.reliability.conftest import SCALE, record, soak_marks
-from tests.reliability.stalled import stalled_client
+from tests.reliability.stalled import in_batches, stalled_client
 from tests.support.relay import RelayProcess
 
 pytestmark = soak_marks()
@@ -38,9 +38,7 @@ async def test_drain_exits_on_time_with_stalled_clients(
     )
     clients = []
     try:
-        clients = list(
-            await asyncio.gather(*(stalled_client(relay.url()) for _ in range(4 * SCALE)))
-        )
+        clients = await in_batches(4 * SCALE, lambda: stalled_client(relay.url()))
         await asyncio.sleep(4)  # their writes have backed up by now (tests/reliability/stalled.py)
         started = time.monotonic()
         relay.terminate()

@@ -15,7 +15,7 @@ from typing import Any
 from app.emulator import Emulator
 from tests.relay.conftest import relay_settings
 from tests.reliability.conftest import SCALE, record, soak_marks
-from tests.reliability.stalled import StalledClient, open_session, stalled_client
+from tests.reliability.stalled import StalledClient, in_batches, open_session, stalled_client
 from tests.support.relay import RunningRelay, running_relay
 
 pytestmark = soak_marks()
@@ -43,12 +43,12 @@ async def wait_until(condition: Callable[[], bool], within: float) -> float:
 
 async def all_slots_usable(relay: RunningRelay) -> None:
     """Every quota slot can start a session again."""
-    fresh = await asyncio.gather(*(open_session(relay.url) for _ in range(CLIENTS)))
+    fresh = await in_batches(CLIENTS, lambda: open_session(relay.url))
     await asyncio.gather(*(ws.close() for ws in fresh))
 
 
 async def stall(relay: RunningRelay) -> list[StalledClient]:
-    return list(await asyncio.gather(*(stalled_client(relay.url) for _ in range(CLIENTS))))
+    return await in_batches(CLIENTS, lambda: stalled_client(relay.url))
 
 
 async def ended_on_time(
