@@ -51,7 +51,7 @@ async def live(websocket: WebSocket) -> None:
         logger.info("handshake refused (%s): %s", failure.status_code, failure.message)
         await websocket.send_denial_response(failure.response())
         return
-    pending = relay.pending.take(principal.project.name, credential_id(websocket))
+    pending = await relay.pending.take(principal.project.name, credential_id(websocket))
     if isinstance(pending, str):  # charged before the setup is read: refused, it costs nothing
         logger.info("handshake refused (429): %s", pending)
         await websocket.send_denial_response(error_response(429, pending))

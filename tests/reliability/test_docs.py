@@ -10,6 +10,7 @@ import pytest
 from app.auth.token_api import MAX_SESSION_TOKEN_LENGTH
 from app.bounded_json import MAX_JSON_DEPTH
 from app.relay import bounded_protocols as bounds
+from app.relay.pending import PENDING_WAIT_SECONDS
 from app.settings import Settings
 from tests.reliability.conftest import soak_marks
 
@@ -39,6 +40,7 @@ def test_the_doc_names_only_settings_that_exist() -> None:
         ("CLOSE_WRITE_GRACE_SECONDS", f"{bounds.CLOSE_WRITE_GRACE_SECONDS:g} s"),
         ("CLOSE_TIMEOUT_SECONDS", f"{bounds.CLOSE_TIMEOUT_SECONDS:g} s"),
         ("MAX_SESSION_TOKEN_LENGTH", f"{MAX_SESSION_TOKEN_LENGTH:,} characters"),
+        ("PENDING_WAIT_SECONDS", f"{PENDING_WAIT_SECONDS:g} s"),
         ("app.bounded_json.MAX_JSON_DEPTH", f"{MAX_JSON_DEPTH} levels"),
     ],
 )

@@ -19,6 +19,7 @@ from tests.support.relay import RelayProcess
 pytestmark = soak_marks()
 
 DRAIN_SECONDS = 2.0
+CLIENTS = 4 * SCALE
 # What docs/reliability.md states: the drain, then closes (0.5 s), the upstream's close
 # timeout (2 s) and uvicorn's shutdown of what is left, well within 5 s.
 GRACE_SECONDS = 5.0
@@ -33,12 +34,13 @@ async def test_drain_exits_on_time_with_stalled_clients(
             "RELAY_EMULATOR_URL": echo_emulator.base_url,
             "RELAY_API_KEYS": API_KEY,
             "RELAY_DRAIN_SECONDS": str(DRAIN_SECONDS),
+            "RELAY_DEFAULT_MAX_SESSIONS": str(CLIENTS),
         },
         tmp_path / "relay.log",
     )
     clients = []
     try:
-        clients = await in_batches(4 * SCALE, lambda: stalled_client(relay.url()))
+        clients = await in_batches(CLIENTS, lambda: stalled_client(relay.url()))
         await asyncio.sleep(4)  # their writes have backed up by now (tests/reliability/stalled.py)
         started = time.monotonic()
         relay.terminate()
