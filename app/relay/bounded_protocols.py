@@ -301,9 +301,10 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        scope = getattr(self, "scope", None)
-        if scope is not None:  # the handshake was accepted for the application
-            scope["extensions"][ADMISSION_EXTENSION] = {"admission": _Admission(self._admit)}
+        if self.close_sent:  # websockets refused the handshake itself and uvicorn answered
+            self._abort_later()
+            return
+        self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": _Admission(self._admit)}
 
     def _admit(self) -> None:
         self.conn.max_message_size = self.limits.admitted_frame_bytes

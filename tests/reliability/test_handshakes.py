@@ -159,3 +159,10 @@ async def test_a_request_body_that_never_finishes_is_answered_408(relay: Running
     answer, took = await exchange(relay, request.encode())
     assert status_of(answer) == 408
     assert took < REQUEST_TIMEOUT + 5
+
+
+async def test_an_upgrade_websockets_refuses_is_answered_and_closed(relay: RunningRelay) -> None:
+    request = UPGRADE.format(query="").replace("Version: 13", "Version: 8") + "\r\n"
+    answer, _ = await exchange(relay, request.encode())  # EOF within the wait: closed
+    assert status_of(answer) == 400
+    assert b"Sec-WebSocket-Version" in answer
