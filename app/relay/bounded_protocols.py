@@ -118,9 +118,10 @@ class _Refused(Exception):
 class BoundedHttpProtocol(HttpToolsProtocol):
     """httptools with a deadline for each whole request and limits on its head.
 
-    The request timer runs from the connection (or the end of the previous response) until the
-    request, body included, has arrived; a WebSocket upgrade request is complete at the end of
-    its headers. Oversized heads are answered 414/431 at once and the socket is closed.
+    The request timer runs from the connection (or the next request's first byte on a kept-alive
+    connection, which uvicorn's keep-alive timer reaps until then) until the request, body
+    included, has arrived; a WebSocket upgrade request is complete at the end of its headers.
+    Oversized heads are answered 414/431 at once and the socket is closed.
     """
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
@@ -217,11 +218,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._cancel_request_timer()
         super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # uvicorn arms its keep-alive timer here; until the next request's first byte, that
-        # timer reaps the connection. From that byte on, the request timer does.
 
     # --- refusals -------------------------------------------------------------------------
 
