@@ -32,8 +32,7 @@ CHUNK = json.dumps(
         }
     }
 )
-
-
+# 1.5 MiB/s: under the default input limit of 2 MiB/s per session, which would end it.
 CHUNK_INTERVAL = len(CHUNK) / (1.5 * 1024 * 1024)
 
 
@@ -44,7 +43,7 @@ class StalledClient:
 
     async def discard(self) -> None:
         self.pumping.cancel()
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.pumping
         self.ws.transport.abort()
 
@@ -78,7 +77,6 @@ async def stalled_client(url: str, chunks: int = 128) -> StalledClient:
         with contextlib.suppress(Exception):
             for _ in range(chunks):
                 await ws.send(CHUNK)
-                # Under the default input limit of 2 MiB/s, which would end the session.
                 await asyncio.sleep(CHUNK_INTERVAL)
 
     return StalledClient(ws, asyncio.create_task(pump()))
