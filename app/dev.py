@@ -7,6 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.devcert import ensure_dev_certificate
 from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.serve import add_server_arguments, overrides_from, public_url, serve
@@ -32,6 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.api_key is not None and not is_api_key(args.api_key):
+        print(
+            f"live-relay: --api-key must start with `{API_KEY_PREFIX}` (keys without it are "
+            "read as JWTs and refused on every request); try --api-key lr_dev_mykey",
+            file=sys.stderr,
+        )
+        return 2
     api_key = args.api_key or "lr_dev_" + secrets.token_urlsafe(24)
     overrides = overrides_from(args, ("host", "port", "tls_cert_file", "tls_key_file"))
     ca_file: Path | None = None

@@ -30,6 +30,7 @@ from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
+from app.relay.pending import PendingAdmissions
 from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
 from app.relay.setup_policy import UpstreamTarget
@@ -113,6 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 sessions=sessions,
                 google_tokens=google_tokens,
+                pending=PendingAdmissions(
+                    settings.max_pending_admissions_per_project,
+                    settings.max_pending_admissions_per_credential,
+                ),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.

@@ -16,6 +16,7 @@ from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
 from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
+from app.relay.bounded_protocols import ConnectionLimits, RelayUvicornConfig
 from app.settings import Settings, SettingsError, describe_settings, load_settings
 from app.startup import check_startup
 from app.supervisor import ReloadingMultiprocess
@@ -64,18 +65,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def uvicorn_config(settings: Settings, app: Any, *, configure_logs: bool = True) -> uvicorn.Config:
-    """uvicorn's configuration for the relay; tests pass `configure_logs=False` to keep theirs."""
-    return uvicorn.Config(
+    """uvicorn's configuration for the relay; tests pass `configure_logs=False` to keep theirs.
+    The protocols are uvicorn's httptools and websockets-sansio with every wait on a client
+    bounded (`app.relay.bounded_protocols`)."""
+    return RelayUvicornConfig(
         app,
+        connection_limits=ConnectionLimits.from_settings(settings),
         factory=isinstance(app, str),
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
-        # Measured cheapest per frame of uvicorn's WebSocket implementations (docs/performance.md).
-        ws="websockets-sansio",
-        ws_max_size=settings.max_setup_frame_bytes,
+        # The protocols cap frames at the setup size until a session is admitted.
+        ws_max_size=max(settings.max_setup_frame_bytes, settings.max_frame_bytes),
         ws_per_message_deflate=settings.client_permessage_deflate,
         ws_ping_interval=CLIENT_PING_SECONDS,
         ws_ping_timeout=CLIENT_PING_SECONDS,

@@ -13,9 +13,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.auth.origins import normalize_origin
 
 MiB = 1024 * 1024
+MIN_SIGNING_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash
 
 DEFAULT_ALLOWED_MODELS = (
     "gemini-live-2.5-flash",
@@ -52,13 +54,27 @@ class Settings(BaseSettings):
         False, description="Offer permessage-deflate to clients (costs CPU and memory per frame)."
     )
     max_setup_frame_bytes: int = Field(
-        16 * MiB, gt=0, description="Largest first (setup) frame from a client; larger: 1009."
+        1 * MiB,
+        gt=0,
+        description="Largest frame before a session is admitted (the setup); larger: 1009.",
     )
     max_frame_bytes: int = Field(
         8 * MiB, gt=0, description="Largest client frame after setup; larger: close 1009."
     )
     setup_timeout_seconds: float = Field(
         30.0, gt=0, description="Time a client has to send its setup frame after connecting."
+    )
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client has to send a whole HTTP request or upgrade; 408."
+    )
+    client_send_timeout_seconds: float = Field(
+        10.0, gt=0, description="A client that reads nothing of what is sent for this long: abort."
+    )
+    max_pending_admissions_per_project: int = Field(
+        64, ge=1, description="Connections of a project authenticated but not yet admitted; 429."
+    )
+    max_pending_admissions_per_credential: int = Field(
+        16, ge=1, description="Connections of one credential not yet admitted; more: 429."
     )
 
     # --- upstream -------------------------------------------------------------------------
@@ -200,6 +216,28 @@ class Settings(BaseSettings):
     def _split_lists(cls, value: object) -> object:
         return _split_commas(value)
 
+    @field_validator("api_keys")
+    @classmethod
+    def _recognisable_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        # A key without the prefix is read as a JWT and refused on every request.
+        for position, key in enumerate(keys, start=1):
+            if not is_api_key(key.get_secret_value()):
+                raise ValueError(
+                    f"API key #{position} does not start with `{API_KEY_PREFIX}`, so no request "
+                    "could ever use it: make one with `live-relay keys create --project NAME`"
+                )
+        return keys
+
+    @field_validator("token_signing_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value().encode()) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SIGNING_KEY_BYTES} bytes; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return key
+
     @field_validator("allowed_origins")
     @classmethod
     def _normalize_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
@@ -211,8 +249,11 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
         if self.goaway_notice_seconds >= self.max_session_seconds:
             raise ValueError("goaway_notice_seconds must be below max_session_seconds")
-        if self.max_frame_bytes > self.max_setup_frame_bytes:
-            raise ValueError("max_frame_bytes must not exceed max_setup_frame_bytes")
+        if self.max_pending_admissions_per_credential > self.max_pending_admissions_per_project:
+            raise ValueError(
+                "max_pending_admissions_per_credential must not exceed "
+                "max_pending_admissions_per_project"
+            )
         schemes: tuple[str, ...] = ("wss://", "https://")
         if self.vertex_allow_insecure:
             schemes += ("ws://", "http://")

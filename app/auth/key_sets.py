@@ -14,7 +14,6 @@ keeps the keys already known; with none known, `KeysUnavailable` is raised (the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import urllib.request
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import jwt
+
+from app import bounded_json
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +121,7 @@ class KeySetCache(Generic[Key]):
                 body: bytes = response.read(MAX_DOCUMENT_BYTES + 1)
         else:
             body = Path(self.source).read_bytes()
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise ValueError(f"key document over {MAX_DOCUMENT_BYTES} bytes")
-        return json.loads(body)
+        return bounded_json.loads(body, max_bytes=MAX_DOCUMENT_BYTES)
 
 
 def parse_jwks(algorithm: str) -> Callable[[Any], Mapping[str, jwt.PyJWK]]:

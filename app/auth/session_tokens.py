@@ -18,14 +18,13 @@ import jwt
 
 from app.auth.jwt_tokens import verify_jwt
 from app.auth.principal import AuthFailure
-from app.settings import Settings
+from app.settings import MIN_SIGNING_KEY_BYTES, Settings
 
 logger = logging.getLogger(__name__)
 
 # Claim values, not secrets.
 SESSION_TOKEN_ISSUER = "live-relay"  # noqa: S105
 SESSION_TOKEN_AUDIENCE = "live-relay/v1/live"  # noqa: S105
-MIN_SIGNING_KEY_BYTES = 32
 T = TypeVar("T")
 
 

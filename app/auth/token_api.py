@@ -9,7 +9,6 @@ the ceiling is refused.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import UTC, datetime
@@ -20,14 +19,19 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from app import bounded_json
 from app.auth.authenticator import Authenticator
-from app.auth.credentials import MAX_CREDENTIAL_LENGTH
 from app.auth.principal import AuthFailure, Principal
 from app.auth.session_tokens import SessionGrant, new_token_id
 from app.auth.setup_locks import bare_model_name, check_lockable, first_conflict
 from app.settings import Settings
 
 MAX_REQUEST_BYTES = 64 * 1024
+# Every token the relay mints must work wherever a credential may travel: `?access_token=` on a
+# request line and the `Sec-WebSocket-Protocol` header line, both under 8 KiB at the relay and
+# at common proxies (nginx, Envoy). 4 KiB leaves room for the rest of the URL and an App Check
+# token beside it.
+MAX_SESSION_TOKEN_LENGTH = 4096
 MAX_USER_LENGTH = 128
 
 
@@ -56,11 +60,12 @@ def build_token_router(authenticator: Authenticator, settings: Settings) -> APIR
             asked = await _read_token_request(request)
             grant = _grant(principal, asked, settings, now=time.time())
             token = authenticator.session_tokens.mint(grant)
-            if len(token) > MAX_CREDENTIAL_LENGTH:
+            if len(token) > MAX_SESSION_TOKEN_LENGTH:
                 raise AuthFailure.bad_request(
                     "too_large",
                     f"the token would be {len(token)} characters, over the "
-                    f"{MAX_CREDENTIAL_LENGTH} a credential may have: lock fewer or smaller fields",
+                    f"{MAX_SESSION_TOKEN_LENGTH} a session token may have: "
+                    "lock fewer or smaller fields",
                 )
         except AuthFailure as failure:
             return failure.response()
@@ -84,8 +89,8 @@ async def _read_token_request(request: Request) -> TokenRequest:
                 "invalid", f"the request body is over {MAX_REQUEST_BYTES} bytes"
             )
     try:
-        document = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+        document = bounded_json.loads(bytes(raw)) if raw.strip() else {}
+    except bounded_json.JsonRejected:
         raise AuthFailure.bad_request("invalid", "the request body is not JSON") from None
     if not isinstance(document, dict):
         raise AuthFailure.bad_request("invalid", "the request body must be a JSON object")

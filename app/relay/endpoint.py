@@ -14,6 +14,8 @@ from app.auth.credentials import RELAY_SUBPROTOCOL
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
 from app.quota.types import Lease
+from app.relay.bounded_protocols import admit_full_frames
+from app.relay.client_gone import client_left
 from app.relay.closes import (
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
@@ -22,6 +24,7 @@ from app.relay.closes import (
     truncate_reason,
 )
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
+from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
 from app.relay.runtime import Relay
 from app.relay.session import Session, SessionLimits, UpstreamLink
@@ -52,18 +55,30 @@ async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
         logger.info("handshake refused (%s): %s", failure.status_code, failure.message)
         await refuse(websocket, Refusal.from_auth_failure(failure))
         return
-    offered = websocket.scope.get("subprotocols") or []
-    await websocket.accept(subprotocol=RELAY_SUBPROTOCOL if RELAY_SUBPROTOCOL in offered else None)
+    pending = await relay.pending.take(principal.project.name, credential_id(websocket))
+    if isinstance(pending, str):  # charged before the setup is read: refused, it costs nothing
+        logger.info("handshake refused (429): %s", pending)
+        await refuse(websocket, Refusal(429, pending))
+        return
     session_id = secrets.token_hex(8)
     context = session_id_var.set(session_id)
     try:
-        await _serve(relay, websocket, principal, session_id, dialect)
-    except Exception:
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(
+            subprotocol=RELAY_SUBPROTOCOL if RELAY_SUBPROTOCOL in offered else None
+        )
+        await _serve(relay, websocket, principal, session_id, dialect, pending)
+    except Exception as exc:
         # The session boundary: whatever went wrong, log it once and still send a close frame.
-        logger.exception("session failed")
+        cause = client_left(exc)
+        if cause is not None:
+            logger.info("client left before the session ended: %s", cause)
+        else:
+            logger.exception("session failed")
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await websocket.close(INTERNAL_ERROR, "internal error")
     finally:
+        pending.release()
         session_id_var.reset(context)
 
 
@@ -91,7 +106,12 @@ async def _read_setup(relay: Relay, websocket: WebSocket) -> str | bytes | None:
 
 
 async def _serve(
-    relay: Relay, websocket: WebSocket, principal: Principal, session_id: str, dialect: Dialect
+    relay: Relay,
+    websocket: WebSocket,
+    principal: Principal,
+    session_id: str,
+    dialect: Dialect,
+    pending: PendingSlot,
 ) -> None:
     project = principal.project
     frame = await _read_setup(relay, websocket)
@@ -115,12 +135,14 @@ async def _serve(
         return
     lease = Lease(project.name, principal.user, session_id, time.time())
     refusal = await relay.quota.admit(lease, project.quota)
+    pending.release()
     if refusal is not None:
         relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
         relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
         logger.info("session refused: %s", refusal.reason)
         await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
         return
+    admit_full_frames(websocket)
     if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
         relay.metrics.fail_open_admissions_total.labels(project.name).inc()
     try:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app import bounded_json
 from app.auth.setup_locks import bare_model_name
 from app.relay.closes import INVALID_PAYLOAD, POLICY_VIOLATION
 
@@ -64,11 +65,12 @@ def snake_case(name: str) -> str:
 def parse_setup_frame(frame: str | bytes) -> dict[str, Any]:
     """The `setup` object of a client's first frame, or SetupRejected(1007)."""
     try:
-        message = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        raise SetupRejected(
-            INVALID_PAYLOAD, "first frame is not JSON: send a setup message"
-        ) from None
+        message = bounded_json.loads(frame)
+    except bounded_json.JsonRejected as rejected:
+        reason = "first frame is not JSON: send a setup message"
+        if not rejected.malformed:
+            reason = f"setup refused: {rejected}"
+        raise SetupRejected(INVALID_PAYLOAD, reason) from None
     if not isinstance(message, dict) or list(message) != ["setup"]:
         raise SetupRejected(
             INVALID_PAYLOAD, 'first frame must be {"setup": {...}} and nothing else'

@@ -7,9 +7,10 @@ JSON is parsed. Base64 never contains a quote, so a quoted key cannot hide insid
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from app import bounded_json
 
 USAGE_KEY = b'"usageMetadata"'
 TURN_COMPLETE_KEY = b'"turnComplete"'
@@ -31,8 +32,8 @@ def _as_int(value: Any) -> int:
 def read_usage(frame: bytes) -> Usage | None:
     """Token counts of a frame that carries `usageMetadata` (Vertex or Developer API names)."""
     try:
-        message = json.loads(frame)
-    except ValueError:
+        message = bounded_json.loads(frame)
+    except bounded_json.JsonRejected:
         return None
     usage = message.get("usageMetadata") if isinstance(message, dict) else None
     if not isinstance(usage, dict):

@@ -8,12 +8,17 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
+from app.relay.bounded_protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
+
 
 @asynccontextmanager
 async def serving(config: uvicorn.Config) -> AsyncIterator[int]:
     """Run uvicorn with `config` (its port is ignored: a free one is bound) until the block
-    ends; yield the port."""
+    ends; yield the port. Whatever `config` says, the protocols are the relay's production ones
+    (uvicorn's with every wait on a client bounded), so tests see what clients will see."""
     config.port = 0
+    config.http = BoundedHttpProtocol
+    config.ws = BoundedWebSocketProtocol
     sock = config.bind_socket()
     port: int = sock.getsockname()[1]
     server = uvicorn.Server(config)

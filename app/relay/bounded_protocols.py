@@ -1,0 +1,411 @@
+"""uvicorn's HTTP and WebSocket protocols with every wait on a client bounded.
+
+uvicorn (httptools + websockets-sansio) trusts its clients in ways a public relay cannot:
+
+- the HTTP parser accumulates the URL and headers without a limit, and arms its keep-alive
+  timer only after a first response, so a half-sent request holds a socket forever (slowloris);
+- the WebSocket protocol's `send()` waits for the socket to become writable with no deadline,
+  and its close timeout starts only once the close frame is written: a client that stops reading
+  pins the session, its quota slot and its upstream connection until TCP gives up;
+- `transport.close()` flushes what is buffered first, however long that takes.
+
+The subclasses here bound each of those the way nginx and Envoy do (`client_header_timeout`,
+`large_client_header_buffers`, `send_timeout`, lingering close), and are passed to uvicorn
+through `uvicorn.Config(http=..., ws=...)` (see `app.serve.uvicorn_config`). Their limits travel
+in `RelayUvicornConfig.connection_limits`, which survives the pickling uvicorn does to start
+worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import uvicorn
+from starlette.websockets import WebSocket
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from app.settings import Settings
+from app.web import error_body
+
+logger = logging.getLogger(__name__)
+
+KiB = 1024
+
+# nginx's `large_client_header_buffers 4 8k`: a request line or a header line over 8 KiB, or a
+# header section over 32 KiB, is refused. websockets refuses lines over 8 KiB and more than 128
+# headers; staying within both means the WebSocket handshake never meets a second, silent limit.
+MAX_REQUEST_LINE_BYTES = 8 * KiB
+MAX_HEADER_LINE_BYTES = 8 * KiB
+MAX_HEADER_SECTION_BYTES = 32 * KiB
+MAX_HEADERS = 100  # Envoy's default `max_headers_count`
+# `GET ` + ` HTTP/1.1\r\n` around the URL on the request line uvicorn rebuilds for websockets.
+_REQUEST_LINE_FRAME = len("GET ") + len(" HTTP/1.1\r\n")
+
+# A close frame waits this long for a client that has stopped reading to make room for it;
+# then the connection is aborted: the client was not going to read the close frame either.
+CLOSE_WRITE_GRACE_SECONDS = 0.5
+# After the relay closes (close frame sent, response written), the client has this long to
+# answer and read what is buffered; then the socket is aborted (nginx's lingering timeout).
+CLOSE_TIMEOUT_SECONDS = 3.0
+
+# The ASGI scope extension through which the endpoint tells the protocol a session is admitted.
+ADMISSION_EXTENSION = "live-relay.admission"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long and how much a client may make the relay wait or hold, per connection."""
+
+    request_timeout_seconds: float
+    send_timeout_seconds: float
+    pre_admission_frame_bytes: int
+    admitted_frame_bytes: int
+    close_timeout_seconds: float = CLOSE_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            request_timeout_seconds=settings.request_timeout_seconds,
+            send_timeout_seconds=settings.client_send_timeout_seconds,
+            pre_admission_frame_bytes=settings.max_setup_frame_bytes,
+            admitted_frame_bytes=settings.max_frame_bytes,
+        )
+
+
+class RelayUvicornConfig(uvicorn.Config):
+    """uvicorn's configuration, carrying the relay's per-connection limits to its protocols.
+
+    The protocols build on httptools and websockets-sansio, measured the cheapest per frame of
+    uvicorn's implementations (see the performance docs); the bounds add no per-frame work.
+    """
+
+    def __init__(self, app: Any, *, connection_limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, http=BoundedHttpProtocol, ws=BoundedWebSocketProtocol, **kwargs)
+        self.connection_limits = connection_limits
+
+
+def _limits_of(config: uvicorn.Config) -> ConnectionLimits:
+    if isinstance(config, RelayUvicornConfig):
+        return config.connection_limits
+    return ConnectionLimits.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def http_error(status: int, phrase: str, message: str) -> bytes:
+    """A complete `Connection: close` HTTP answer in the relay's JSON error shape."""
+    body = json.dumps(error_body(status, message)).encode()
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that is being refused
+    (httptools turns it into an `HttpParserError` out of `feed_data`)."""
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """httptools with a deadline for each whole request and limits on its head.
+
+    The request timer runs from the connection (or the next request's first byte on a kept-alive
+    connection, which uvicorn's keep-alive timer reaps until then) until the request, body
+    included, has arrived; a WebSocket upgrade request is complete at the end of its headers.
+    Oversized heads are answered 414/431 at once and the socket is closed.
+    """
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits = _limits_of(config)
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        self._in_head = False
+        self._head_bytes = 0
+        self._header_count = 0
+        self._header_bytes = 0
+
+    # --- connection -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_request_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_request_timer()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._unset_keepalive_if_required()
+        if self._request_timer is None and self._between_requests():
+            self._arm_request_timer()  # the next request on a kept-alive connection begins
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._cancel_request_timer()
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if not self._refused:
+                self._refuse(400, "Bad Request", "the request is not valid HTTP/1.1")
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_REQUEST_LINE_BYTES + MAX_HEADER_SECTION_BYTES:
+                # A single line still unterminated inside httptools' own buffer.
+                if self._header_count == 0 and len(self.url) + _REQUEST_LINE_FRAME > (
+                    MAX_REQUEST_LINE_BYTES
+                ):
+                    self._refuse_uri_too_long()
+                else:
+                    self._refuse_headers_too_large("the request head is too large")
+
+    def _between_requests(self) -> bool:
+        return not self._in_head and (self.cycle is None or self.cycle.response_complete)
+
+    # --- parser callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = self._header_count = self._header_bytes = 0
+        if self._request_timer is None:
+            self._arm_request_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) + _REQUEST_LINE_FRAME > MAX_REQUEST_LINE_BYTES:
+            self._refuse_uri_too_long()
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        line = len(name) + len(value) + 4  # `name: value\r\n`
+        self._header_count += 1
+        self._header_bytes += line
+        if line > MAX_HEADER_LINE_BYTES:
+            self._refuse_headers_too_large(f"a header line is over {MAX_HEADER_LINE_BYTES} bytes")
+            raise _Refused
+        if self._header_count > MAX_HEADERS:
+            self._refuse_headers_too_large(f"more than {MAX_HEADERS} header lines")
+            raise _Refused
+        if self._header_bytes > MAX_HEADER_SECTION_BYTES:
+            self._refuse_headers_too_large(f"headers over {MAX_HEADER_SECTION_BYTES} bytes")
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_request_timer()
+        super().on_message_complete()
+
+    # --- refusals -------------------------------------------------------------------------
+
+    def _refuse_uri_too_long(self) -> None:
+        why = f"the request line is over {MAX_REQUEST_LINE_BYTES} bytes"
+        self._refuse(414, "URI Too Long", why)
+
+    def _refuse_headers_too_large(self, why: str) -> None:
+        self._refuse(431, "Request Header Fields Too Large", why)
+
+    def _refuse(self, status: int, phrase: str, why: str) -> None:
+        if self._refused:
+            return
+        self._refused = True
+        self._cancel_request_timer()
+        logger.info("HTTP request refused (%d): %s", status, why)
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+            self.transport.write(http_error(status, phrase, why))
+        self._close_then_abort()
+
+    def _close_then_abort(self) -> None:
+        self.transport.close()
+        if self._abort_timer is None:
+            self._abort_timer = self.loop.call_later(
+                self.limits.close_timeout_seconds, self.transport.abort
+            )
+
+    # --- request deadline -----------------------------------------------------------------
+
+    def _arm_request_timer(self) -> None:
+        self._request_timer = self.loop.call_later(
+            self.limits.request_timeout_seconds, self._request_timed_out
+        )
+
+    def _cancel_request_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        seconds = self.limits.request_timeout_seconds
+        self._refuse(408, "Request Timeout", f"the request did not arrive within {seconds:g}s")
+
+
+@dataclass(frozen=True)
+class _Admission:
+    """What the endpoint calls once a session is admitted: full-size frames from then on."""
+
+    admit: Callable[[], None]
+
+
+class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """websockets-sansio with a deadline on every write and on every close.
+
+    - Writes: when the transport's buffer crosses its high-water mark (`pause_writing`), a
+      timer starts; if the client has not drained it within `send_timeout_seconds`, the
+      connection is aborted and the application sees a disconnect saying why.
+    - Closes: a close frame waits at most `CLOSE_WRITE_GRACE_SECONDS` for room in the buffer,
+      and every closing connection is aborted `close_timeout_seconds` after it began closing.
+    - Frames: until the endpoint admits the session, frames are limited to the setup size
+      (`pre_admission_frame_bytes`), so memory is bounded before any quota is charged.
+    - Handshakes websockets refuses (414/431, or unreadable) are answered and closed.
+    """
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits = _limits_of(config)
+        self.close_timeout = self.limits.close_timeout_seconds
+        self.conn.max_message_size = self.limits.pre_admission_frame_bytes
+        self._send_deadline: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    # --- admission ------------------------------------------------------------------------
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if self.close_sent:  # websockets refused the handshake itself and uvicorn answered
+            self._abort_later()
+            return
+        self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": _Admission(self._admit)}
+
+    def _admit(self) -> None:
+        self.conn.max_message_size = self.limits.admitted_frame_bytes
+
+    # --- handshake refusals ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets built the answer (414, 431) or none (garbage): send it and close.
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self._close_then_abort()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_deadline is None:
+            self._send_deadline = self.loop.call_later(
+                self.limits.send_timeout_seconds, self._send_timed_out
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+
+    def _send_timed_out(self) -> None:
+        self._send_deadline = None
+        seconds = self.limits.send_timeout_seconds
+        self._abort(f"client did not read for {seconds:g}s (send timeout)")
+
+    def _abort(self, why: str) -> None:
+        """Drop the connection now; the application learns why from its disconnect event."""
+        if self.disconnected:
+            return
+        logger.info("client connection aborted: %s", why)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006, "reason": why})
+        self.transport.abort()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] != "websocket.close":
+            await super().send(message)  # frames: bounded by the write deadline
+            return
+        if self.handshake_complete and not self.close_sent and not self.writable.is_set():
+            try:
+                async with asyncio.timeout(CLOSE_WRITE_GRACE_SECONDS):
+                    await self.writable.wait()
+            except TimeoutError:
+                self._abort("client not reading when the relay closed the session")
+                return
+        await super().send(message)
+        if self.close_timer is not None:
+            # uvicorn's timer calls transport.close(), which waits for the buffer to drain.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    # --- closes ---------------------------------------------------------------------------
+
+    def _close_then_abort(self) -> None:
+        self.transport.close()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        if self._abort_timer is None and not self.disconnected:
+            self._abort_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def handle_close(self, event: Any) -> None:
+        super().handle_close(event)
+        self._abort_later()
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        self._abort_later()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self._abort_later()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._abort_later()
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        self._abort_later()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._send_deadline, self._abort_timer):
+            if timer is not None:
+                timer.cancel()
+        self._send_deadline = self._abort_timer = None
+        super().connection_lost(exc)
+        # The protocol and its parser form a reference cycle, freed only by a full garbage
+        # collection, which may be minutes away: without this, each closed connection kept its
+        # partly received frame (up to the setup cap) resident until then.
+        self.conn.reader.buffer.clear()
+        self.frames = []
+
+
+def admit_full_frames(websocket: WebSocket) -> None:
+    """Raise the client's frame limit from the setup size to the session size (no-op when the
+    server is not the relay's uvicorn, e.g. a test client)."""
+    extension = websocket.scope.get("extensions", {}).get(ADMISSION_EXTENSION)
+    if extension is not None:
+        extension["admission"].admit()
