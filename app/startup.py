@@ -1,4 +1,4 @@
-"""Start-up checks beyond what `Settings` validates: files and keys the settings point at.
+"""Start-up checks beyond what `Settings` validates: the files the settings point at.
 
 `live-relay serve` runs them before binding its port and refuses to start with one message
 naming every offending setting; `live-relay doctor` runs them as its first step; the deployment
@@ -7,7 +7,6 @@ examples' tests run them on the examples' values. None of them touches the netwo
 
 from __future__ import annotations
 
-from app.auth.session_tokens import SessionTokens
 from app.relay.vertex import check_vertex_settings
 from app.settings import Settings, SettingsError
 
@@ -19,11 +18,6 @@ def check_startup(settings: Settings) -> None:
         try:
             check_vertex_settings(settings)
         except SettingsError as exc:
-            problems.append(str(exc))
-    if settings.token_signing_key is not None:
-        try:
-            SessionTokens(settings.token_signing_key.get_secret_value().encode())
-        except ValueError as exc:
             problems.append(str(exc))
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))

@@ -8,6 +8,7 @@ counted, so a refused request never spends one. Nothing here touches the upstrea
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.requests import HTTPConnection
@@ -24,6 +25,10 @@ from app.quota.types import QuotaStore, QuotaStoreError
 from app.settings import Settings
 
 __all__ = ["RELAY_SUBPROTOCOL", "Authenticator"]
+
+# An origin as browsers send it. Only such a value is quoted back in a refusal: anything else in
+# the header (a misplaced credential, say) is never echoed.
+_WELL_FORMED_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?")
 
 
 class Authenticator:
@@ -82,9 +87,10 @@ class Authenticator:
             raise AuthFailure.forbidden("disabled", f'project "{project.name}" is disabled')
         origin = conn.headers.get("origin")
         if origin is not None and not project.allows_origin(origin):
+            shown = f'"{origin}"' if _WELL_FORMED_ORIGIN.fullmatch(origin) else "(malformed)"
             raise AuthFailure.forbidden(
                 "origin",
-                f'origin "{origin[:200]}" is not allowed for project "{project.name}": '
+                f'origin {shown} is not allowed for project "{project.name}": '
                 "add it to the project's allowed_origins",
             )
         if project.app_check is not None:
