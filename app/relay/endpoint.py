@@ -21,11 +21,13 @@ from app.relay.closes import (
     TRY_AGAIN_LATER,
     truncate_reason,
 )
+from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
 from app.relay.runtime import Relay
 from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
+from app.relay.upstream_leg import UpstreamLeg
 from app.web import error_response
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, sessi
         allowed_models=project.models(relay.settings),
         locked=project.locked_setup,
         forced=principal.forced_setup,
+        defaults=project.default_setup,
     )
     try:
         setup = apply_setup_policy(frame, policy, relay.connector.target)
@@ -131,8 +134,16 @@ async def _relay(
     settings = relay.settings
     metrics = relay.metrics
     started = time.perf_counter()
+    upstream: UpstreamLeg
+    setup_frame = setup.frame
     try:
-        upstream = await relay.connector.connect()
+        if project.resumes(settings):
+            upstream = resumable = await ResumableUpstream.open(
+                relay.connector.connect, setup.frame, resumption_policy(settings), metrics
+            )
+            setup_frame = resumable.first_setup_frame
+        else:
+            upstream = await relay.connector.connect()
     except UpstreamUnavailable as exc:
         metrics.sessions_total.labels(project.name, "upstream_unavailable").inc()
         logger.warning("upstream connect failed: %s", exc)
@@ -163,7 +174,7 @@ async def _relay(
         frames_per_second=project.input_limits.frames_per_second,
         bytes_per_second=project.input_limits.bytes_per_second,
     )
-    session = Session(websocket, upstream, setup.frame, limits, charge)
+    session = Session(websocket, upstream, setup_frame, limits, charge)
     relay.sessions.add(session)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from app.relay.closes import (
@@ -39,6 +38,7 @@ from app.relay.sniff import (
     Usage,
     read_usage,
 )
+from app.relay.upstream_leg import UpstreamLeg, UpstreamSwitchFailed
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class _RateWindow:
 @dataclass(eq=False)  # identity semantics: sessions are set members and dict keys
 class Session:
     client: WebSocket
-    upstream: ClientConnection
+    upstream: UpstreamLeg
     setup_frame: str | bytes
     limits: SessionLimits
     on_usage: UsageHook
@@ -282,6 +282,8 @@ class Session:
             return Ending("upstream", received.code, received.reason, "upstream_closed")
         except WebSocketDisconnect as gone:
             return Ending("client", gone.code, gone.reason or "", "client_closed")
+        except UpstreamSwitchFailed as failed:
+            return Ending("relay", INTERNAL_ERROR, failed.reason, "switch_failed")
         except _UpstreamStalled:
             reason = "upstream did not complete the setup in time"
             return Ending("relay", INTERNAL_ERROR, reason, "upstream_unavailable")
