@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     resumption_make_before_break: bool = Field(
         True, description="Resume on a new connection before closing the old one."
     )
+    resumption_index_counting: Literal["per_connection", "per_session"] = Field(
+        "per_connection",
+        description="How the upstream counts lastConsumedClientMessageIndex (undocumented).",
+    )
 
     # --- client authentication ------------------------------------------------------------
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 Connect = Callable[[], Awaitable[ClientConnection]]
 Cause = Literal["goaway", "closed", "lost", "error"]
 Mode = Literal["make_before_break", "break_before_make"]
+IndexCounting = Literal["per_connection", "per_session"]
 
 # Control messages put their key first; a look at the head of a frame rules them out.
 _HEAD_BYTES = 64
@@ -77,6 +78,9 @@ class ResumptionPolicy:
     switch_timeout_seconds: float
     goaway_wait_seconds: float
     make_before_break: bool = True
+    # How the upstream numbers consumed client messages (Vertex does not document it):
+    # per connection with the setup as 0, or on across the connections of a session.
+    index_counting: IndexCounting = "per_connection"
 
 
 def resumption_policy(settings: Settings) -> ResumptionPolicy:
@@ -85,6 +89,7 @@ def resumption_policy(settings: Settings) -> ResumptionPolicy:
         switch_timeout_seconds=settings.resumption_switch_timeout_seconds,
         goaway_wait_seconds=settings.resumption_goaway_wait_seconds,
         make_before_break=settings.resumption_make_before_break,
+        index_counting=settings.resumption_index_counting,
     )
 
 
@@ -92,6 +97,7 @@ def resumption_policy(settings: Settings) -> ResumptionPolicy:
 class _Checkpoint:
     handle: str | None  # None: the original setup (no handle was ever resumable)
     seq: int  # client frames up to this number are part of the handle's state
+    index: int | None  # the upstream's consumed index for it (None: not known)
 
 
 class _RefusedWhileOpen(Exception):
@@ -145,8 +151,11 @@ class ResumableUpstream:
         self._setup, self.client = split_setup(setup_frame)
         self._loop = asyncio.get_running_loop()
         self._buffer = ReplayBuffer(policy.buffer_bytes)
-        self._checkpoint = _Checkpoint(self.client.handle, 0)
-        self._conn_first_seq = 1  # the number of the first client frame sent on _conn
+        # A client's own handle carries an index from its earlier connections: unknown here.
+        self._checkpoint = _Checkpoint(self.client.handle, 0, None if self.client.handle else 0)
+        # The checkpoint _conn started from, to turn its consumed indexes into our numbers.
+        self._conn_base_seq = 0
+        self._conn_base_index: int | None = self._base_index(self._checkpoint)
         self._setup_sent = False
         self._switching = False
         self._closing = False
@@ -253,8 +262,8 @@ class ResumableUpstream:
         handle = update.get("newHandle")
         seq: int | None = None
         if update.get("resumable") and isinstance(handle, str) and handle:
-            seq = self._consumed_seq(update.get(_INDEX_FIELD))
-            self._checkpoint = _Checkpoint(handle, seq)
+            index, seq = self._consumed_seq(update.get(_INDEX_FIELD))
+            self._checkpoint = _Checkpoint(handle, seq, index)
             self._buffer.prune_through(seq)
             self._resumable = True
             self._error_switch_spent = False
@@ -273,20 +282,29 @@ class ResumableUpstream:
         text = json.dumps({"sessionResumptionUpdate": update}, separators=(",", ":"))
         return text.encode() if isinstance(frame, bytes) else text
 
-    def _consumed_seq(self, index: object) -> int:
-        """The number of the last client frame a checkpoint covers.
+    def _consumed_seq(self, reported: object) -> tuple[int | None, int]:
+        """The upstream's consumed index, and the number of the last client frame it covers.
 
-        The upstream counts per connection with the setup as 0; our numbers continue across
-        connections. Without an index (an upstream that does not count), everything sent so
-        far is taken as consumed: the best guess available, and what a handle issued at the
-        end of a turn means in practice.
+        Our numbers run on across connections; the upstream counts from the checkpoint the
+        connection resumed (per connection: from 0, the setup). Without an index (an upstream
+        that does not count) or a base to count from, everything sent so far is taken as
+        consumed: the best guess available, and what a handle issued at the end of a turn
+        means in practice.
         """
         last = self._buffer.last_seq
         try:
-            counted = int(str(index))
+            index = int(str(reported))
         except ValueError:
-            return last
-        return max(self._conn_first_seq - 1, min(self._conn_first_seq - 1 + counted, last))
+            return None, last
+        if self._conn_base_index is None:
+            self._conn_base_index = index - (last - self._conn_base_seq)  # learnt, as above
+        seq = self._conn_base_seq + index - self._conn_base_index
+        return index, max(self._conn_base_seq, min(seq, last))
+
+    def _base_index(self, checkpoint: _Checkpoint) -> int | None:
+        if self._policy.index_counting == "per_connection":
+            return 0
+        return checkpoint.index
 
     def _on_goaway(self, frame: str | bytes) -> None:
         """Plan a switch: now when between turns, else at the end of the turn or soon after."""
@@ -386,7 +404,7 @@ class ResumableUpstream:
         try:
             async with asyncio.timeout(self._policy.switch_timeout_seconds):
                 mode = await self._resume(old, checkpoint)
-                await self._replay(checkpoint.seq)
+                await self._replay(checkpoint)
         except TimeoutError:
             seconds = self._policy.switch_timeout_seconds
             raise UpstreamSwitchFailed(
@@ -433,16 +451,17 @@ class ResumableUpstream:
                 "refused", "upstream answered a resumed setup with something else"
             )
 
-    async def _replay(self, after: int) -> None:
-        """Make the candidate current and send it every client frame after `after`, then let
+    async def _replay(self, checkpoint: _Checkpoint) -> None:
+        """Make the candidate current and send it every client frame after the checkpoint, then let
         new frames through. Frames the client sends meanwhile join the end of the replay."""
         conn = self._candidate
         assert conn is not None
         self._candidate = None
         self._conn = conn
-        self._conn_first_seq = after + 1
+        self._conn_base_seq = checkpoint.seq
+        self._conn_base_index = self._base_index(checkpoint)
         buffer = self._buffer
-        seq = after + 1
+        seq = checkpoint.seq + 1
         try:
             while seq <= buffer.last_seq:
                 frame = buffer.get(seq)
