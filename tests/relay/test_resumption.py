@@ -8,6 +8,7 @@ close, its conversation intact, every frame it sent taken in once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -16,8 +17,9 @@ from typing import Any
 
 from google.genai import live, types
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
-from app.emulator import Emulator, EmulatorConfig
+from app.emulator import Emulator, EmulatorConfig, Faults
 from tests.relay.conftest import MODEL, auth_headers, relay_settings, sdk_client
 from tests.support.audio import INPUT_RATE, pcm_chunks, silence
 from tests.support.relay import RunningRelay, running_relay
@@ -39,9 +41,9 @@ def switches(relay: RunningRelay, cause: str | None = None) -> float:
     return total
 
 
-async def wait_for_connections(emulator: Emulator, count: int, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while emulator.stats.connections_accepted < count:
+async def wait_for_connections(emulator: Emulator, count: int) -> None:
+    async with asyncio.timeout(30):
+        while emulator.stats.connections_accepted < count:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -155,7 +157,7 @@ async def test_a_client_sees_no_goaway_and_no_relay_resumption_update_it_did_not
     assert all(setup["sessionResumption"]["transparent"] for setup in emulator.stats.setups)
 
 
-async def test_a_client_that_asked_for_resumption_gets_its_updates_and_can_resume_through_a_new_relay(
+async def test_a_client_that_asked_for_resumption_gets_updates_and_resumes_via_another_relay(
     tls_files: TLSFiles,
 ) -> None:
     async with Emulator(SHORT_LIVED) as emulator:
@@ -182,3 +184,82 @@ async def test_a_client_that_asked_for_resumption_gets_its_updates_and_can_resum
                 await wait_for_connections(emulator, emulator.stats.connections_accepted + 2)
                 reply = await ask(session, "what did I say?")
     assert 'Before that you said "remember pears"' in reply
+
+
+async def close_of(ws: ClientConnection) -> tuple[int, str]:
+    """Read until the relay closes the client; its close code and reason."""
+    async with asyncio.timeout(30):
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+    assert ws.close_code is not None
+    assert ws.close_reason is not None
+    return ws.close_code, ws.close_reason
+
+
+async def wait_until_released(relay: RunningRelay) -> None:
+    async with asyncio.timeout(10):
+        while len(relay.state.sessions):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_handle_the_upstream_refuses_closes_the_client_1011_saying_so() -> None:
+    expiring = EmulatorConfig(
+        connection_lifetime_seconds=1.5, goaway_notice_seconds=0.5, handle_ttl_seconds=0.2
+    )
+    async with (
+        Emulator(expiring) as emulator,
+        running_relay(relay_settings(emulator, None)) as relay,
+    ):
+        ws = await open_raw_session(relay, generationConfig={"responseModalities": ["TEXT"]})
+        await ws.send(text_turn("hello"))
+        await frames_until_turn_complete(ws)  # a handle, expired long before the switch
+        code, reason = await close_of(ws)
+        await wait_until_released(relay)
+        failures = relay.state.metrics.upstream_switch_failures_total
+        refused = failures.labels("refused")._value.get()
+    assert code == 1011
+    assert (
+        reason
+        == "upstream refused to resume the session: 1008 BidiGenerateContent session not found"
+    )
+    assert refused == 1
+
+
+async def test_a_resumed_connection_that_stalls_past_the_deadline_closes_the_client_1011() -> None:
+    # Every connection answers its setup late: the first within the session's setup timeout,
+    # the resumed one past the switch deadline.
+    stalling = EmulatorConfig(
+        connection_lifetime_seconds=2.5,
+        goaway_notice_seconds=0.5,
+        faults=Faults(setup_delay_seconds=1.0),
+    )
+    async with (
+        Emulator(stalling) as emulator,
+        running_relay(
+            relay_settings(emulator, None, resumption_switch_timeout_seconds=0.4)
+        ) as relay,
+    ):
+        ws = await open_raw_session(relay)
+        code, reason = await close_of(ws)
+        await wait_until_released(relay)
+        leases = await relay.state.store.sessions("default")
+    assert (code, reason) == (1011, "upstream switch did not finish within 0.4s")
+    assert leases == []
+
+
+async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicitly() -> None:
+    async with (
+        Emulator(SHORT_LIVED) as emulator,
+        running_relay(relay_settings(emulator, None, resumption_buffer_bytes=4096)) as relay,
+    ):
+        ws = await open_raw_session(relay)
+        chunk = base64.b64encode(silence(0.1)).decode()  # ~4.3 KB of base64 per frame
+        audio = json.dumps(
+            {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": chunk}}}
+        )
+        for _ in range(3):  # no update confirms them before the switch
+            await ws.send(audio)
+        code, reason = await close_of(ws)
+    assert code == 1011
+    assert reason.startswith("replay buffer over its bound of 4096 bytes")
