@@ -13,12 +13,14 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from google.genai import live, types
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.auth.keys import hash_api_key
 from app.emulator import Emulator, EmulatorConfig, Faults
 from tests.relay.conftest import MODEL, auth_headers, relay_settings, sdk_client
 from tests.support.audio import INPUT_RATE, pcm_chunks, silence
@@ -263,3 +265,50 @@ async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicit
         code, reason = await close_of(ws)
     assert code == 1011
     assert reason.startswith("replay buffer over its bound of 4096 bytes")
+
+
+LONG_KEY = "lr_long_" + "l" * 40
+PLAIN_KEY = "lr_plain_" + "p" * 40
+PROJECTS = f"""
+[projects.long]
+api_keys = ["{hash_api_key(LONG_KEY)}"]
+default_setup = {{ contextWindowCompression = {{ slidingWindow = {{}} }} }}
+
+[projects.plain]
+api_keys = ["{hash_api_key(PLAIN_KEY)}"]
+resumption = false
+"""
+
+
+async def test_projects_choose_resumption_and_default_setup_fields(tmp_path: Path) -> None:
+    projects = tmp_path / "projects.toml"
+    projects.write_text(PROJECTS)
+    async with (
+        Emulator(SHORT_LIVED) as emulator,
+        running_relay(relay_settings(emulator, None, projects_file=projects)) as relay,
+    ):
+        sent_setups = emulator.stats.setups
+        async with connect(relay.url, additional_headers=auth_headers(LONG_KEY)) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            filled_in = sent_setups[-1]
+        async with connect(relay.url, additional_headers=auth_headers(LONG_KEY)) as ws:
+            own = {"triggerTokens": "9000", "slidingWindow": {"targetTokens": "4000"}}
+            await ws.send(
+                json.dumps({"setup": {"model": MODEL, "context_window_compression": own}})
+            )
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            kept = sent_setups[-1]
+        async with connect(relay.url, additional_headers=auth_headers(PLAIN_KEY)) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            plain = sent_setups[-1]
+            goaway = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            code, _ = await close_of(ws)
+    assert filled_in["contextWindowCompression"] == {"slidingWindow": {}}
+    assert filled_in["sessionResumption"] == {"transparent": True}
+    assert kept["contextWindowCompression"] == own
+    assert "sessionResumption" not in plain
+    assert "contextWindowCompression" not in plain
+    assert "goAway" in goaway  # without resumption the upstream's goAway and close reach it
+    assert code == 1000
