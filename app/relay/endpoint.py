@@ -21,7 +21,7 @@ from app.relay.closes import (
     TRY_AGAIN_LATER,
     truncate_reason,
 )
-from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
+from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
 from app.relay.runtime import Relay
 from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
@@ -105,6 +105,12 @@ async def _serve(relay: Relay, websocket: WebSocket, principal: Principal, sessi
         relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
         logger.info("setup refused: %s", rejected.reason)
         await _close(websocket, rejected.code, rejected.reason)
+        return
+    if principal.resume_only and split_setup(setup.frame)[1].handle is None:
+        reason = "?resume=1 resumes a session: send setup.sessionResumption.handle"
+        relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
+        logger.info("setup refused: %s", reason)
+        await _close(websocket, POLICY_VIOLATION, reason)
         return
     lease = Lease(project.name, principal.user, session_id, time.time())
     refusal = await relay.quota.admit(lease, project.quota)

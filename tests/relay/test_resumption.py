@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from google.genai import live, types
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.auth.keys import hash_api_key
 from app.emulator import Emulator, EmulatorConfig, Faults
@@ -127,6 +129,15 @@ async def frames_until_turn_complete(ws: ClientConnection) -> list[dict[str, Any
             frames.append(frame)
             if frame.get("serverContent", {}).get("turnComplete"):
                 return frames
+
+
+async def next_resumable_handle(ws: ClientConnection) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            update = json.loads(await ws.recv()).get("sessionResumptionUpdate", {})
+            if update.get("resumable") and update.get("newHandle"):
+                handle: str = update["newHandle"]
+                return handle
 
 
 def text_turn(text: str) -> str:
@@ -312,3 +323,65 @@ async def test_projects_choose_resumption_and_default_setup_fields(tmp_path: Pat
     assert "contextWindowCompression" not in plain
     assert "goAway" in goaway  # without resumption the upstream's goAway and close reach it
     assert code == 1000
+
+
+async def mint_single_use_token(relay: RunningRelay) -> str:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{relay.http_url}/v1/tokens", json={"uses": 1}, headers=auth_headers()
+        )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["token"]
+    return token
+
+
+async def test_a_single_use_session_token_resumes_its_session_without_spending_a_use() -> None:
+    async with (
+        Emulator(EmulatorConfig()) as emulator,
+        running_relay(relay_settings(emulator, None)) as relay,
+    ):
+        token = await mint_single_use_token(relay)
+        bearer = {"Authorization": f"Bearer {token}"}
+        text_only = {"responseModalities": ["TEXT"]}
+        async with connect(relay.url, additional_headers=bearer) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "setup": {
+                            "model": MODEL,
+                            "generationConfig": text_only,
+                            "sessionResumption": {},
+                        }
+                    }
+                )
+            )
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            await ws.send(text_turn("remember plums"))
+            await frames_until_turn_complete(ws)
+            handle = await next_resumable_handle(ws)
+        with pytest.raises(InvalidStatus) as spent:
+            await connect(relay.url, additional_headers=bearer)
+        resumed_setup = {
+            "model": MODEL,
+            "generationConfig": text_only,
+            "sessionResumption": {"handle": handle},
+        }
+        async with connect(f"{relay.url}?resume=1", additional_headers=bearer) as ws:
+            await ws.send(json.dumps({"setup": resumed_setup}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            await ws.send(text_turn("what did I say?"))
+            reply = await frames_until_turn_complete(ws)
+        async with connect(f"{relay.url}?resume=1", additional_headers=bearer) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            code, reason = await close_of(ws)
+    assert spent.value.response.status_code == 403
+    said = "".join(
+        part.get("text", "")
+        for frame in reply
+        for part in frame.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    )
+    assert 'Before that you said "remember plums"' in said
+    assert (code, reason) == (
+        1008,
+        "?resume=1 resumes a session: send setup.sessionResumption.handle",
+    )
