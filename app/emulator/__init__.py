@@ -10,6 +10,6 @@ See README.md, "Offline emulator", for what it imitates and the conventions it f
 
 from app.emulator.config import EmulatorConfig, Faults
 from app.emulator.server import Emulator
-from app.emulator.stats import EmulatorStats
+from app.emulator.stats import ConsumedMessage, EmulatorStats
 
-__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "Faults"]
+__all__ = ["ConsumedMessage", "Emulator", "EmulatorConfig", "EmulatorStats", "Faults"]

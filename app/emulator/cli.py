@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds before the emulator ends a connection (goAway comes before)",
     )
     parser.add_argument(
-        "--goaway-notice", type=float, default=60.0, help="seconds of notice goAway gives"
+        "--goaway-notice", type=float, default=50.0, help="seconds of notice goAway gives"
     )
     parser.add_argument(
         "--echo-audio",

@@ -36,6 +36,16 @@ class Faults:
     pong_delay_seconds: float | None = None
     never_pong: bool = False
     drop_after_frames: int | None = None
+    # The faults above apply only to the first N connections the emulator accepts (None: to
+    # all), so a test can drop one connection mid-turn and watch the client resume on the next.
+    fault_connections: int | None = None
+    # Hold back setupComplete this long on every connection that resumes a handle (whatever
+    # `fault_connections` says): a client's resumption is slow while a fresh start is not.
+    resume_setup_delay_seconds: float = 0
+
+    def apply_to(self, connection_number: int) -> bool:
+        """Whether the faults apply to the emulator's `connection_number`-th connection (from 1)."""
+        return self.fault_connections is None or connection_number <= self.fault_connections
 
     @property
     def holds_pongs(self) -> bool:
@@ -51,9 +61,23 @@ class EmulatorConfig:
     require_token: str | Callable[[str], bool] | None = None
     # How a bad token is refused: a 1008 close after the upgrade, or HTTP 401 at the upgrade.
     auth_failure: Literal["close", "reject"] = "close"
+    # Each connection ends after this long (close 1000 "The operation was cancelled."), with a
+    # goAway this long before; "50s" is the `timeLeft` observed from Vertex.
     connection_lifetime_seconds: float = 600
-    goaway_notice_seconds: float = 60
+    goaway_notice_seconds: float = 50
     handle_ttl_seconds: float = 7200
+    # Resuming a handle while the connection that issued it is still open: "allow" lets both
+    # run; "refuse" closes the new one 1011, as reported of the real service.
+    resume_while_open: Literal["allow", "refuse"] = "allow"
+    # How `lastConsumedClientMessageIndex` counts client messages (an assumption: Vertex does
+    # not document it). "per_connection": setup is 0 on every connection, the next message 1.
+    # "per_session": numbers run on across resumptions; a resuming setup takes none.
+    consumed_index_counting: Literal["per_connection", "per_session"] = "per_connection"
+    # Idle sessionResumptionUpdates (new input consumed while the model is silent) come at most
+    # this often; updates at setup and at the end of a turn are not held back.
+    resumption_update_interval_seconds: float = 0.5
+    # EmulatorStats.consumed stops growing here, so a long-running emulator stays bounded.
+    max_consumed_records: int = 100_000
     # Load-test mode: every audio chunk is answered at once by the very same base64 string.
     echo_audio: bool = False
     # The behaviour reported for the real service: realtime input while a tool call is
@@ -73,5 +97,7 @@ class EmulatorConfig:
             raise ValueError("connection_lifetime_seconds must be positive")
         if self.goaway_notice_seconds < 0:
             raise ValueError("goaway_notice_seconds must be zero or positive")
+        if self.resumption_update_interval_seconds < 0:
+            raise ValueError("resumption_update_interval_seconds must be zero or positive")
         if self.reply_chunk_chars < 1:
             raise ValueError("reply_chunk_chars must be at least 1")

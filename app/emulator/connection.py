@@ -18,10 +18,17 @@ from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from app.emulator.config import EmulatorConfig, Faults
-from app.emulator.replies import Entry
-from app.emulator.resumption import SESSION_NOT_FOUND, HandleStore
+from app.emulator.consumption import ConsumptionLog
+from app.emulator.resumption import (
+    RESUMED_WHILE_OPEN,
+    SESSION_NOT_FOUND,
+    Conversation,
+    HandleStore,
+    SessionState,
+)
 from app.emulator.session import LiveSession
 from app.emulator.setup import parse_setup
 from app.emulator.speech import OUTPUT_MIME_TYPE
@@ -38,7 +45,8 @@ from app.emulator.wire import (
 UNAUTHENTICATED = "Request had invalid authentication credentials."
 LIFETIME_REACHED = "The operation was cancelled."
 INTERNAL_ERROR = "Internal error encountered."
-SETUP_COMPLETE = encode_server_message({"setupComplete": {}})
+_NO_FAULTS = Faults()
+_LIVE_STATES = (State.CONNECTING, State.OPEN)
 
 # Echo mode answers an audio chunk with these around the very same base64 text.
 _ECHO_HEAD = (
@@ -98,19 +106,38 @@ async def _inject(ws: ServerConnection, fault: Literal["close", "drop"], faults:
 
 
 async def serve_connection(
-    ws: ServerConnection, context: ConnectionContext, api_version: str
+    ws: ServerConnection, context: ConnectionContext, api_version: str, number: int
+) -> None:
+    """Serve the emulator's `number`-th connection (from 1) until either side ends it.
+
+    The lifetime runs from the upgrade, whatever the connection is doing: waiting for its
+    setup, streaming a reply, holding a tool call.
+    """
+    set_up = asyncio.Event()  # setupComplete went out
+    async with asyncio.TaskGroup() as tasks:
+        lifetime = tasks.create_task(_until_closed(_lifetime(ws, context.config, set_up)))
+        try:
+            await _until_closed(_serve(ws, context, api_version, number, set_up))
+        finally:
+            lifetime.cancel()
+
+
+async def _serve(
+    ws: ServerConnection,
+    context: ConnectionContext,
+    api_version: str,
+    number: int,
+    set_up: asyncio.Event,
 ) -> None:
     config = context.config
-    ends_at = asyncio.get_running_loop().time() + config.connection_lifetime_seconds
-    faults = _FaultCounter(config.faults)
+    faulty = config.faults.apply_to(number)
+    faults = _FaultCounter(config.faults if faulty else _NO_FAULTS)
     if config.auth_failure == "close" and not authorized(
         ws.request.headers.get("Authorization") if ws.request else None, config.require_token
     ):
         # Refused once the setup arrives, so that a client waiting for setupComplete reads the
         # close (google-genai turns it into APIError 1008) instead of failing its send.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(config.connection_lifetime_seconds):
-                await ws.recv()
+        await ws.recv()
         await ws.close(1008, UNAUTHENTICATED)
         return
     if (fault := faults.due()) is not None:
@@ -122,26 +149,49 @@ async def serve_connection(
         await _inject(ws, fault, config.faults)
         return
     try:
-        session = _open_session(first_frame, context, api_version, ws)
+        opened = _open_session(first_frame, context, api_version, ws)
     except ProtocolViolation as violation:
         await ws.close(violation.code, violation.reason)
         return
-    if config.faults.setup_delay_seconds > 0:
-        await asyncio.sleep(config.faults.setup_delay_seconds)
-    await ws.send(SETUP_COMPLETE)
-    async with asyncio.TaskGroup() as tasks:
-        model = tasks.create_task(_until_closed(session.run_model()))
-        lifetime = tasks.create_task(_until_closed(_lifetime(ws, ends_at, config)))
-        try:
-            await _until_closed(_receive(ws, session, faults, context))
-        finally:
-            model.cancel()
-            lifetime.cancel()
+    try:
+        delay = config.faults.setup_delay_seconds if faulty else 0
+        if opened.resumed:
+            delay += config.faults.resume_setup_delay_seconds
+        if delay > 0:
+            # A stall that ends early if the client gives up, so the emulator can stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await ws.wait_closed()
+        await ws.send(
+            encode_server_message({"setupComplete": {"sessionId": opened.conversation.session_id}})
+        )
+        set_up.set()
+        session = opened.session
+        await session.start_resumption()
+        async with asyncio.TaskGroup() as tasks:
+            model = tasks.create_task(_until_closed(session.run_model()))
+            updates = tasks.create_task(_until_closed(session.run_resumption_updates()))
+            try:
+                await _until_closed(_receive(ws, session, faults, context))
+            finally:
+                model.cancel()
+                updates.cancel()
+    finally:
+        opened.conversation.close_connection(opened.number)
+
+
+@dataclass(frozen=True)
+class _OpenedSession:
+    session: LiveSession
+    conversation: Conversation
+    number: int  # the connection's number within its conversation
+    resumed: bool
 
 
 def _open_session(
     frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
-) -> LiveSession:
+) -> _OpenedSession:
+    config = context.config
     # Whatever is wrong with the first frame, the service answers in the same words.
     try:
         kind, setup_message = interpret(load_frame(frame))
@@ -150,27 +200,38 @@ def _open_session(
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1
-    setup = parse_setup(setup_message, context.config.known_models, api_version)
-    history: tuple[Entry, ...] = ()
-    if setup.resume_handle is not None:
-        resumed = context.handles.resume(setup.resume_handle)
-        if resumed is None:
+    setup = parse_setup(setup_message, config.known_models, api_version)
+    if setup.resume_handle is None:
+        conversation, state, last_index = Conversation(), SessionState(), 0
+    else:
+        snapshot = context.handles.resume(setup.resume_handle)
+        if snapshot is None:
             raise ProtocolViolation(1008, SESSION_NOT_FOUND)
-        history = resumed
+        conversation, state = snapshot.conversation, snapshot.state
+        if config.resume_while_open == "refuse" and conversation.is_open(snapshot.connection):
+            raise ProtocolViolation(1011, RESUMED_WHILE_OPEN)
+        conversation.rewind(snapshot.records, context.stats)
+        last_index = snapshot.last_index if config.consumed_index_counting == "per_session" else 0
     context.stats.setups.append(setup_message)
+    number = conversation.open_connection(lambda: ws.state in _LIVE_STATES)
+    log = ConsumptionLog(
+        conversation, number, last_index, context.stats, config.max_consumed_records
+    )
 
     async def send(message: dict[str, Any]) -> None:
         await ws.send(encode_server_message(message))
 
-    return LiveSession(
+    session = LiveSession(
         setup,
-        context.config,
+        config,
         send=send,
-        history=history,
+        state=state,
+        log=log,
         handles=context.handles,
         stats=context.stats,
         call_ids=context.call_ids,
     )
+    return _OpenedSession(session, conversation, number, resumed=setup.resume_handle is not None)
 
 
 async def _receive(
@@ -229,12 +290,23 @@ async def _echo(ws: ServerConnection, message: Any, stats: EmulatorStats) -> boo
     return True
 
 
-async def _lifetime(ws: ServerConnection, ends_at: float, config: EmulatorConfig) -> None:
+async def _lifetime(ws: ServerConnection, config: EmulatorConfig, set_up: asyncio.Event) -> None:
+    """goAway `goaway_notice_seconds` before the lifetime ends, then close 1000 exactly as
+    long after as the goAway promised. The goAway never precedes setupComplete: a
+    connection still being set up gets it then, with what is left (or none, if none is)."""
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(max(0.0, ends_at - config.goaway_notice_seconds - loop.time()))
-    time_left = round(max(0.0, ends_at - loop.time()), 1)
-    await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
-    await asyncio.sleep(max(0.0, ends_at - loop.time()))
+    ends_at = loop.time() + config.connection_lifetime_seconds
+    notice = min(config.goaway_notice_seconds, config.connection_lifetime_seconds)
+    await asyncio.sleep(max(0.0, ends_at - notice - loop.time()))
+    time_left = notice
+    if not set_up.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, ends_at - loop.time())):
+                await set_up.wait()
+        time_left = min(notice, round(max(0.0, ends_at - loop.time()), 1))
+    if set_up.is_set() and time_left > 0:
+        await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
+        await asyncio.sleep(time_left)
     await ws.close(1000, LIFETIME_REACHED)
 
 

@@ -35,6 +35,9 @@ def pong_fault_connection(pong_delay_seconds: float | None) -> type[ServerConnec
     """A connection class answering pings after `pong_delay_seconds`; None: never."""
 
     class PongFaultConnection(ServerConnection):
+        # Cleared for connections the faults do not apply to (`Faults.fault_connections`).
+        holds_pongs = True
+
         def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
             # The server builds a stock protocol; giving it the pong-holding behaviour in place
             # keeps every setting the server chose for it.
@@ -45,7 +48,10 @@ def pong_fault_connection(pong_delay_seconds: float | None) -> type[ServerConnec
             super().__init__(protocol, server, **kwargs)
 
         def _hold_pong(self, data: bytes) -> None:
-            if pong_delay_seconds is not None:
+            if not self.holds_pongs:
+                # Answered at once, in the output websockets is about to flush anyway.
+                self._holding_protocol.send_held_pong(data)
+            elif pong_delay_seconds is not None:
                 self.loop.call_later(pong_delay_seconds, self._send_late_pong, data)
 
         def _send_late_pong(self, data: bytes) -> None:

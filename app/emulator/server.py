@@ -139,9 +139,14 @@ class Emulator:
         stats = self.stats
         stats.connections_accepted += 1
         stats.connections_open += 1
+        number = stats.connections_accepted
+        if not self.config.faults.apply_to(number) and hasattr(ws, "holds_pongs"):
+            ws.holds_pongs = False
         match = VERTEX_PATH.fullmatch(ws.request.path.partition("?")[0]) if ws.request else None
         try:
-            await serve_connection(ws, self._context, match.group(1) if match else "v1beta1")
+            await serve_connection(
+                ws, self._context, match.group(1) if match else "v1beta1", number
+            )
         except ConnectionClosed:
             pass
         except Exception:

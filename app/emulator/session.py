@@ -10,6 +10,7 @@ NO_INTERRUPTION) and the model task stops at its next chunk.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import re
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.emulator.config import EmulatorConfig
+from app.emulator.consumption import ConsumptionLog
 from app.emulator.replies import (
     Entry,
     ToolTrigger,
@@ -26,7 +28,7 @@ from app.emulator.replies import (
     spoken_input_text,
     tool_reply_text,
 )
-from app.emulator.resumption import HandleStore
+from app.emulator.resumption import HandleStore, SessionState, Snapshot
 from app.emulator.setup import SessionSetup
 from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
 from app.emulator.stats import EmulatorStats
@@ -72,7 +74,8 @@ class LiveSession:
         config: EmulatorConfig,
         *,
         send: Send,
-        history: tuple[Entry, ...],
+        state: SessionState,
+        log: ConsumptionLog,
         handles: HandleStore,
         stats: EmulatorStats,
         call_ids: itertools.count[int],
@@ -80,21 +83,31 @@ class LiveSession:
         self._setup = setup
         self._config = config
         self._send = send
+        self._log = log
         self._handles = handles
         self._stats = stats
         self._call_ids = call_ids
-        self._history = list(history)
-        self._history_tokens = sum(text_tokens(entry.text) for entry in history)
+        self._history = list(state.history)
+        self._history_tokens = sum(text_tokens(entry.text) for entry in state.history)
         self._voice = Voice(setup.voice)
-        self._vad = VoiceActivityDetector(setup.vad)
+        saved_detector = state.detector()
+        self._vad = (
+            saved_detector
+            if saved_detector is not None and saved_detector.settings == setup.vad
+            else VoiceActivityDetector(setup.vad)
+        )
         self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
         self._interrupt = asyncio.Event()
         self._replying = False
         self._pending_call: _PendingCall | None = None
-        self._explicit_activity_seconds: float | None = None  # None: no activity open
-        self._client_text: list[str] = []
-        self._audio_seconds = 0.0
-        self._video_frames = 0
+        # None: no activity open.
+        self._explicit_activity_seconds: float | None = state.explicit_activity_seconds
+        self._client_text: list[str] = list(state.client_text)
+        self._audio_seconds = state.audio_seconds
+        self._video_frames = state.video_frames
+        # Set when a client message was consumed, for the idle resumption updates.
+        self._consumed = asyncio.Event()
+        self._reported_index = -1  # the index the latest resumable update reported
 
     # --- client messages ------------------------------------------------------------------
 
@@ -118,6 +131,8 @@ class LiveSession:
             # A field of the wrong shape (a list where an object belongs, ...): the service
             # refuses such a message as a whole.
             raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
+        self._log.consume(kind, value)
+        self._consumed.set()
 
     def _realtime_input(self, value: dict[str, Any]) -> None:
         if self._pending_call is not None and self._config.close_on_input_during_tool_call:
@@ -221,6 +236,60 @@ class LiveSession:
         self._turns.put_nowait(UserTurn(text, spoken, self._audio_seconds, self._video_frames))
         self._audio_seconds, self._video_frames = 0.0, 0
 
+    # --- resumption -----------------------------------------------------------------------
+
+    async def start_resumption(self) -> None:
+        """With `sessionResumption` in the setup: a first handle, right after setupComplete,
+        so that a connection lost before its first turn can already be resumed."""
+        if self._setup.resumption:
+            await self._send_resumable_update()
+
+    async def run_resumption_updates(self) -> None:
+        """A handle whenever input was consumed while the model is idle (at most every
+        `resumption_update_interval_seconds`); the model task sends the updates that go
+        with a turn. Runs until cancelled."""
+        if not self._setup.resumption:
+            return
+        while True:
+            await self._consumed.wait()
+            self._consumed.clear()
+            if self._idle and self._log.last_index > self._reported_index:
+                await self._send_resumable_update()
+            await asyncio.sleep(self._config.resumption_update_interval_seconds)
+
+    @property
+    def _idle(self) -> bool:
+        # Queued turns are not in the history yet: a snapshot now would lose them.
+        return not self._replying and self._turns.empty()
+
+    def state(self) -> SessionState:
+        """What a handle issued now would restore."""
+        return SessionState(
+            history=tuple(self._history),
+            client_text=tuple(self._client_text),
+            audio_seconds=self._audio_seconds,
+            video_frames=self._video_frames,
+            # A copy: the live detector keeps changing.
+            vad=copy.deepcopy(self._vad),
+            explicit_activity_seconds=self._explicit_activity_seconds,
+        )
+
+    async def _send_resumable_update(self) -> None:
+        log = self._log
+        snapshot = Snapshot(
+            conversation=log.conversation,
+            connection=log.connection,
+            last_index=log.last_index,
+            records=len(log.conversation.records),
+            state=self.state(),
+        )
+        update: dict[str, Any] = {"newHandle": self._handles.issue(snapshot), "resumable": True}
+        if self._setup.transparent_resumption:
+            # int64 in proto-JSON: a string.
+            update["lastConsumedClientMessageIndex"] = str(log.last_index)
+        self._reported_index = log.last_index
+        await self._send({"sessionResumptionUpdate": update})
+
     # --- the model ------------------------------------------------------------------------
 
     async def run_model(self) -> None:
@@ -235,11 +304,8 @@ class LiveSession:
                 self._replying = False
                 self._pending_call = None
             self._stats.turns_completed += 1
-            if self._setup.resumption:
-                handle = self._handles.issue(tuple(self._history))
-                await self._send(
-                    {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
-                )
+            if self._setup.resumption and self._idle:
+                await self._send_resumable_update()
 
     async def _reply(self, turn: UserTurn) -> None:
         prompt = self._prompt_tokens(turn)
@@ -247,7 +313,8 @@ class LiveSession:
         earlier = tuple(self._history)
         self._remember(Entry("user", turn.text))
         if self._setup.resumption:
-            await self._send({"sessionResumptionUpdate": {"resumable": False}})
+            # As documented for the service: an empty handle while generating or calling.
+            await self._send({"sessionResumptionUpdate": {"newHandle": "", "resumable": False}})
         if turn.spoken and self._setup.input_transcription:
             await self._send({"serverContent": {"inputTranscription": {"text": turn.text}}})
         if await self._pause(self._config.reply_delay_seconds):

@@ -25,6 +25,8 @@ class SessionSetup:
     input_transcription: bool
     output_transcription: bool
     resumption: bool
+    # `sessionResumption.transparent` (Vertex only): updates report the last consumed index.
+    transparent_resumption: bool
     resume_handle: str | None
 
 
@@ -77,6 +79,7 @@ def _parse(setup: dict[str, Any], model: str) -> SessionSetup:
         input_transcription=setup.get("inputAudioTranscription") is not None,
         output_transcription=setup.get("outputAudioTranscription") is not None,
         resumption=resumption is not None,
+        transparent_resumption=bool((resumption or {}).get("transparent")),
         resume_handle=(resumption or {}).get("handle") or None,
     )
 

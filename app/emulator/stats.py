@@ -7,6 +7,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True)
+class ConsumedMessage:
+    """One client message the emulated conversation took in (see `EmulatorStats.consumed`)."""
+
+    # The conversation: the `setupComplete.sessionId`, the same on every resumed connection.
+    session: str
+    # 1 for the conversation's first connection, 2 after its first resumption, ...
+    connection: int
+    # The index the emulator reports for it in `lastConsumedClientMessageIndex`.
+    index: int
+    # As in `EmulatorStats.frames_received`: audio, video, text, client_content, ...
+    kind: str
+    # `consumption.message_digest` of the message: equal digests, equal payloads.
+    digest: str
+
+
 @dataclass
 class EmulatorStats:
     connections_accepted: int = 0
@@ -28,3 +44,9 @@ class EmulatorStats:
     interruptions: int = 0
     tool_calls: int = 0
     tool_call_cancellations: int = 0
+    # Client messages after setup that are part of a conversation's state, in arrival order.
+    # Resuming a handle drops the records of messages its snapshot does not include (they
+    # were consumed by a connection whose later state is abandoned), so for one session the
+    # digests read like the messages the conversation holds: a message lost across a
+    # resumption is missing, one replayed twice appears twice. Not kept in echo mode.
+    consumed: list[ConsumedMessage] = field(default_factory=list)

@@ -74,6 +74,10 @@ class VoiceActivityDetector:
         self._speech_ms = 0  # first to last speech frame of the current activity
 
     @property
+    def settings(self) -> VadSettings:
+        return self._settings
+
+    @property
     def speaking(self) -> bool:
         return self._speaking
 

@@ -7,6 +7,7 @@ import base64
 import itertools
 import json
 import struct
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,6 +78,20 @@ async def recv_json(ws: ClientConnection) -> dict[str, Any]:
     assert len(frame) < 1024 * 1024, "websockets clients refuse frames over 1 MiB by default"
     message: dict[str, Any] = json.loads(frame)
     return message
+
+
+def setup_complete_session_id(message: dict[str, Any]) -> str:
+    """The `sessionId` of a `setupComplete`, checked to be all it carries and a UUID."""
+    assert list(message) == ["setupComplete"], message
+    assert list(message["setupComplete"]) == ["sessionId"], message
+    session_id: str = message["setupComplete"]["sessionId"]
+    assert str(uuid.UUID(session_id)) == session_id
+    return session_id
+
+
+async def recv_setup_complete(ws: ClientConnection) -> str:
+    """Read the `setupComplete` that must come next; its `sessionId`."""
+    return setup_complete_session_id(await recv_json(ws))
 
 
 async def recv_raw_turn(ws: ClientConnection) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from tests.emulator.support import VERTEX_PATH, raw_setup
+from tests.emulator.support import VERTEX_PATH, raw_setup, setup_complete_session_id
 from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ async def test_the_command_serves_until_sigterm_then_exits_zero() -> None:
             additional_headers={"Authorization": "Bearer tok"},
         ) as ws:
             await ws.send(raw_setup())
-            assert json.loads(await ws.recv()) == {"setupComplete": {}}
+            setup_complete_session_id(json.loads(await ws.recv()))
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=15) == 0
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.emulator.replies import Entry, find_tool_call
-from app.emulator.resumption import HandleStore
+from app.emulator.resumption import Conversation, HandleStore, SessionState, Snapshot
 from app.emulator.tokens import TokenCounts, audio_tokens, text_tokens, usage_metadata
 from app.emulator.vad import ActivityEnded, ActivityStarted, VadSettings, VoiceActivityDetector
 from app.emulator.wire import (
@@ -132,9 +132,15 @@ def test_audio_stream_end_ends_an_open_activity_at_once() -> None:
 def test_handles_expire_after_their_time_to_live() -> None:
     now = [0.0]
     store = HandleStore(ttl_seconds=10, clock=lambda: now[0])
-    history = (Entry("user", "hi"),)
-    handle = store.issue(history)
-    assert store.resume(handle) == history
+    snapshot = Snapshot(
+        conversation=Conversation(),
+        connection=1,
+        last_index=3,
+        records=0,
+        state=SessionState(history=(Entry("user", "hi"),)),
+    )
+    handle = store.issue(snapshot)
+    assert store.resume(handle) == snapshot
     now[0] = 10.5
     assert store.resume(handle) is None
     assert store.resume("unknown") is None

@@ -21,6 +21,7 @@ from tests.emulator.support import (
     raw_setup,
     recv_json,
     recv_raw_turn,
+    recv_setup_complete,
     urlsafe_b64,
 )
 from tests.support.audio import silence, speech
@@ -66,7 +67,7 @@ async def test_snake_case_fields_at_every_depth_and_url_safe_base64_are_accepted
                 }
             )
         )
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
         await ws.send(json.dumps({"realtime_input": {"activity_start": {}}}))
         pcm = awkward + silence(0.25)[len(awkward) :]
         await ws.send(
@@ -264,7 +265,7 @@ async def test_realtime_input_sent_before_setup_complete_is_queued_in_order(
         await ws.send(raw_setup(**TEXT))
         await ws.send(json.dumps({"realtimeInput": {"text": "one"}}))
         await ws.send(json.dumps({"realtimeInput": {"text": "two"}}))
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
         first, second = await recv_raw_turn(ws), await recv_raw_turn(ws)
 
     assert raw_reply_text(first) == 'Reply 1: you said "one".'
@@ -328,13 +329,13 @@ async def test_audio_stream_end_ends_the_current_activity(emulator: Emulator) ->
 async def test_the_double_slash_path_of_real_sdk_traffic_is_accepted(emulator: Emulator) -> None:
     async with raw_connection(emulator, path="/" + VERTEX_PATH) as ws:
         await ws.send(raw_setup())
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
 
 
 async def test_the_v1_api_path_is_served(emulator: Emulator) -> None:
     async with raw_connection(emulator, path=VERTEX_PATH.replace("v1beta1", "v1")) as ws:
         await ws.send(raw_setup())
-        assert await recv_json(ws) == {"setupComplete": {}}
+        await recv_setup_complete(ws)
 
 
 async def test_other_paths_are_refused_with_404(emulator: Emulator) -> None:
@@ -356,7 +357,7 @@ async def test_a_missing_or_wrong_token_closes_with_1008() -> None:
             assert reason == "Request had invalid authentication credentials."
         async with raw_connection(emulator, headers={"Authorization": "Bearer right"}) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
 
 
 async def test_a_token_predicate_decides_who_gets_in() -> None:
@@ -364,7 +365,7 @@ async def test_a_token_predicate_decides_who_gets_in() -> None:
     async with Emulator(config) as emulator:
         async with raw_connection(emulator, headers={"Authorization": "Bearer ya29.abc"}) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
         async with raw_connection(emulator, headers={"Authorization": "Bearer nope"}) as ws:
             await ws.send(raw_setup())
             code, _ = await closed_with(ws)
@@ -462,6 +463,6 @@ async def test_a_client_that_vanishes_mid_reply_leaves_the_emulator_healthy(
                 await asyncio.sleep(0.01)
         async with raw_connection(emulator) as ws:
             await ws.send(raw_setup())
-            assert await recv_json(ws) == {"setupComplete": {}}
+            await recv_setup_complete(ws)
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -41,10 +41,13 @@ async def test_a_handle_from_one_connection_resumes_the_conversation_on_the_next
             await session.send_realtime_input(text="what did I say?")
             second_turn = await receive_turn(session)
 
-    not_resumable_while_generating = [
-        m.session_resumption_update for m in first_turn if m.session_resumption_update
+    updates = [
+        (u.resumable, u.new_handle) for m in first_turn if (u := m.session_resumption_update)
     ]
-    assert [(u.resumable, u.new_handle) for u in not_resumable_while_generating] == [(False, None)]
+    # A handle as soon as the session is set up, then none while the model is generating.
+    assert [resumable for resumable, _ in updates] == [True, False]
+    assert updates[0][1]
+    assert updates[1][1] == ""
     assert texts(second_turn) == (
         'Reply 2: you said "what did I say?". Before that you said "remember kiwi".'
     )
