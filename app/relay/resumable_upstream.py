@@ -162,7 +162,7 @@ class ResumableUpstream:
         self._resumable = True  # between turns: no reply or tool call in flight
         self._switch_due: Cause | None = None
         self._goaway_deadline: float | None = None
-        self._error_switch_spent = False  # a 1011 gets one switch until the session recovers
+        self._error_switch_spent = False  # a 1011 gets one switch until the upstream answers
         self._unstable_switches = 0
         self._out: deque[bytes] = deque()  # relay-made frames for the client, sent first
         self._candidate: ClientConnection | None = None  # a connection being resumed
@@ -247,7 +247,9 @@ class ResumableUpstream:
             elif _GOAWAY_KEY in head:
                 self._on_goaway(frame)
             else:
+                # The upstream answers: a later failure is a new one, worth a switch again.
                 self._unstable_switches = 0
+                self._error_switch_spent = False
                 return frame
 
     def _on_update(self, frame: str | bytes) -> str | bytes | None:
@@ -266,7 +268,6 @@ class ResumableUpstream:
             self._checkpoint = _Checkpoint(handle, seq, index)
             self._buffer.prune_through(seq)
             self._resumable = True
-            self._error_switch_spent = False
             if self._goaway_deadline is not None:
                 self._switch_due = "goaway"  # the moment the goAway was waiting for
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -262,8 +263,10 @@ async def test_a_resumed_connection_that_stalls_past_the_deadline_closes_the_cli
 
 
 async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicitly() -> None:
+    # Input consumed while the model is silent is confirmed at most once a minute here.
+    slow_updates = dataclasses.replace(SHORT_LIVED, resumption_update_interval_seconds=60)
     async with (
-        Emulator(SHORT_LIVED) as emulator,
+        Emulator(slow_updates) as emulator,
         running_relay(relay_settings(emulator, None, resumption_buffer_bytes=4096)) as relay,
     ):
         ws = await open_raw_session(relay)
@@ -271,8 +274,10 @@ async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicit
         audio = json.dumps(
             {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": chunk}}}
         )
-        for _ in range(3):  # no update confirms them before the switch
-            await ws.send(audio)
+        await ws.send(audio)  # confirmed at once; the next ones not before the switch
+        await asyncio.sleep(0.3)
+        await ws.send(audio)
+        await ws.send(audio)
         code, reason = await close_of(ws)
     assert code == 1011
     assert reason.startswith("replay buffer over its bound of 4096 bytes")
