@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -52,31 +53,44 @@ async def wait_for_connections(emulator: Emulator, count: int) -> None:
             await asyncio.sleep(0.05)
 
 
-async def ask(session: live.AsyncSession, text: str) -> str:
-    await session.send_client_content(
-        turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
-    )
+class SentLog:
+    """Digests of what a client sent, in the order it went on the wire, to compare with what
+    the emulator's conversation consumed (`EmulatorStats.consumed`)."""
+
+    def __init__(self) -> None:
+        self.digests: list[str] = []
+        self.kinds: list[str] = []
+
+    def add(self, kind: str, payload: bytes) -> None:
+        # Appended right before the send, which writes without awaiting first: wire order.
+        self.kinds.append(kind)
+        self.digests.append(hashlib.sha256(payload).hexdigest())
+
+
+async def ask(session: live.AsyncSession, text: str, sent: SentLog) -> str:
+    """A typed question (realtimeInput.text), and the reply to it."""
+    sent.add("text", text.encode())
+    await session.send_realtime_input(text=text)
     return texts(await receive_turn(session))
 
 
 @contextlib.asynccontextmanager
-async def streaming_silence(session: live.AsyncSession) -> AsyncIterator[list[bytes]]:
-    """Send 20 ms chunks of silence, paced like a microphone, until the block ends; yield the
-    chunks sent so far (silence makes no turn: the conversation is only the typed text)."""
-    sent: list[bytes] = []
+async def streaming_silence(session: live.AsyncSession, sent: SentLog) -> AsyncIterator[None]:
+    """Send 20 ms chunks of silence, paced like a microphone, until the block ends (silence
+    makes no turn: the conversation is only the typed text)."""
+    chunk = pcm_chunks(silence(0.02))[0]
 
     async def stream() -> None:
-        chunk = pcm_chunks(silence(0.02))[0]
         while True:
+            sent.add("audio", chunk)
             await session.send_realtime_input(
                 audio=types.Blob(data=chunk, mime_type=f"audio/pcm;rate={INPUT_RATE}")
             )
-            sent.append(chunk)
             await asyncio.sleep(0.02)
 
     task = asyncio.create_task(stream())
     try:
-        yield sent
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -89,30 +103,39 @@ def reply_number(reply: str) -> int:
     return int(match.group(1))
 
 
-async def test_an_sdk_session_keeps_its_conversation_across_three_upstream_switches(
+async def test_an_sdk_session_keeps_its_conversation_and_input_across_upstream_switches(
     tls_files: TLSFiles,
 ) -> None:
+    sent = SentLog()
     async with (
         Emulator(SHORT_LIVED) as emulator,
         running_relay(relay_settings(emulator, tls_files)) as relay,
     ):
         client = sdk_client(relay, tls_files)
         async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
-            first = await ask(session, "remember this: my cat is called Tibbles")
-            async with streaming_silence(session) as audio:
+            first = await ask(session, "remember this: my cat is called Tibbles", sent)
+            async with streaming_silence(session, sent):
                 await wait_for_connections(emulator, 4)  # three switches, audio flowing
-                recalled = await ask(session, "what is my cat called?")
-                replies = [await ask(session, f"question {n}") for n in range(3, 6)]
+                recalled = await ask(session, "what is my cat called?", sent)
+                replies = [await ask(session, f"question {n}", sent) for n in range(3, 6)]
                 await wait_for_connections(emulator, 6)
-                replies.append(await ask(session, "question 6"))
-            assert len(audio) > 100
+                replies.append(await ask(session, "question 6", sent))
+            # Answered after the last chunk: everything before it has been consumed.
+            replies.append(await ask(session, "question 7", sent))
+        consumed = list(emulator.stats.consumed)
     assert reply_number(first) == 1
     assert reply_number(recalled) == 2  # one earlier turn, kept by every switch
     assert 'Before that you said "remember this: my cat is called Tibbles"' in recalled
     numbers = [reply_number(reply) for reply in replies]
-    assert numbers == [3, 4, 5, 6], replies  # no turn lost or answered twice
+    assert numbers == [3, 4, 5, 6, 7], replies  # no turn lost or answered twice
     assert switches(relay) >= 5
-    assert emulator.stats.closes_received.count((1000, "switched to a new connection")) >= 1
+    assert emulator.stats.closes_received.count((1000, "switched to a new connection")) >= 4
+    # Every frame the client sent is in the conversation once, in order, across connections.
+    assert len({record.session for record in consumed}) == 1
+    assert max(record.connection for record in consumed) >= 6
+    assert [record.kind for record in consumed] == sent.kinds
+    assert [record.digest for record in consumed] == sent.digests
+    assert sent.kinds.count("audio") > 100
 
 
 async def open_raw_session(relay: RunningRelay, **setup: Any) -> ClientConnection:
