@@ -157,6 +157,7 @@ class ResumableUpstream:
         self._conn_base_seq = 0
         self._conn_base_index: int | None = self._base_index(self._checkpoint)
         self._setup_sent = False
+        self._make_before_break = policy.make_before_break
         self._switching = False
         self._closing = False
         self._resumable = True  # between turns: no reply or tool call in flight
@@ -415,11 +416,13 @@ class ResumableUpstream:
 
     async def _resume(self, old: ClientConnection, checkpoint: _Checkpoint) -> Mode:
         """Make `_candidate` the resumed connection; say how it was made."""
-        if self._policy.make_before_break and old.state is State.OPEN:
+        if self._make_before_break and old.state is State.OPEN:
             try:
                 await self._open_resumed(checkpoint, old_open=True)
             except _RefusedWhileOpen:
+                # It will refuse again: this session's later switches break first.
                 logger.info("upstream refused a resume while the old connection was open")
+                self._make_before_break = False
             else:
                 self._retire(old)
                 return "make_before_break"

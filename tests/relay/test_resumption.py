@@ -264,25 +264,101 @@ async def test_a_handle_the_upstream_refuses_closes_the_client_1011_saying_so() 
 
 
 async def test_a_resumed_connection_that_stalls_past_the_deadline_closes_the_client_1011() -> None:
-    # Every connection answers its setup late: the first within the session's setup timeout,
-    # the resumed one past the switch deadline.
-    stalling = EmulatorConfig(
-        connection_lifetime_seconds=2.5,
-        goaway_notice_seconds=0.5,
-        faults=Faults(setup_delay_seconds=1.0),
-    )
+    stalling = dataclasses.replace(SHORT_LIVED, faults=Faults(resume_setup_delay_seconds=5.0))
     async with (
         Emulator(stalling) as emulator,
         running_relay(
-            relay_settings(emulator, None, resumption_switch_timeout_seconds=0.4)
+            relay_settings(emulator, None, resumption_switch_timeout_seconds=0.5)
         ) as relay,
     ):
         ws = await open_raw_session(relay)
         code, reason = await close_of(ws)
         await wait_until_released(relay)
         leases = await relay.state.store.sessions("default")
-    assert (code, reason) == (1011, "upstream switch did not finish within 0.4s")
+        deadline = relay.state.metrics.upstream_switch_failures_total.labels("deadline")
+    assert (code, reason) == (1011, "upstream switch did not finish within 0.5s")
     assert leases == []
+    assert deadline._value.get() == 1
+
+
+async def test_a_connection_dropped_mid_reply_is_resumed_and_the_question_answered_again() -> None:
+    # The first connection replies slowly and loses its TCP connection (no close frame) when
+    # the client's third frame arrives, in the middle of the reply.
+    dropping = EmulatorConfig(
+        reply_chunk_interval_seconds=0.05,
+        reply_chunk_chars=4,
+        faults=Faults(drop_after_frames=3, fault_connections=1),
+    )
+    question = json.dumps({"realtimeInput": {"text": "tell me about rivers"}})
+    chunk = silence(0.02)
+    audio = json.dumps(
+        {
+            "realtimeInput": {
+                "audio": {
+                    "mimeType": "audio/pcm;rate=16000",
+                    "data": base64.b64encode(chunk).decode(),
+                }
+            }
+        }
+    )
+    async with (
+        Emulator(dropping) as emulator,
+        running_relay(relay_settings(emulator, None)) as relay,
+    ):
+        ws = await open_raw_session(relay, generationConfig={"responseModalities": ["TEXT"]})
+        await ws.send(question)
+        first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))  # the reply begins
+        await ws.send(audio)  # the upstream connection drops here
+        cut = await frames_until_turn_complete(ws)
+        again = await frames_until_turn_complete(ws)
+        await ws.close()
+        metrics = relay.state.metrics
+        lost = metrics.upstream_switches_total.labels("lost", "break_before_make")._value.get()
+        cut_turns = metrics.upstream_switch_cut_turns_total._value.get()
+        consumed = list(emulator.stats.consumed)
+    assert "modelTurn" in first["serverContent"]
+    assert cut[-2:] == [
+        {"serverContent": {"interrupted": True}},
+        {"serverContent": {"turnComplete": True}},
+    ]
+    reply = "".join(
+        part["text"]
+        for frame in again
+        for part in frame.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    )
+    assert reply == 'Reply 1: you said "tell me about rivers".'
+    assert (lost, cut_turns) == (1, 1)
+    assert [(record.connection, record.kind) for record in consumed] == [(2, "text"), (2, "audio")]
+    assert consumed[1].digest == hashlib.sha256(chunk).hexdigest()
+
+
+async def test_a_service_refusing_resumes_while_the_old_connection_is_open_gets_break_before_make(
+    tls_files: TLSFiles,
+) -> None:
+    refusing = dataclasses.replace(SHORT_LIVED, resume_while_open="refuse")
+    sent = SentLog()
+    async with (
+        Emulator(refusing) as emulator,
+        running_relay(relay_settings(emulator, tls_files)) as relay,
+    ):
+        client = sdk_client(relay, tls_files)
+        async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+            await ask(session, "remember this: the door code is 4711", sent)
+            async with streaming_silence(session, sent):
+                # The first switch costs two connections (one refused), later ones one each.
+                await wait_for_connections(emulator, 5)
+            recalled = await ask(session, "what is the door code?", sent)
+        consumed = list(emulator.stats.consumed)
+        metrics = relay.state.metrics
+        fallbacks = switches(relay)
+        made_first = sum(
+            metrics.upstream_switches_total.labels(cause, "make_before_break")._value.get()
+            for cause in ("goaway", "closed", "lost", "error")
+        )
+    assert 'Before that you said "remember this: the door code is 4711"' in recalled
+    assert fallbacks >= 3
+    assert made_first == 0
+    assert [record.digest for record in consumed] == sent.digests
 
 
 async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicitly() -> None:
