@@ -489,3 +489,31 @@ async def test_a_single_use_session_token_resumes_its_session_without_spending_a
         1008,
         "?resume=1 resumes a session: send setup.sessionResumption.handle",
     )
+
+
+async def test_a_transparent_client_gets_consumed_indexes_in_its_own_numbering() -> None:
+    async with (
+        Emulator(SHORT_LIVED) as emulator,
+        running_relay(relay_settings(emulator, None)) as relay,
+    ):
+        ws = await open_raw_session(
+            relay,
+            generationConfig={"responseModalities": ["TEXT"]},
+            sessionResumption={"transparent": True},
+        )
+        sent = 0
+        while emulator.stats.connections_accepted < 3:
+            await ws.send(text_turn(f"turn {sent}"))
+            sent += 1
+            await frames_until_turn_complete(ws)
+            await asyncio.sleep(0.3)
+        await ws.send(text_turn("last"))
+        sent += 1
+        await frames_until_turn_complete(ws)
+        async with asyncio.timeout(10):
+            while True:
+                update = json.loads(await ws.recv()).get("sessionResumptionUpdate", {})
+                if update.get("resumable"):
+                    break
+        await ws.close()
+    assert update["lastConsumedClientMessageIndex"] == str(sent)
