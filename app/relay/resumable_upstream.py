@@ -208,10 +208,12 @@ class ResumableUpstream:
         self._buffer.append(message)
         if self._switching:
             return  # sent by the switch, after the replay
-        # A closed connection is not the client's problem: recv() sees the close and switches,
-        # and the frame, kept in the buffer, is replayed on the new connection.
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await self._conn.send(message)
+        except ConnectionClosed:
+            # Not the client's problem: recv() sees the close and switches, and the frame,
+            # kept in the buffer, is replayed on the new connection.
+            return
 
     # --- upstream -> client ---------------------------------------------------------------
 

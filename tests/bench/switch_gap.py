@@ -4,9 +4,9 @@
     python -m tests.bench.switch_gap --sessions 1,50 --duration 8 --modes make_before_break
 
 An emulator whose connections live `--lifetime` seconds runs in its own process, a real
-`live-relay serve` in another; this process opens the sessions, each sending 100 ms of audio
-every 100 ms (as a microphone does) and reading everything back, so every switch has input
-to hold and replay. The relay logs each switch ("upstream switched", with `gap_ms`: from the
+`live-relay serve` in another; this process opens the sessions, each sending a chunk of
+audio every `--audio-interval` seconds (100 ms by default, as a microphone does) and reading
+everything back, so every switch has input to hold and replay. The relay logs each switch ("upstream switched", with `gap_ms`: from the
 moment the old connection could no longer be used to the new one being ready with the
 unconfirmed input replayed); the table gives the percentiles of those gaps. Everything is
 bounded: session counts, the duration, every process's lifetime.
@@ -42,7 +42,6 @@ MODEL = "gemini-live-2.5-flash"
 MODES = ("make_before_break", "break_before_make", "fallback")
 MAX_SESSIONS = 500
 MAX_DURATION_SECONDS = 120
-AUDIO_INTERVAL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)}")
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per step")
     parser.add_argument("--lifetime", type=float, default=3.0, help="upstream connection life")
+    parser.add_argument(
+        "--audio-interval", type=float, default=0.1, help="seconds between audio chunks"
+    )
     parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--refuse-while-open", action="store_true", help=argparse.SUPPRESS)
@@ -72,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = [min(int(n), MAX_SESSIONS) for n in args.sessions.split(",") if n.strip()]
     modes = [mode for mode in args.modes.split(",") if mode in MODES]
     duration = min(args.duration, MAX_DURATION_SECONDS)
-    results = [_step(mode, count, duration, args.lifetime) for mode in modes for count in counts]
+    results = [
+        _step(mode, count, duration, args.lifetime, args.audio_interval)
+        for mode in modes
+        for count in counts
+    ]
     print(_table(results, duration, args.lifetime))
     return 0
 
@@ -91,7 +97,7 @@ async def _serve_emulator(port: int, lifetime: float, refuse_while_open: bool) -
         await stop.wait()
 
 
-def _step(mode: str, sessions: int, duration: float, lifetime: float) -> Result:
+def _step(mode: str, sessions: int, duration: float, lifetime: float, interval: float) -> Result:
     emulator_port = free_port()
     command = [sys.executable, "-m", "tests.bench.switch_gap", "--serve-emulator"]
     command += ["--port", str(emulator_port), "--lifetime", str(lifetime)]
@@ -112,7 +118,9 @@ def _step(mode: str, sessions: int, duration: float, lifetime: float) -> Result:
                 Path(scratch) / "relay.log",
             )
             try:
-                failed = asyncio.run(_run_sessions(relay.url(), sessions, duration, lifetime))
+                failed = asyncio.run(
+                    _run_sessions(relay.url(), sessions, duration, lifetime, interval)
+                )
             finally:
                 relay.terminate()
                 with contextlib.suppress(Exception):
@@ -133,20 +141,22 @@ def _step(mode: str, sessions: int, duration: float, lifetime: float) -> Result:
     )
 
 
-async def _run_sessions(url: str, sessions: int, duration: float, lifetime: float) -> int:
+async def _run_sessions(
+    url: str, sessions: int, duration: float, lifetime: float, interval: float
+) -> int:
     """Run `sessions` sessions for `duration` seconds, starts spread over one connection
     lifetime (as real sessions are); return how many ended early."""
     ends_at = time.monotonic() + duration
     results = await asyncio.gather(
-        *(_session(url, ends_at, lifetime * n / sessions) for n in range(sessions)),
+        *(_session(url, ends_at, lifetime * n / sessions, interval) for n in range(sessions)),
         return_exceptions=True,
     )
     return sum(1 for result in results if result is not True)
 
 
-async def _session(url: str, ends_at: float, delay: float) -> bool:
+async def _session(url: str, ends_at: float, delay: float, interval: float) -> bool:
     await asyncio.sleep(delay)
-    chunk = base64.b64encode(silence(AUDIO_INTERVAL_SECONDS)).decode()
+    chunk = base64.b64encode(silence(interval)).decode()
     audio = json.dumps(
         {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": chunk}}}
     )
@@ -165,7 +175,7 @@ async def _session(url: str, ends_at: float, delay: float) -> bool:
         try:
             while time.monotonic() < ends_at and not reader.done():
                 await ws.send(audio)
-                await asyncio.sleep(AUDIO_INTERVAL_SECONDS)
+                await asyncio.sleep(interval)
             return not reader.done()  # the relay closed it: the session failed
         finally:
             reader.cancel()
