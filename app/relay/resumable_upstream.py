@@ -168,6 +168,7 @@ class ResumableUpstream:
         self._out: deque[bytes] = deque()  # relay-made frames for the client, sent first
         self._candidate: ClientConnection | None = None  # a connection being resumed
         self._retiring: set[asyncio.Task[None]] = set()
+        self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
         self.switches = 0
         self.interrupted_turns = 0
 
@@ -393,6 +394,7 @@ class ResumableUpstream:
                 "cause": cause,
                 "mode": mode,
                 "gap_ms": round(gap * 1000, 1),
+                "connect_ms": round(self._connect_seconds * 1000, 1),
                 "replayed": self._buffer.last_seq - checkpoint.seq,
                 "cut_turn": cut_turn,
             },
@@ -434,10 +436,12 @@ class ResumableUpstream:
         return "break_before_make"
 
     async def _open_resumed(self, checkpoint: _Checkpoint, *, old_open: bool) -> None:
+        started = self._loop.time()
         try:
             conn = await self._connect()
         except UpstreamUnavailable as exc:
             raise UpstreamSwitchFailed("unavailable", f"switch failed: {exc}") from None
+        self._connect_seconds = self._loop.time() - started
         self._candidate = conn
         try:
             await conn.send(self._setup_frame(checkpoint.handle))
