@@ -169,8 +169,6 @@ class ResumableUpstream:
         self._candidate: ClientConnection | None = None  # a connection being resumed
         self._retiring: set[asyncio.Task[None]] = set()
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
-        self.switches = 0
-        self.interrupted_turns = 0
 
     @classmethod
     async def open(
@@ -378,9 +376,7 @@ class ResumableUpstream:
                 self._retire(self._candidate)  # resumed, then given up (deadline, cancel)
                 self._candidate = None
         gap = self._loop.time() - started
-        self.switches += 1
         if cut_turn:
-            self.interrupted_turns += 1
             self._out.extend(_CUT_TURN)
             self._resumable = True
         if self._metrics is not None:

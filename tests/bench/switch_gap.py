@@ -39,6 +39,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
+from tests.bench.procstat import Sample, sample
 from tests.support.audio import silence
 from tests.support.net import free_port, wait_for_port
 from tests.support.relay import RelayProcess
@@ -48,6 +49,7 @@ MODEL = "gemini-live-2.5-flash"
 MODES = ("make_before_break", "break_before_make", "fallback")
 MAX_SESSIONS = 500
 CHUNK_SECONDS = 0.02
+CORES = tuple(range(os.cpu_count() or 1))
 MAX_DURATION_SECONDS = 120
 
 
@@ -61,6 +63,9 @@ class Result:
     max_ms: float
     connect_p50_ms: float
     failed_sessions: int
+    relay_cpu_percent: float  # of one core
+    emulator_cpu_percent: float
+    machine_busy_percent: float  # of all cores, whoever used them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,10 +130,13 @@ def _step(mode: str, sessions: int, duration: float, lifetime: float, interval: 
                 },
                 Path(scratch) / "relay.log",
             )
+            pids = [relay.process.pid, emulator.pid]
+            before = sample(pids[:1], CORES), sample(pids[1:], CORES)
             try:
                 failed = asyncio.run(
                     _run_sessions(relay.url(), sessions, duration, lifetime, interval)
                 )
+                after = sample(pids[:1], CORES), sample(pids[1:], CORES)
             finally:
                 relay.terminate()
                 with contextlib.suppress(Exception):
@@ -148,6 +156,9 @@ def _step(mode: str, sessions: int, duration: float, lifetime: float, interval: 
         max_ms=ordered[-1],
         connect_p50_ms=connect_p50,
         failed_sessions=failed,
+        relay_cpu_percent=_cpu_percent(before[0], after[0]),
+        emulator_cpu_percent=_cpu_percent(before[1], after[1]),
+        machine_busy_percent=_busy_percent(before[0], after[0]),
     )
 
 
@@ -209,15 +220,30 @@ def _table(results: list[Result], duration: float, lifetime: float) -> str:
         f"(machine: {os.cpu_count()} cores, shared and loaded; relay, emulator and clients on it)",
         "",
         "| mode | sessions | switches | p50 ms | p99 ms | max ms | handshake p50 ms "
-        "| sessions failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| sessions failed | relay CPU % | emulator CPU % | machine busy % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r.mode} | {r.sessions} | {r.switches} | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
-        f"| {r.max_ms:.1f} | {r.connect_p50_ms:.1f} | {r.failed_sessions} |"
+        f"| {r.max_ms:.1f} | {r.connect_p50_ms:.1f} | {r.failed_sessions} "
+        f"| {r.relay_cpu_percent:.0f} | {r.emulator_cpu_percent:.0f} "
+        f"| {r.machine_busy_percent:.0f} |"
         for r in results
     ]
     return "\n".join(lines)
+
+
+def _cpu_percent(before: Sample, after: Sample) -> float:
+    """Percent of one core a process used between two samples."""
+    wall = after.at - before.at
+    return 100 * (after.cpu_seconds - before.cpu_seconds) / wall if wall > 0 else 0.0
+
+
+def _busy_percent(before: Sample, after: Sample) -> float:
+    """How busy all the machine's cores were between two samples, whatever ran on them."""
+    busy = sum(after.core_busy_seconds.values()) - sum(before.core_busy_seconds.values())
+    total = sum(after.core_total_seconds.values()) - sum(before.core_total_seconds.values())
+    return 100 * busy / total if total > 0 else 0.0
 
 
 def _spawn(command: list[str]) -> subprocess.Popen[bytes]:

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -517,3 +517,42 @@ async def test_a_transparent_client_gets_consumed_indexes_in_its_own_numbering()
                     break
         await ws.close()
     assert update["lastConsumedClientMessageIndex"] == str(sent)
+
+
+@pytest.mark.parametrize("counting", ["per_connection", "per_session"])
+async def test_each_index_counting_convention_replays_exactly_the_unconsumed_input(
+    counting: Literal["per_connection", "per_session"],
+) -> None:
+    counted = dataclasses.replace(SHORT_LIVED, consumed_index_counting=counting)
+    chunk = silence(0.02)
+    audio = json.dumps(
+        {
+            "realtimeInput": {
+                "audio": {
+                    "mimeType": "audio/pcm;rate=16000",
+                    "data": base64.b64encode(chunk).decode(),
+                }
+            }
+        }
+    )
+    sent = SentLog()
+    async with (
+        Emulator(counted) as emulator,
+        running_relay(relay_settings(emulator, None, resumption_index_counting=counting)) as relay,
+    ):
+        ws = await open_raw_session(relay, generationConfig={"responseModalities": ["TEXT"]})
+        n = 0
+        while emulator.stats.connections_accepted < 4:
+            for _ in range(5):
+                sent.add("audio", chunk)
+                await ws.send(audio)
+                await asyncio.sleep(0.02)
+            text = f"turn {n}"
+            sent.add("text", text.encode())
+            await ws.send(json.dumps({"realtimeInput": {"text": text}}))
+            await frames_until_turn_complete(ws)
+            n += 1
+        await ws.close()
+        consumed = list(emulator.stats.consumed)
+    assert [record.kind for record in consumed] == sent.kinds
+    assert [record.digest for record in consumed] == sent.digests
