@@ -197,13 +197,14 @@ async def test_a_client_sees_no_goaway_and_no_relay_resumption_update_it_did_not
 async def test_a_client_that_asked_for_resumption_gets_updates_and_resumes_via_another_relay(
     tls_files: TLSFiles,
 ) -> None:
+    sent = SentLog()
     async with Emulator(SHORT_LIVED) as emulator:
         handle = None
         async with running_relay(relay_settings(emulator, tls_files)) as relay:
             client = sdk_client(relay, tls_files)
             config = TEXT.model_copy(update={"session_resumption": types.SessionResumptionConfig()})
             async with client.aio.live.connect(model=MODEL, config=config) as session:
-                await ask(session, "remember pears")
+                await ask(session, "remember pears", sent)
                 async with asyncio.timeout(10):
                     async for message in session.receive():
                         update = message.session_resumption_update
@@ -219,8 +220,11 @@ async def test_a_client_that_asked_for_resumption_gets_updates_and_resumes_via_a
             )
             async with client.aio.live.connect(model=MODEL, config=resumed) as session:
                 await wait_for_connections(emulator, emulator.stats.connections_accepted + 2)
-                reply = await ask(session, "what did I say?")
+                reply = await ask(session, "what did I say?", sent)
+        consumed = list(emulator.stats.consumed)
     assert 'Before that you said "remember pears"' in reply
+    assert len({record.session for record in consumed}) == 1  # one conversation throughout
+    assert [record.digest for record in consumed] == sent.digests
 
 
 async def close_of(ws: ClientConnection) -> tuple[int, str]:
