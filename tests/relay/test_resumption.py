@@ -182,16 +182,26 @@ async def test_a_client_sees_no_goaway_and_no_relay_resumption_update_it_did_not
     ):
         ws = await open_raw_session(relay, generationConfig={"responseModalities": ["TEXT"]})
         seen: list[dict[str, Any]] = []
+        leases = []
         for n in range(6):
             await ws.send(text_turn(f"turn {n}"))
             seen += await frames_until_turn_complete(ws)
             await asyncio.sleep(0.6)
+            leases.append(len(await relay.state.store.sessions("default")))
         await ws.close()
+        tokens = relay.state.metrics.tokens_total
+        prompt_tokens = tokens.labels("default", "prompt")._value.get()
     assert emulator.stats.connections_accepted >= 3
     kinds = {key for frame in seen for key in frame}
     assert "goAway" not in kinds
     assert "sessionResumptionUpdate" not in kinds
     assert all(setup["sessionResumption"]["transparent"] for setup in emulator.stats.setups)
+    assert leases == [1] * 6  # one session, one quota slot, whatever the connections
+    # Token accounting went on across the switches: every turn's usage was charged.
+    reported = sum(
+        frame["usageMetadata"]["promptTokenCount"] for frame in seen if "usageMetadata" in frame
+    )
+    assert prompt_tokens == reported > 0
 
 
 async def test_a_client_that_asked_for_resumption_gets_updates_and_resumes_via_another_relay(
