@@ -169,6 +169,7 @@ class ResumableUpstream:
         self._candidate: ClientConnection | None = None  # a connection being resumed
         self._retiring: set[asyncio.Task[None]] = set()
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
+        self._spare: asyncio.Task[ClientConnection] | None = None  # opened at a goAway
 
     @classmethod
     async def open(
@@ -237,7 +238,12 @@ class ResumableUpstream:
             except ConnectionClosed as closed:
                 if self._closing or conn is not self._conn:
                     raise
-                await self._switch(self._cause_of(closed))
+                try:
+                    cause = self._cause_of(closed)
+                except (ConnectionClosed, UpstreamSwitchFailed):
+                    self._drop_spare()  # the session ends without calling close()
+                    raise
+                await self._switch(cause)
                 continue
             head = frame[:_HEAD_BYTES]
             if isinstance(head, str):
@@ -313,6 +319,11 @@ class ResumableUpstream:
         """Plan a switch: now when between turns, else at the end of the turn or soon after."""
         if self._switching or self._goaway_deadline is not None or self._switch_due is not None:
             return
+        if self._spare is None:
+            # Handshake now, while the old connection still serves: the switch then waits only
+            # for the resumed setup. (A connection that has sent nothing resumes nothing, so
+            # even a service that refuses resumes while the old one is open accepts it.)
+            self._spare = asyncio.ensure_future(self._connect())
         if self._resumable:
             self._switch_due = "goaway"
             return
@@ -370,6 +381,7 @@ class ResumableUpstream:
             mode = await self._switch_within_deadline(old, checkpoint)
         except UpstreamSwitchFailed as failed:
             self._retire(old)
+            self._drop_spare()
             raise self._failed(cause, failed) from None
         finally:
             if self._candidate is not None:
@@ -434,7 +446,7 @@ class ResumableUpstream:
     async def _open_resumed(self, checkpoint: _Checkpoint, *, old_open: bool) -> None:
         started = self._loop.time()
         try:
-            conn = await self._connect()
+            conn = await self._new_connection()
         except UpstreamUnavailable as exc:
             raise UpstreamSwitchFailed("unavailable", f"switch failed: {exc}") from None
         self._connect_seconds = self._loop.time() - started
@@ -456,6 +468,25 @@ class ResumableUpstream:
             raise UpstreamSwitchFailed(
                 "refused", "upstream answered a resumed setup with something else"
             )
+
+    async def _new_connection(self) -> ClientConnection:
+        """The spare opened at the goAway if it is still good, else a fresh connection."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(UpstreamUnavailable):
+                conn = await spare
+                if conn.state is State.OPEN:
+                    return conn
+        return await self._connect()
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        if not spare.done():
+            spare.cancel()
+        elif not spare.cancelled() and spare.exception() is None:
+            self._retire(spare.result())
 
     async def _replay(self, checkpoint: _Checkpoint) -> None:
         """Make the candidate current and send it every client frame after the checkpoint, then let
@@ -487,6 +518,7 @@ class ResumableUpstream:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._closing = True
+        self._drop_spare()
         if self._candidate is not None:
             self._retire(self._candidate)
             self._candidate = None
