@@ -5,7 +5,8 @@
     async with Emulator(EmulatorConfig(connection_lifetime_seconds=5)) as emulator:
         ...  # point a client at emulator.base_url
 
-See README.md, "Offline emulator", for what it imitates and the conventions it follows.
+See README.md, "Offline emulator", for the conventions it follows, and
+docs/emulator-fidelity.md for what it imitates of Vertex (with sources) and what it does not.
 """
 
 from app.emulator.config import EmulatorConfig, Faults

@@ -39,6 +39,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="load-test mode: answer every audio chunk at once with the same audio",
     )
+    # Where sources on Vertex disagree (docs/emulator-fidelity.md), the other choice.
+    parser.add_argument(
+        "--resume-while-open",
+        choices=("allow", "refuse"),
+        default="allow",
+        help="resuming a handle whose connection is still open: allow, or refuse with 1011",
+    )
+    parser.add_argument(
+        "--consumed-index-counting",
+        choices=("per_connection", "per_session"),
+        default="per_connection",
+        help="how lastConsumedClientMessageIndex counts (setup is 0 per connection by default)",
+    )
+    parser.add_argument(
+        "--audio-stream-end",
+        choices=("refuse", "accept"),
+        default="refuse",
+        help="realtimeInput.audioStreamEnd: refuse (1007, as Vertex) or accept (Gemini API)",
+    )
+    parser.add_argument(
+        "--audio-session-cap",
+        type=float,
+        default=900.0,
+        help="seconds an uncompressed session with audio may last (0: no cap)",
+    )
+    parser.add_argument(
+        "--video-session-cap",
+        type=float,
+        default=120.0,
+        help="seconds an uncompressed session with video may last (0: no cap)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,15 +80,24 @@ def run(args: argparse.Namespace) -> int:
     if args.tls_cert is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    config = EmulatorConfig(
+    asyncio.run(_serve(Emulator(config_from(args)), args.host, args.port, ssl_context))
+    return 0
+
+
+def config_from(args: argparse.Namespace) -> EmulatorConfig:
+    """The EmulatorConfig that the parsed command line asks for."""
+    return EmulatorConfig(
         known_models=tuple(m.strip() for m in args.known_models.split(",") if m.strip()),
         require_token=args.require_token,
         connection_lifetime_seconds=args.connection_lifetime,
         goaway_notice_seconds=min(args.goaway_notice, args.connection_lifetime),
         echo_audio=args.echo_audio,
+        resume_while_open=args.resume_while_open,
+        consumed_index_counting=args.consumed_index_counting,
+        audio_stream_end=args.audio_stream_end,
+        audio_session_cap_seconds=args.audio_session_cap or None,
+        video_session_cap_seconds=args.video_session_cap or None,
     )
-    asyncio.run(_serve(Emulator(config), args.host, args.port, ssl_context))
-    return 0
 
 
 async def _serve(

@@ -18,6 +18,15 @@ DEFAULT_KNOWN_MODELS = (
     "gemini-2.0-flash-live-preview-04-09",
     "gemini-2.0-flash-exp",
 )
+# Native-audio models (by name) speak only, and call functions without blocking.
+NATIVE_AUDIO_MARK = "native-audio"
+# The prebuilt voices of Vertex's Live models (the Chirp 3 HD set).
+VERTEX_VOICES = (
+    "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe",
+    "Charon", "Despina", "Enceladus", "Erinome", "Fenrir", "Gacrux", "Iapetus", "Kore",
+    "Laomedeia", "Leda", "Orus", "Pulcherrima", "Puck", "Rasalgethi", "Sadachbia",
+    "Sadaltager", "Schedar", "Sulafat", "Umbriel", "Vindemiatrix", "Zephyr", "Zubenelgenubi",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,19 @@ class EmulatorConfig:
     # not document it). "per_connection": setup is 0 on every connection, the next message 1.
     # "per_session": numbers run on across resumptions; a resuming setup takes none.
     consumed_index_counting: Literal["per_connection", "per_session"] = "per_connection"
+    # Session duration caps without contextWindowCompression (Vertex: 15 min once audio
+    # came in, 2 min once video did; None: no cap), counted over the whole conversation
+    # (across resumptions) or per connection. See app/emulator/caps.py.
+    audio_session_cap_seconds: float | None = 15 * 60
+    video_session_cap_seconds: float | None = 2 * 60
+    session_cap_scope: Literal["conversation", "connection"] = "conversation"
     # Idle sessionResumptionUpdates (new input consumed while the model is silent) come at most
     # this often; updates at setup and at the end of a turn are not held back.
     resumption_update_interval_seconds: float = 0.5
-    # EmulatorStats.consumed stops growing here, so a long-running emulator stays bounded.
+    # EmulatorStats.consumed stops growing here, and at most this many handles are kept
+    # (the oldest go first), so a long-running emulator stays bounded.
     max_consumed_records: int = 100_000
+    max_handles: int = 10_000
     # Load-test mode: every audio chunk is answered at once by the very same base64 string.
     echo_audio: bool = False
     # The behaviour reported for the real service: realtime input while a tool call is
@@ -90,7 +107,36 @@ class EmulatorConfig:
     reply_chunk_interval_seconds: float = 0.005
     reply_chunk_chars: int = 16
     speech_seconds_per_char: float = 0.05
+    # --- what the service refuses and how models differ (see docs/emulator-fidelity.md) ---
+    # Models that only speak: a setup asking them for TEXT closes 1007. None: every model
+    # whose name says "native-audio".
+    audio_only_models: tuple[str, ...] | None = None
+    voices: tuple[str, ...] = VERTEX_VOICES
+    # `realtimeInput.audioStreamEnd` is no field of Vertex's message (the SDK's Vertex
+    # converter refuses it): "refuse" closes 1007 as the service does; "accept" ends the
+    # current activity, as the Gemini API does.
+    audio_stream_end: Literal["refuse", "accept"] = "refuse"
+    # `FunctionResponse.scheduling`: the current SDK's Vertex converter passes it (honoured:
+    # SILENT, WHEN_IDLE, INTERRUPT); Vertex used to refuse it (1007), which "refuse" imitates.
+    function_response_scheduling: Literal["honour", "refuse"] = "honour"
+    # Models whose function calls carry no `id` (and whose toolResponse may not name one), as
+    # on Vertex until recently. By default every model sends ids.
+    models_without_call_ids: tuple[str, ...] = ()
+    # Models whose function calls do not block by default (Vertex: the native-audio models
+    # call asynchronously); a declaration's `behavior` overrides the default either way.
+    # None: every model whose name says "native-audio".
+    non_blocking_function_models: tuple[str, ...] | None = None
     faults: Faults = field(default_factory=Faults)
+
+    def audio_only(self, model: str) -> bool:
+        if self.audio_only_models is None:
+            return NATIVE_AUDIO_MARK in model
+        return model in self.audio_only_models
+
+    def calls_block_by_default(self, model: str) -> bool:
+        if self.non_blocking_function_models is None:
+            return NATIVE_AUDIO_MARK not in model
+        return model not in self.non_blocking_function_models
 
     def __post_init__(self) -> None:
         if self.connection_lifetime_seconds <= 0:

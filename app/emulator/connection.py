@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from app.emulator.caps import DEADLINE_EXPIRED, enforce_cap, notice_left
 from app.emulator.config import EmulatorConfig, Faults
 from app.emulator.consumption import ConsumptionLog
 from app.emulator.resumption import (
@@ -29,8 +30,9 @@ from app.emulator.resumption import (
     HandleStore,
     SessionState,
 )
+from app.emulator.schema import check_client_message
 from app.emulator.session import LiveSession
-from app.emulator.setup import parse_setup
+from app.emulator.setup import parse_setup, refused_fields
 from app.emulator.speech import OUTPUT_MIME_TYPE
 from app.emulator.stats import EmulatorStats
 from app.emulator.wire import (
@@ -171,11 +173,13 @@ async def _serve(
         async with asyncio.TaskGroup() as tasks:
             model = tasks.create_task(_until_closed(session.run_model()))
             updates = tasks.create_task(_until_closed(session.run_resumption_updates()))
+            cap = tasks.create_task(_until_closed(_duration_cap(ws, session, config)))
             try:
                 await _until_closed(_receive(ws, session, faults, context))
             finally:
                 model.cancel()
                 updates.cancel()
+                cap.cancel()
     finally:
         opened.conversation.close_connection(opened.number)
 
@@ -192,15 +196,17 @@ def _open_session(
     frame: str | bytes, context: ConnectionContext, api_version: str, ws: ServerConnection
 ) -> _OpenedSession:
     config = context.config
-    # Whatever is wrong with the first frame, the service answers in the same words.
     try:
-        kind, setup_message = interpret(load_frame(frame))
+        message = load_frame(frame)
     except ProtocolViolation:
+        # A first frame that is not JSON at all gets the service's plainest answer.
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
+    check_client_message(message, refused_fields(config))
+    kind, setup_message = interpret(message)
     if kind != "setup":
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     context.stats.frames_received["setup"] += 1
-    setup = parse_setup(setup_message, config.known_models, api_version)
+    setup = parse_setup(setup_message, config, api_version)
     if setup.resume_handle is None:
         conversation, state, last_index = Conversation(), SessionState(), 0
     else:
@@ -248,6 +254,7 @@ async def _receive(
             message = load_frame(frame)
             if echo and await _echo(ws, message, context.stats):
                 continue
+            check_client_message(message, session.refused_fields)
             session.handle(*interpret(message))
         except ProtocolViolation as violation:
             await ws.close(violation.code, violation.reason)
@@ -303,11 +310,24 @@ async def _lifetime(ws: ServerConnection, config: EmulatorConfig, set_up: asynci
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, ends_at - loop.time())):
                 await set_up.wait()
-        time_left = min(notice, round(max(0.0, ends_at - loop.time()), 1))
+        time_left = notice_left(ends_at - loop.time(), notice)
     if set_up.is_set() and time_left > 0:
         await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
         await asyncio.sleep(time_left)
     await ws.close(1000, LIFETIME_REACHED)
+
+
+async def _duration_cap(ws: ServerConnection, session: LiveSession, config: EmulatorConfig) -> None:
+    if not session.capped:
+        return
+
+    async def go_away(time_left: float) -> None:
+        await ws.send(encode_server_message({"goAway": {"timeLeft": duration_text(time_left)}}))
+
+    async def close() -> None:
+        await ws.close(1011, DEADLINE_EXPIRED)
+
+    await enforce_cap(session.media, config, go_away, close)
 
 
 async def _until_closed(work: Coroutine[Any, Any, None]) -> None:

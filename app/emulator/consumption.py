@@ -22,6 +22,8 @@ def message_kind(kind: str, value: dict[str, Any]) -> str:
         return "client_content"
     if kind == "toolResponse":
         return "tool_response"
+    if kind == "contextUpdate":
+        return "context_update"
     if kind != "realtimeInput":
         return kind
     if "mediaChunks" in value:

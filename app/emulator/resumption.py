@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.emulator.caps import MediaClock
 from app.emulator.replies import Entry
 from app.emulator.stats import ConsumedMessage, EmulatorStats
 from app.emulator.vad import VoiceActivityDetector
@@ -44,6 +45,9 @@ class Conversation:
     connections: int = 0
     # This conversation's entries of EmulatorStats.consumed, in order.
     records: list[ConsumedMessage] = field(default_factory=list)
+    # When it began and what media it received (its duration cap, when counted across
+    # resumptions).
+    media: MediaClock = field(default_factory=MediaClock)
     # Connection number -> "is it still open?", for connections not yet finished.
     _open: dict[int, Callable[[], bool]] = field(default_factory=dict)
 
@@ -105,16 +109,26 @@ class HandleStore:
     """Handles issued by one emulator, shared by all its connections.
 
     A handle stays valid `ttl_seconds` after it was issued. Every handle has the same
-    lifetime, so insertion order is expiry order and pruning only looks at the oldest.
+    lifetime, so insertion order is expiry order and pruning only looks at the oldest. At
+    most `max_handles` are kept (each holds a conversation's history).
     """
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_handles: int = 10_000,
+    ) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
+        self._max_handles = max_handles
         self._snapshots: dict[str, tuple[float, Snapshot]] = {}
 
     def issue(self, snapshot: Snapshot) -> str:
         self._prune()
+        if len(self._snapshots) >= self._max_handles:
+            # Bounded: the oldest handle goes first, as it would expire first.
+            del self._snapshots[next(iter(self._snapshots))]
         handle = secrets.token_hex(16)
         self._snapshots[handle] = (self._clock() + self._ttl, snapshot)
         return handle

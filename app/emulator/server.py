@@ -54,7 +54,10 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.stats = EmulatorStats()
         self._context = ConnectionContext(
-            self.config, self.stats, HandleStore(self.config.handle_ttl_seconds), itertools.count(1)
+            self.config,
+            self.stats,
+            HandleStore(self.config.handle_ttl_seconds, max_handles=self.config.max_handles),
+            itertools.count(1),
         )
         self._start_kwargs = {"host": host, "port": port, "ssl_context": ssl_context}
         self._server: Server | None = None

@@ -5,18 +5,25 @@ never blocks: it updates state, detects voice activity and queues user turns. Th
 task (`run_model`) takes turns one at a time and streams replies through `send`. The two
 meet in `_interrupt`: user activity during a reply sets it (unless the setup asked for
 NO_INTERRUPTION) and the model task stops at its next chunk.
+
+Function calls either hold the turn (blocking: the reply waits for the response, and user
+activity cancels the call) or end it (non-blocking: the response, when it comes, is queued
+as a turn of its own). Resumption handles are only issued while the model is idle, with no
+turn queued and no call pending: only then is the state a handle saves complete.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.emulator.caps import MediaClock
 from app.emulator.config import EmulatorConfig
 from app.emulator.consumption import ConsumptionLog
 from app.emulator.replies import (
@@ -29,7 +36,7 @@ from app.emulator.replies import (
     tool_reply_text,
 )
 from app.emulator.resumption import HandleStore, SessionState, Snapshot
-from app.emulator.setup import SessionSetup
+from app.emulator.setup import SessionSetup, content_text, functions, refused_fields
 from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
 from app.emulator.stats import EmulatorStats
 from app.emulator.tokens import (
@@ -58,13 +65,21 @@ class UserTurn:
     spoken: bool  # from audio: the text is its transcription, the audio is what counts
     audio_seconds: float  # audio and video received since the previous turn
     video_frames: int
+    # A non-blocking function's result to speak about: (function name, its response).
+    tool_result: tuple[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class _PendingCall:
-    id: str
-    # The function's response, or None when the user interrupted the call.
-    response: asyncio.Future[Any]
+    id: str | None  # None: the model sends no call ids
+    name: str
+    # A blocking call's response, or None when the user interrupted the call.
+    response: asyncio.Future[Any] | None
+
+    def answered_by(self, response: dict[str, Any]) -> bool:
+        if self.id is None:
+            return response.get("name") == self.name
+        return response.get("id") == self.id
 
 
 class LiveSession:
@@ -82,6 +97,12 @@ class LiveSession:
     ) -> None:
         self._setup = setup
         self._config = config
+        # What schema.check_client_message must treat as unknown in this session's messages.
+        self.refused_fields = refused_fields(config, setup)
+        # What the session duration cap counts: the conversation's media or this connection's.
+        self.media = (
+            log.conversation.media if config.session_cap_scope == "conversation" else MediaClock()
+        )
         self._send = send
         self._log = log
         self._handles = handles
@@ -99,7 +120,8 @@ class LiveSession:
         self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
         self._interrupt = asyncio.Event()
         self._replying = False
-        self._pending_call: _PendingCall | None = None
+        self._pending_call: _PendingCall | None = None  # a blocking call holding the turn
+        self._background_calls: list[_PendingCall] = []  # non-blocking calls not answered yet
         # None: no activity open.
         self._explicit_activity_seconds: float | None = state.explicit_activity_seconds
         self._client_text: list[str] = list(state.client_text)
@@ -120,6 +142,8 @@ class LiveSession:
                 self._client_content(_message(value))
             elif kind == "toolResponse":
                 self._tool_response(_message(value))
+            elif kind == "contextUpdate":
+                self._context_update(_message(value))
             elif kind == "setup":
                 raise ProtocolViolation(1007, INVALID_ARGUMENT)
             else:
@@ -164,6 +188,7 @@ class LiveSession:
 
     def _audio(self, blob: dict[str, Any], field: str) -> None:
         self._stats.frames_received["audio"] += 1
+        self.media.saw(audio=True)
         pcm = decode_base64(blob.get("data"), field)
         rate = _sample_rate(blob.get("mimeType"))
         seconds = len(pcm) // 2 / rate
@@ -180,6 +205,7 @@ class LiveSession:
 
     def _video(self, blob: dict[str, Any], field: str) -> None:
         self._stats.frames_received["video"] += 1
+        self.media.saw(video=True)
         decode_base64(blob.get("data"), field)
         self._video_frames += 1
 
@@ -217,19 +243,50 @@ class LiveSession:
 
     def _tool_response(self, value: dict[str, Any]) -> None:
         self._stats.frames_received["tool_response"] += 1
-        call = self._pending_call
         for response in value.get("functionResponses") or []:
             response = _message(response)
+            call = self._pending_call
+            if call is not None and call.response is not None and call.answered_by(response):
+                if not call.response.done():
+                    call.response.set_result(response.get("response") or {})
+                continue
+            background = next((c for c in self._background_calls if c.answered_by(response)), None)
             # Answers to unknown or cancelled calls are ignored, as by the service.
-            if call is not None and response.get("id") == call.id and not call.response.done():
-                call.response.set_result(response.get("response") or {})
+            if background is not None:
+                self._background_calls.remove(background)
+                self._background_result(background, response)
+
+    def _context_update(self, value: dict[str, Any]) -> None:
+        """New system instruction and/or tools for the turns to come (`[]` clears the tools)."""
+        self._stats.frames_received["context_update"] += 1
+        setup = self._setup
+        if "systemInstruction" in value:
+            setup = dataclasses.replace(
+                setup, system_instruction=content_text(value["systemInstruction"])
+            )
+        if "tools" in value:
+            names, blocking = functions(
+                _message(value["tools"]).get("tools") or [], setup.model, self._config
+            )
+            setup = dataclasses.replace(setup, function_names=names, blocking_functions=blocking)
+        self._setup = setup
+
+    def _background_result(self, call: _PendingCall, response: dict[str, Any]) -> None:
+        """A non-blocking call's response, scheduled as the response asks (default WHEN_IDLE)."""
+        scheduling = response.get("scheduling") or "WHEN_IDLE"
+        if scheduling == "SILENT":
+            return  # into the context only: nothing is said
+        if scheduling == "INTERRUPT" and self._replying:
+            self._interrupt.set()
+        turn = UserTurn("", False, 0.0, 0, tool_result=(call.name, response.get("response") or {}))
+        self._turns.put_nowait(turn)
 
     def _user_activity(self) -> None:
         """The user started speaking or typing: interrupt the reply unless told not to."""
         if self._replying and self._setup.interrupts:
             self._interrupt.set()
             call = self._pending_call
-            if call is not None and not call.response.done():
+            if call is not None and call.response is not None and not call.response.done():
                 call.response.set_result(None)
 
     def _queue_turn(self, text: str, *, spoken: bool) -> None:
@@ -258,9 +315,15 @@ class LiveSession:
             await asyncio.sleep(self._config.resumption_update_interval_seconds)
 
     @property
+    def capped(self) -> bool:
+        """Whether a session duration cap can apply (not with contextWindowCompression)."""
+        return not self._setup.compression
+
+    @property
     def _idle(self) -> bool:
-        # Queued turns are not in the history yet: a snapshot now would lose them.
-        return not self._replying and self._turns.empty()
+        # Queued turns are not in the history yet and calls cannot be resumed: a snapshot now
+        # would lose them.
+        return not self._replying and self._turns.empty() and not self._background_calls
 
     def state(self) -> SessionState:
         """What a handle issued now would restore."""
@@ -311,7 +374,8 @@ class LiveSession:
         prompt = self._prompt_tokens(turn)
         number = 1 + sum(1 for entry in self._history if entry.role == "model")
         earlier = tuple(self._history)
-        self._remember(Entry("user", turn.text))
+        if turn.tool_result is None:
+            self._remember(Entry("user", turn.text))
         if self._setup.resumption:
             # As documented for the service: an empty handle while generating or calling.
             await self._send({"sessionResumptionUpdate": {"newHandle": "", "resumable": False}})
@@ -320,39 +384,54 @@ class LiveSession:
         if await self._pause(self._config.reply_delay_seconds):
             await self._finish(prompt, "", 0.0, interrupted=True)
             return
-        trigger = None if turn.spoken else find_tool_call(turn.text, self._setup.function_names)
-        if trigger is None:
-            text = reply_text(number, turn.text, earlier, self._setup.system_instruction)
+        if turn.tool_result is not None:
+            text = tool_reply_text(number, *turn.tool_result)
         else:
-            response = await self._call_tool(trigger)
-            if response is None:
-                await self._finish(prompt, "", 0.0, interrupted=True)
+            trigger = None if turn.spoken else find_tool_call(turn.text, self._setup.function_names)
+            if trigger is None:
+                text = reply_text(number, turn.text, earlier, self._setup.system_instruction)
+            elif trigger.name not in self._setup.blocking_functions:
+                # Non-blocking: the call goes out and the turn ends; its response makes a turn.
+                call = self._new_call(trigger, None)
+                self._background_calls.append(call)
+                await self._announce(call, trigger)
+                await self._finish(prompt, "", 0.0, interrupted=False)
                 return
-            text = tool_reply_text(number, trigger.name, response)
+            else:
+                response = await self._call_tool(trigger)
+                if response is None:
+                    await self._finish(prompt, "", 0.0, interrupted=True)
+                    return
+                text = tool_reply_text(number, trigger.name, response)
         sent, audio_seconds, interrupted = await self._stream(text)
         await self._finish(prompt, sent, audio_seconds, interrupted=interrupted)
 
+    def _new_call(self, trigger: ToolTrigger, response: asyncio.Future[Any] | None) -> _PendingCall:
+        self._stats.tool_calls += 1
+        call_id = f"call-{next(self._call_ids)}" if self._setup.call_ids else None
+        return _PendingCall(call_id, trigger.name, response)
+
+    async def _announce(self, call: _PendingCall, trigger: ToolTrigger) -> None:
+        function_call: dict[str, Any] = {"name": trigger.name, "args": trigger.args}
+        if call.id is not None:
+            function_call = {"id": call.id, **function_call}
+        await self._send({"toolCall": {"functionCalls": [function_call]}})
+
     async def _call_tool(self, trigger: ToolTrigger) -> Any:
-        """The function's response, or None when the user interrupted the call."""
+        """A blocking call: the function's response, or None when the user interrupted it."""
         if self._interrupt.is_set():
             return None
-        call = _PendingCall(
-            f"call-{next(self._call_ids)}", asyncio.get_running_loop().create_future()
-        )
+        call = self._new_call(trigger, asyncio.get_running_loop().create_future())
+        assert call.response is not None
+        # Registered before it goes out, so that an interruption meanwhile resolves it.
         self._pending_call = call
-        self._stats.tool_calls += 1
-        await self._send(
-            {
-                "toolCall": {
-                    "functionCalls": [{"id": call.id, "name": trigger.name, "args": trigger.args}]
-                }
-            }
-        )
-        response = await call.response
+        await self._announce(call, trigger)
+        response = None if self._interrupt.is_set() else await call.response
         self._pending_call = None
         if response is None:
             self._stats.tool_call_cancellations += 1
-            await self._send({"toolCallCancellation": {"ids": [call.id]}})
+            if call.id is not None:  # without ids there is nothing to name
+                await self._send({"toolCallCancellation": {"ids": [call.id]}})
         return response
 
     async def _stream(self, text: str) -> tuple[str, float, bool]:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.emulator.config import EmulatorConfig
 from app.emulator.speech import DEFAULT_VOICE
 from app.emulator.vad import VadSettings
 from app.emulator.wire import INVALID_ARGUMENT, ProtocolViolation
@@ -20,6 +21,10 @@ class SessionSetup:
     voice: str
     system_instruction: str
     function_names: tuple[str, ...]
+    # Declared functions whose calls hold the turn until answered (the others do not).
+    blocking_functions: frozenset[str]
+    # Whether function calls carry ids (per model; see EmulatorConfig.models_without_call_ids).
+    call_ids: bool
     vad: VadSettings
     interrupts: bool
     input_transcription: bool
@@ -28,17 +33,28 @@ class SessionSetup:
     # `sessionResumption.transparent` (Vertex only): updates report the last consumed index.
     transparent_resumption: bool
     resume_handle: str | None
+    # `contextWindowCompression` was set: no session duration cap applies.
+    compression: bool
 
 
-def parse_setup(setup: Any, known_models: tuple[str, ...], api_version: str) -> SessionSetup:
-    """Raises ProtocolViolation with the close the service would send."""
+def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> SessionSetup:
+    """Raises ProtocolViolation with the close the service would send.
+
+    The message has passed `schema.check_client_message`: only its values are checked here.
+    """
     if not isinstance(setup, dict):
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
-    model = _known_model(setup.get("model"), known_models, api_version)
+    model = _known_model(setup.get("model"), config.known_models, api_version)
     try:
-        return _parse(setup, model)
+        parsed = _parse(setup, model, config)
     except (AttributeError, KeyError, TypeError, ValueError):
         raise ProtocolViolation(1007, INVALID_ARGUMENT) from None
+    if parsed.response_modality == "TEXT" and config.audio_only(model):
+        # A native-audio model asked for text: Vertex answers in these words, naming nothing.
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    if parsed.voice not in config.voices:
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    return parsed
 
 
 def _known_model(model: object, known_models: tuple[str, ...], api_version: str) -> str:
@@ -55,7 +71,7 @@ def _known_model(model: object, known_models: tuple[str, ...], api_version: str)
     return name
 
 
-def _parse(setup: dict[str, Any], model: str) -> SessionSetup:
+def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> SessionSetup:
     generation = setup.get("generationConfig") or {}
     modalities = [str(m).upper() for m in generation.get("responseModalities") or ["AUDIO"]]
     if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
@@ -64,16 +80,15 @@ def _parse(setup: dict[str, Any], model: str) -> SessionSetup:
     voice = (voice_config.get("prebuiltVoiceConfig") or {}).get("voiceName") or DEFAULT_VOICE
     realtime = setup.get("realtimeInputConfig") or {}
     resumption = setup.get("sessionResumption")
+    function_names, blocking_functions = functions(setup.get("tools") or [], model, config)
     return SessionSetup(
         model=model,
         response_modality="TEXT" if modalities[0] == "TEXT" else "AUDIO",
         voice=str(voice),
         system_instruction=_content_text(setup.get("systemInstruction")),
-        function_names=tuple(
-            str(declaration["name"])
-            for tool in setup.get("tools") or []
-            for declaration in tool.get("functionDeclarations") or []
-        ),
+        function_names=function_names,
+        blocking_functions=blocking_functions,
+        call_ids=model not in config.models_without_call_ids,
         vad=VadSettings.from_setup(realtime.get("automaticActivityDetection") or {}),
         interrupts=realtime.get("activityHandling") != "NO_INTERRUPTION",
         input_transcription=setup.get("inputAudioTranscription") is not None,
@@ -81,7 +96,55 @@ def _parse(setup: dict[str, Any], model: str) -> SessionSetup:
         resumption=resumption is not None,
         transparent_resumption=bool((resumption or {}).get("transparent")),
         resume_handle=(resumption or {}).get("handle") or None,
+        compression=setup.get("contextWindowCompression") is not None,
     )
+
+
+def refused_fields(
+    config: EmulatorConfig, setup: SessionSetup | None = None
+) -> dict[str, frozenset[str]]:
+    """Fields of `schema.MESSAGES` this emulator treats as unknown, by message: what the
+    configuration turned off and, once the setup is known, what its model lacks."""
+    refused: dict[str, set[str]] = {}
+    if config.audio_stream_end == "refuse":
+        refused.setdefault("BidiGenerateContentRealtimeInput", set()).add("audioStreamEnd")
+    if config.function_response_scheduling == "refuse":
+        refused.setdefault("FunctionResponse", set()).add("scheduling")
+    if setup is not None and not setup.call_ids:
+        # Without ids in its calls, Vertex refused an id in the answers too.
+        refused.setdefault("FunctionResponse", set()).add("id")
+    return {message: frozenset(names) for message, names in refused.items()}
+
+
+def functions(
+    tools: list[Any], model: str, config: EmulatorConfig
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The declared function names, and those among them whose calls block the turn."""
+    declarations = [
+        declaration for tool in tools for declaration in tool.get("functionDeclarations") or []
+    ]
+    blocks_by_default = config.calls_block_by_default(model)
+    return (
+        tuple(str(declaration["name"]) for declaration in declarations),
+        frozenset(
+            str(declaration["name"])
+            for declaration in declarations
+            if _blocks(declaration.get("behavior"), blocks_by_default)
+        ),
+    )
+
+
+def content_text(content: Any) -> str:
+    """The text of a `Content` (the SDK also accepts a bare string)."""
+    return _content_text(content)
+
+
+def _blocks(behavior: object, default: bool) -> bool:
+    if behavior == "BLOCKING":
+        return True
+    if behavior == "NON_BLOCKING":
+        return False
+    return default
 
 
 def _content_text(content: Any) -> str:

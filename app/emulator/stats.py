@@ -27,8 +27,9 @@ class ConsumedMessage:
 class EmulatorStats:
     connections_accepted: int = 0
     connections_open: int = 0
-    # By kind: setup, client_content, tool_response, audio, video, text, activity_start,
-    # activity_end, audio_stream_end (a legacy media chunk counts as audio or video).
+    # By kind: setup, client_content, tool_response, context_update, audio, video, text,
+    # activity_start, activity_end, audio_stream_end (a legacy media chunk counts as audio or
+    # video).
     frames_received: Counter[str] = field(default_factory=Counter)
     # The raw `Authorization` header of the latest upgrade request (None: none was sent).
     last_authorization: str | None = None

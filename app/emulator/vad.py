@@ -17,12 +17,19 @@ from typing import Any
 FRAME_MS = 10
 DEFAULT_SILENCE_MS = 500
 DEFAULT_PREFIX_PADDING_MS = 20
-# RMS of a 16-bit frame that counts as speech (about -36 dBFS), by start sensitivity.
+# RMS of a 16-bit frame that counts as speech (about -36 dBFS), by start sensitivity. Vertex
+# documents UNSPECIFIED as LOW for both sensitivities (the Gemini API: HIGH).
 SPEECH_RMS_THRESHOLD = {
     "START_SENSITIVITY_HIGH": 250,
-    "START_SENSITIVITY_UNSPECIFIED": 500,
     "START_SENSITIVITY_LOW": 1_000,
 }
+SPEECH_RMS_THRESHOLD["START_SENSITIVITY_UNSPECIFIED"] = SPEECH_RMS_THRESHOLD[
+    "START_SENSITIVITY_LOW"
+]
+# Once speaking, a frame still counts as speech above this share of the start threshold: a LOW
+# end sensitivity ends speech less often (quieter frames keep it going).
+END_SENSITIVITY_SHARE = {"END_SENSITIVITY_HIGH": 1.0, "END_SENSITIVITY_LOW": 0.5}
+END_SENSITIVITY_SHARE["END_SENSITIVITY_UNSPECIFIED"] = END_SENSITIVITY_SHARE["END_SENSITIVITY_LOW"]
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,24 @@ class VadSettings:
     silence_ms: int = DEFAULT_SILENCE_MS
     prefix_padding_ms: int = DEFAULT_PREFIX_PADDING_MS
     threshold_rms: int = SPEECH_RMS_THRESHOLD["START_SENSITIVITY_UNSPECIFIED"]
+    # The level that keeps an activity going (speech already started).
+    hold_rms: float = threshold_rms * END_SENSITIVITY_SHARE["END_SENSITIVITY_UNSPECIFIED"]
 
     @classmethod
     def from_setup(cls, detection: dict[str, Any]) -> VadSettings:
         """From `realtimeInputConfig.automaticActivityDetection` (normalized)."""
-        sensitivity = detection.get("startOfSpeechSensitivity", "START_SENSITIVITY_UNSPECIFIED")
+        start = detection.get("startOfSpeechSensitivity", "START_SENSITIVITY_UNSPECIFIED")
+        end = detection.get("endOfSpeechSensitivity", "END_SENSITIVITY_UNSPECIFIED")
+        threshold = SPEECH_RMS_THRESHOLD.get(
+            start, SPEECH_RMS_THRESHOLD["START_SENSITIVITY_UNSPECIFIED"]
+        )
+        share = END_SENSITIVITY_SHARE.get(end, END_SENSITIVITY_SHARE["END_SENSITIVITY_UNSPECIFIED"])
         return cls(
             enabled=not detection.get("disabled", False),
             silence_ms=int(detection.get("silenceDurationMs", DEFAULT_SILENCE_MS)),
             prefix_padding_ms=int(detection.get("prefixPaddingMs", DEFAULT_PREFIX_PADDING_MS)),
-            threshold_rms=SPEECH_RMS_THRESHOLD.get(
-                sensitivity, SPEECH_RMS_THRESHOLD["START_SENSITIVITY_UNSPECIFIED"]
-            ),
+            threshold_rms=threshold,
+            hold_rms=threshold * share,
         )
 
 
@@ -94,7 +107,9 @@ class VoiceActivityDetector:
         step = frame_bytes // 2
         events: list[VadEvent] = []
         for offset in range(0, len(samples), step):
-            is_speech = _frame_rms(samples[offset : offset + step]) >= self._settings.threshold_rms
+            rms = _frame_rms(samples[offset : offset + step])
+            threshold = self._settings.hold_rms if self._speaking else self._settings.threshold_rms
+            is_speech = rms >= threshold
             event = self._step(is_speech)
             if event is not None:
                 events.append(event)

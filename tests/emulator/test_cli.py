@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from app.emulator import EmulatorConfig
+from app.emulator.cli import config_from, configure
 from tests.emulator.support import VERTEX_PATH, raw_setup, setup_complete_session_id
 from tests.support.net import free_port
 
@@ -39,3 +42,31 @@ async def test_the_command_serves_until_sigterm_then_exits_zero() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_the_command_line_reaches_every_choice_the_fidelity_page_offers() -> None:
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    defaults = config_from(parser.parse_args([]))
+    chosen = config_from(
+        parser.parse_args(
+            [
+                "--resume-while-open=refuse",
+                "--consumed-index-counting=per_session",
+                "--audio-stream-end=accept",
+                "--audio-session-cap=0",
+                "--video-session-cap=30",
+                "--goaway-notice=5",
+            ]
+        )
+    )
+
+    assert defaults == EmulatorConfig()
+    assert (
+        chosen.resume_while_open,
+        chosen.consumed_index_counting,
+        chosen.audio_stream_end,
+        chosen.audio_session_cap_seconds,
+        chosen.video_session_cap_seconds,
+        chosen.goaway_notice_seconds,
+    ) == ("refuse", "per_session", "accept", None, 30.0, 5.0)

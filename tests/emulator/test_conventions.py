@@ -114,12 +114,48 @@ def test_the_detector_reads_its_settings_from_setup() -> None:
         {
             "silenceDurationMs": 800,
             "prefixPaddingMs": 40,
-            "startOfSpeechSensitivity": "START_SENSITIVITY_LOW",
+            "startOfSpeechSensitivity": "START_SENSITIVITY_HIGH",
+            "endOfSpeechSensitivity": "END_SENSITIVITY_HIGH",
         }
     )
     assert (settings.enabled, settings.silence_ms, settings.prefix_padding_ms) == (True, 800, 40)
-    assert settings.threshold_rms > VadSettings().threshold_rms
+    assert settings.threshold_rms < VadSettings().threshold_rms
+    assert settings.hold_rms == settings.threshold_rms
     assert not VadSettings.from_setup({"disabled": True}).enabled
+
+
+def test_unspecified_sensitivities_are_low_as_the_sdk_documents_for_vertex() -> None:
+    low = VadSettings.from_setup(
+        {
+            "startOfSpeechSensitivity": "START_SENSITIVITY_LOW",
+            "endOfSpeechSensitivity": "END_SENSITIVITY_LOW",
+        }
+    )
+    assert VadSettings.from_setup({}) == low == VadSettings()
+    # LOW end sensitivity: once speaking, quieter frames keep the activity going.
+    assert low.hold_rms < low.threshold_rms
+
+
+def test_a_low_end_sensitivity_keeps_a_fading_voice_going() -> None:
+    # Speech that fades to a level between the hold and the start thresholds.
+    quiet = bytes(speech(0.6))  # loud enough to start
+    fading = b"".join(
+        int(sample * 0.12).to_bytes(2, "little", signed=True)
+        for sample in memoryview(speech(0.4)).cast("h")
+    )
+    low = VoiceActivityDetector(VadSettings(silence_ms=200))
+    high = VoiceActivityDetector(
+        VadSettings.from_setup(
+            {"silenceDurationMs": 200, "endOfSpeechSensitivity": "END_SENSITIVITY_HIGH"}
+        )
+    )
+    ended_low = [
+        e for e in low.feed(quiet + fading + silence(0.3), 16_000) if isinstance(e, ActivityEnded)
+    ]
+    ended_high = [
+        e for e in high.feed(quiet + fading + silence(0.3), 16_000) if isinstance(e, ActivityEnded)
+    ]
+    assert ended_low[0].speech_seconds > ended_high[0].speech_seconds
 
 
 def test_audio_stream_end_ends_an_open_activity_at_once() -> None:
@@ -144,3 +180,11 @@ def test_handles_expire_after_their_time_to_live() -> None:
     now[0] = 10.5
     assert store.resume(handle) is None
     assert store.resume("unknown") is None
+
+
+def test_the_handle_store_keeps_at_most_its_limit_dropping_the_oldest() -> None:
+    store = HandleStore(ttl_seconds=60, max_handles=2)
+    snapshot = Snapshot(Conversation(), 1, 0, 0, SessionState())
+    first, second, third = (store.issue(snapshot) for _ in range(3))
+    assert store.resume(first) is None
+    assert store.resume(second) == store.resume(third) == snapshot

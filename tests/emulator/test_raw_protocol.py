@@ -165,7 +165,11 @@ async def test_a_message_of_the_wrong_shape_closes_with_1007(emulator: Emulator)
         await ws.send(raw_setup())
         await recv_json(ws)
         await ws.send(json.dumps({"clientContent": {"turns": [{"parts": ["not a part"]}]}}))
-        assert await closed_with(ws) == (1007, "Request contains an invalid argument.")
+        code, reason = await closed_with(ws)
+    assert code == 1007
+    assert reason is not None
+    # The service's proto-JSON words, with the snake_case path (cut to 123 bytes).
+    assert reason.startswith("Invalid value at 'client_content.turns[0].parts[0]' (")
 
 
 async def test_an_unknown_model_closes_with_1008_naming_it(emulator: Emulator) -> None:
@@ -310,8 +314,25 @@ async def test_legacy_media_chunks_carry_audio_too(emulator: Emulator) -> None:
     assert raw_reply_text(turn) == 'Reply 1: you said "[0.30 s of speech]".'
 
 
-async def test_audio_stream_end_ends_the_current_activity(emulator: Emulator) -> None:
+async def test_audio_stream_end_is_refused_as_vertex_has_no_such_field(
+    emulator: Emulator,
+) -> None:
     async with raw_connection(emulator) as ws:
+        await ws.send(raw_setup(**TEXT))
+        await recv_json(ws)
+        await ws.send(json.dumps({"realtimeInput": {"audioStreamEnd": True}}))
+        assert await closed_with(ws) == (
+            1007,
+            'Invalid JSON payload received. Unknown name "audioStreamEnd" at '
+            "'realtime_input': Cannot find field.",
+        )
+
+
+async def test_audio_stream_end_can_be_accepted_and_ends_the_current_activity() -> None:
+    async with (
+        Emulator(EmulatorConfig(audio_stream_end="accept")) as emulator,
+        raw_connection(emulator) as ws,
+    ):
         await ws.send(raw_setup(**TEXT))
         await recv_json(ws)
         pcm = base64.b64encode(speech(0.4)).decode()
