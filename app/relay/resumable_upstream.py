@@ -62,9 +62,12 @@ _UPDATE_KEY = b'"sessionResumptionUpdate"'
 _GOAWAY_KEY = b'"goAway"'
 _SETUP_COMPLETE_KEY = b'"setupComplete"'
 _INDEX_FIELD = "lastConsumedClientMessageIndex"
-# Switches after drops and errors with no upstream frame in between: a connection that keeps
-# dying must end the session, not keep it reconnecting.
+# Switches after drops, errors, or connections that ended (goAway included) within a second,
+# with no upstream frame in between: an upstream that keeps ending the session (a duration
+# cap does: a goAway, then 1011, on every resumed connection) must end it, not make the relay
+# reconnect in a loop.
 MAX_SWITCHES_WITHOUT_TRAFFIC = 3
+YOUNG_CONNECTION_SECONDS = 1.0
 # Told to the client when a switch cuts a reply: the reply stops, and the turn ends.
 _CUT_TURN = (
     b'{"serverContent":{"interrupted":true}}',
@@ -156,6 +159,7 @@ class ResumableUpstream:
         # The checkpoint _conn started from, to turn its consumed indexes into our numbers.
         self._conn_base_seq = 0
         self._conn_base_index: int | None = self._base_index(self._checkpoint)
+        self._conn_opened_at = self._loop.time()
         self._setup_sent = False
         self._make_before_break = policy.make_before_break
         self._switching = False
@@ -347,17 +351,6 @@ class ResumableUpstream:
             # The client's own doing (1007, 1008, ...) or a second backend failure in a row:
             # the session ends with the upstream's close, passed on as without resumption.
             raise closed
-        if cause in ("lost", "error"):
-            self._unstable_switches += 1
-            if self._unstable_switches > MAX_SWITCHES_WITHOUT_TRAFFIC:
-                raise self._failed(
-                    cause,
-                    UpstreamSwitchFailed(
-                        "unstable",
-                        f"upstream connections keep failing ({MAX_SWITCHES_WITHOUT_TRAFFIC} "
-                        "switches without a reply)",
-                    ),
-                )
         return cause
 
     def _failed(self, cause: Cause, failed: UpstreamSwitchFailed) -> UpstreamSwitchFailed:
@@ -378,7 +371,7 @@ class ResumableUpstream:
         started = self._loop.time()
         self._switching = True
         try:
-            mode = await self._switch_within_deadline(old, checkpoint)
+            mode = await self._switch_within_deadline(cause, old, checkpoint)
         except UpstreamSwitchFailed as failed:
             self._retire(old)
             self._drop_spare()
@@ -408,7 +401,18 @@ class ResumableUpstream:
             },
         )
 
-    async def _switch_within_deadline(self, old: ClientConnection, checkpoint: _Checkpoint) -> Mode:
+    async def _switch_within_deadline(
+        self, cause: Cause, old: ClientConnection, checkpoint: _Checkpoint
+    ) -> Mode:
+        young = self._loop.time() - self._conn_opened_at < YOUNG_CONNECTION_SECONDS
+        if cause in ("lost", "error") or young:
+            self._unstable_switches += 1
+            if self._unstable_switches > MAX_SWITCHES_WITHOUT_TRAFFIC:
+                raise UpstreamSwitchFailed(
+                    "unstable",
+                    f"upstream connections keep ending ({MAX_SWITCHES_WITHOUT_TRAFFIC} "
+                    "switches without a reply)",
+                )
         if not self._buffer.replayable_from(checkpoint.seq):
             raise UpstreamSwitchFailed(
                 "buffer_overflow",
@@ -497,6 +501,7 @@ class ResumableUpstream:
         self._conn = conn
         self._conn_base_seq = checkpoint.seq
         self._conn_base_index = self._base_index(checkpoint)
+        self._conn_opened_at = self._loop.time()
         buffer = self._buffer
         seq = checkpoint.seq + 1
         try:

@@ -398,6 +398,7 @@ async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicit
 
 LONG_KEY = "lr_long_" + "l" * 40
 PLAIN_KEY = "lr_plain_" + "p" * 40
+BARE_KEY = "lr_bare_" + "r" * 40
 PROJECTS = f"""
 [projects.long]
 api_keys = ["{hash_api_key(LONG_KEY)}"]
@@ -406,6 +407,9 @@ default_setup = {{ contextWindowCompression = {{ slidingWindow = {{}} }} }}
 [projects.plain]
 api_keys = ["{hash_api_key(PLAIN_KEY)}"]
 resumption = false
+
+[projects.bare]
+api_keys = ["{hash_api_key(BARE_KEY)}"]
 """
 
 
@@ -570,3 +574,55 @@ async def test_each_index_counting_convention_replays_exactly_the_unconsumed_inp
         consumed = list(emulator.stats.consumed)
     assert [record.kind for record in consumed] == sent.kinds
     assert [record.digest for record in consumed] == sent.digests
+
+
+async def stream_silence_until_closed(ws: ClientConnection, seconds: float) -> None:
+    """Send 20 ms chunks of silence for `seconds`, or until the relay closes the client."""
+    chunk = base64.b64encode(silence(0.02)).decode()
+    audio = json.dumps(
+        {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": chunk}}}
+    )
+    async with asyncio.timeout(seconds + 10):
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(round(seconds / 0.02)):
+                await ws.send(audio)
+                await asyncio.sleep(0.02)
+
+
+async def test_a_duration_cap_ends_the_session_explicitly_unless_the_project_compresses(
+    tmp_path: Path,
+) -> None:
+    # The service caps audio sessions without context compression (15 minutes; 2 s here),
+    # across resumptions: every resumed connection gets a goAway, then 1011, at once.
+    capped = EmulatorConfig(audio_session_cap_seconds=2.0)
+    projects = tmp_path / "projects.toml"
+    projects.write_text(PROJECTS)
+    async with (
+        Emulator(capped) as emulator,
+        running_relay(relay_settings(emulator, None, projects_file=projects)) as relay,
+    ):
+        async with connect(relay.url, additional_headers=auth_headers(PLAIN_KEY)) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            await stream_silence_until_closed(ws, 6)
+            without_resumption = (ws.close_code, ws.close_reason)
+        before = emulator.stats.connections_accepted
+        async with connect(relay.url, additional_headers=auth_headers(BARE_KEY)) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            await stream_silence_until_closed(ws, 6)
+            resumed_in_vain = (ws.close_code, ws.close_reason)
+        attempts = emulator.stats.connections_accepted - before
+        async with connect(relay.url, additional_headers=auth_headers(LONG_KEY)) as ws:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            await stream_silence_until_closed(ws, 6)
+            compressed_open = ws.close_code is None
+    assert without_resumption == (1011, "Deadline expired before operation could complete.")
+    # Resuming cannot lift the cap: a few quick attempts, then an explicit end, not a loop.
+    assert resumed_in_vain == (
+        1011,
+        "upstream connections keep ending (3 switches without a reply)",
+    )
+    assert attempts <= 5
+    assert compressed_open  # contextWindowCompression by default: no cap, 6 s and counting
