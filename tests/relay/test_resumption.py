@@ -626,3 +626,50 @@ async def test_a_duration_cap_ends_the_session_explicitly_unless_the_project_com
     )
     assert attempts <= 5
     assert compressed_open  # contextWindowCompression by default: no cap, 6 s and counting
+
+
+@pytest.mark.parametrize("goaway_wait", [5.0, 0.05])
+async def test_after_a_goaway_mid_reply_the_switch_waits_for_the_turn_end_or_cuts_it(
+    goaway_wait: float,
+) -> None:
+    # The goAway comes 0.1 s into the connection, while a reply of about a second streams.
+    config = EmulatorConfig(
+        connection_lifetime_seconds=4.0,
+        goaway_notice_seconds=3.9,
+        reply_chunk_interval_seconds=0.05,
+        reply_chunk_chars=2,
+    )
+    async with (
+        Emulator(config) as emulator,
+        running_relay(
+            relay_settings(emulator, None, resumption_goaway_wait_seconds=goaway_wait)
+        ) as relay,
+    ):
+        ws = await open_raw_session(relay, generationConfig={"responseModalities": ["TEXT"]})
+        await ws.send(json.dumps({"realtimeInput": {"text": "tell me about the sea"}}))
+        turn = await frames_until_turn_complete(ws)
+        await ws.close()
+        metrics = relay.state.metrics
+        cut_turns = metrics.upstream_switch_cut_turns_total._value.get()
+        by_goaway = switches(relay, "goaway")
+
+    def said(frames: list[dict[str, Any]]) -> str:
+        return "".join(
+            part.get("text", "")
+            for frame in frames
+            for part in frame.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+        )
+
+    # Every connection gives its goAway 0.1 s in: the first is the one that matters here.
+    assert by_goaway >= 1
+    full = 'Reply 1: you said "tell me about the sea".'
+    if goaway_wait > 1:  # the turn ended before the wait did: nothing lost
+        assert (said(turn), cut_turns) == (full, 0)
+    else:  # cut (the answer comes again after the replay: see the drop test)
+        assert turn[-2:] == [
+            {"serverContent": {"interrupted": True}},
+            {"serverContent": {"turnComplete": True}},
+        ]
+        assert full.startswith(said(turn))
+        assert said(turn) != full
+        assert cut_turns >= 1
