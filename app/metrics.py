@@ -60,6 +60,8 @@ TO_CLIENT = "upstream_to_client"
 SESSION_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 # A Vertex handshake (TCP + TLS + WebSocket upgrade) takes tens to hundreds of milliseconds.
 UPSTREAM_CONNECT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A switch is a handshake plus a setup round trip: tens of milliseconds to seconds.
+UPSTREAM_SWITCH_GAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
 
 # Close codes a peer may legitimately send (RFC 6455 section 7.4.1 and the IANA registry).
 # Codes 3000-4999 are free for applications: a client could send thousands of distinct ones,
@@ -203,6 +205,34 @@ class RelayMetrics:
             "goAway messages sent to clients, by reason: time_limit, drain, or upstream "
             "(the upstream's own, passed on).",
             ["reason"],
+            registry=registry,
+        )
+        self.upstream_switches_total = Counter(
+            "relay_upstream_switches_total",
+            "Sessions moved to a new upstream connection (transparent resumption), by cause "
+            "(goaway, closed, lost, error) and mode (make_before_break, break_before_make).",
+            ["cause", "mode"],
+            registry=registry,
+        )
+        self.upstream_switch_gap_seconds = Histogram(
+            "relay_upstream_switch_gap_seconds",
+            "Client-visible gap of a switch: from the old connection's last frame to the new "
+            "connection being ready, the unconfirmed input replayed.",
+            ["mode"],
+            registry=registry,
+            buckets=UPSTREAM_SWITCH_GAP_BUCKETS,
+        )
+        self.upstream_switch_failures_total = Counter(
+            "relay_upstream_switch_failures_total",
+            "Switches that failed and ended their session with 1011, by reason (refused, "
+            "buffer_overflow, deadline, unavailable, unstable).",
+            ["reason"],
+            registry=registry,
+        )
+        self.upstream_switch_cut_turns_total = Counter(
+            "relay_upstream_switch_cut_turns_total",
+            "Switches forced while a reply was in flight: the client got interrupted, the rest "
+            "of that reply was lost and the model answered again from the replayed input.",
             registry=registry,
         )
         self.build_info = Gauge(

@@ -143,6 +143,27 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long live sessions get to finish."
     )
+    resumption_enabled: bool = Field(
+        True,
+        description="Keep sessions across upstream connections (transparent resumption); "
+        "a project may turn it off.",
+    )
+    resumption_buffer_bytes: int = Field(
+        8 * MiB, gt=0, description="Client input kept per session until the upstream confirms it."
+    )
+    resumption_switch_timeout_seconds: float = Field(
+        15.0, gt=0, description="Deadline of one switch to a new upstream connection."
+    )
+    resumption_goaway_wait_seconds: float = Field(
+        10.0, ge=0, description="After an upstream goAway, how long to wait for a turn to end."
+    )
+    resumption_make_before_break: bool = Field(
+        True, description="Resume on a new connection before closing the old one."
+    )
+    resumption_index_counting: Literal["per_connection", "per_session"] = Field(
+        "per_connection",
+        description="How the upstream counts lastConsumedClientMessageIndex (undocumented).",
+    )
 
     # --- client authentication ------------------------------------------------------------
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(

@@ -8,6 +8,7 @@ counted, so a refused request never spends one. Nothing here touches the upstrea
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -24,7 +25,11 @@ from app.auth.session_tokens import SESSION_TOKEN_ISSUER, SessionGrant, SessionT
 from app.quota.types import QuotaStore, QuotaStoreError
 from app.settings import Settings
 
-__all__ = ["RELAY_SUBPROTOCOL", "Authenticator"]
+__all__ = ["RELAY_SUBPROTOCOL", "RESUME_QUERY", "Authenticator"]
+
+# `?resume=1`: the connection resumes a session (its setup carries a resumption handle), so a
+# session token spends no use on it and may be past its newSessionExpireTime.
+RESUME_QUERY = "resume"
 
 # An origin as browsers send it. Only such a value is quoted back in a refusal: anything else in
 # the header (a misplaced credential, say) is never echoed.
@@ -58,10 +63,15 @@ class Authenticator:
         )
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
-        """The principal starting a session over `conn`; a session token loses one use."""
-        principal, grant = await self._identify(conn)
-        if grant is not None:
-            await self._consume_use(grant)
+        """The principal starting a session over `conn`; a session token loses one use, unless
+        the connection says it resumes a session (`?resume=1`)."""
+        resume = conn.query_params.get(RESUME_QUERY) == "1"
+        principal, grant = await self._identify(conn, resume=resume)
+        if grant is None:
+            return principal
+        if resume:
+            return dataclasses.replace(principal, resume_only=True)
+        await self._consume_use(grant)
         return principal
 
     async def authenticate_token_request(self, conn: HTTPConnection) -> Principal:
@@ -79,9 +89,11 @@ class Authenticator:
         (key fetches are one-shot requests in threads); the relay's lifespan calls this so
         that stays true when a pooled client is introduced."""
 
-    async def _identify(self, conn: HTTPConnection) -> tuple[Principal, SessionGrant | None]:
+    async def _identify(
+        self, conn: HTTPConnection, *, resume: bool = False
+    ) -> tuple[Principal, SessionGrant | None]:
         presented = find_credentials(conn)
-        principal, grant = await self._verify(presented.credential)
+        principal, grant = await self._verify(presented.credential, resume=resume)
         project = principal.project
         if not project.enabled:
             raise AuthFailure.forbidden("disabled", f'project "{project.name}" is disabled')
@@ -97,7 +109,9 @@ class Authenticator:
             await self._app_check.verify(presented.app_check, project.app_check)
         return principal, grant
 
-    async def _verify(self, credential: str) -> tuple[Principal, SessionGrant | None]:
+    async def _verify(
+        self, credential: str, *, resume: bool
+    ) -> tuple[Principal, SessionGrant | None]:
         if is_api_key(credential):
             project = self.registry.for_api_key(credential)
             if project is None:
@@ -108,7 +122,7 @@ class Authenticator:
         if issuer is None:
             raise AuthFailure.unauthenticated("invalid", 'the JWT has no "iss" (issuer) claim')
         if issuer == SESSION_TOKEN_ISSUER:
-            return self._session_token(credential)
+            return self._session_token(credential, resume=resume)
         if issuer.startswith(FIREBASE_ISSUER_PREFIX):
             firebase_project = issuer.removeprefix(FIREBASE_ISSUER_PREFIX)
             project = self.registry.for_firebase_project(firebase_project)
@@ -127,7 +141,7 @@ class Authenticator:
         user = await self._issuer_tokens.verify(credential, unverified, jwt_issuer)
         return Principal(project=project, user=user, method="jwt"), None
 
-    def _session_token(self, credential: str) -> tuple[Principal, SessionGrant]:
+    def _session_token(self, credential: str, *, resume: bool) -> tuple[Principal, SessionGrant]:
         grant = self.session_tokens.read(credential)
         project = self.registry.get(grant.project)
         if project is None:
@@ -137,7 +151,7 @@ class Authenticator:
         now = time.time()
         if now >= grant.expire_time:
             raise AuthFailure.forbidden("expired", "the session token has expired")
-        if now >= grant.new_session_expire_time:
+        if now >= grant.new_session_expire_time and not resume:
             raise AuthFailure.forbidden(
                 "expired",
                 "the session token can no longer start sessions (newSessionExpireTime passed)",

@@ -29,6 +29,9 @@ class Principal:
     method: Method
     forced_setup: Mapping[str, Any] = field(default_factory=dict)
     expires_at: float | None = None
+    # A session token presented with `?resume=1`: it spent no use, so its session must resume
+    # one it started (setup.sessionResumption.handle); see docs/resumption.md.
+    resume_only: bool = False
 
 
 class AuthFailure(Exception):

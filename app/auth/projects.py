@@ -81,6 +81,8 @@ class Project:
     allowed_origins: tuple[str, ...] = ()
     allowed_models: tuple[str, ...] | None = None  # None: settings.allowed_models
     locked_setup: Mapping[str, Any] = field(default_factory=dict)  # client value differs: 1008
+    default_setup: Mapping[str, Any] = field(default_factory=dict)  # filled in when left out
+    resumption: bool | None = None  # None: settings.resumption_enabled
     quota: QuotaLimits = field(default_factory=QuotaLimits)
     input_limits: InputLimits = InputLimits()
     session_tokens: SessionTokenPolicy = SessionTokenPolicy()
@@ -94,6 +96,10 @@ class Project:
     def models(self, settings: Settings) -> tuple[str, ...]:
         """The models this project's sessions may use."""
         return self.allowed_models if self.allowed_models is not None else settings.allowed_models
+
+    def resumes(self, settings: Settings) -> bool:
+        """Whether this project's sessions switch upstream connections transparently."""
+        return self.resumption if self.resumption is not None else settings.resumption_enabled
 
 
 def default_quota(settings: Settings) -> QuotaLimits:
@@ -127,6 +133,8 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
         allowed_origins=entry.allowed_origins,
         allowed_models=entry.allowed_models,
         locked_setup=entry.locked_setup,
+        default_setup=entry.default_setup,
+        resumption=entry.resumption,
         quota=QuotaLimits(
             max_sessions=quota_overrides.get("max_sessions", quota_defaults.max_sessions),
             max_sessions_per_user=quota_overrides.get(

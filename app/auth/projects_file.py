@@ -23,7 +23,7 @@ from pydantic import (
 
 from app.auth.keys import check_key_hash
 from app.auth.origins import normalize_origin
-from app.auth.setup_locks import check_lockable
+from app.auth.setup_locks import check_defaultable, check_lockable
 
 # Project names appear in metric labels, quota keys and logs: keep them plain.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -99,6 +99,11 @@ class ProjectEntry(_Strict):
     allowed_models: tuple[NonEmpty, ...] | None = None
     firebase_projects: tuple[NonEmpty, ...] = ()
     locked_setup: dict[str, Any] = Field(default_factory=dict)
+    # Filled in when the client's setup leaves them out (unlike locked_setup, which refuses
+    # a different value), e.g. contextWindowCompression for audio sessions past 15 minutes.
+    default_setup: dict[str, Any] = Field(default_factory=dict)
+    # Transparent resumption across upstream connections; unset: RELAY_RESUMPTION_ENABLED.
+    resumption: bool | None = None
     issuers: tuple[IssuerEntry, ...] = ()
     app_check: AppCheckEntry | None = None
     quota: QuotaEntry = QuotaEntry()
@@ -119,6 +124,12 @@ class ProjectEntry(_Strict):
     @classmethod
     def _lockable(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_lockable(value)
+        return value
+
+    @field_validator("default_setup")
+    @classmethod
+    def _defaultable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_defaultable(value)
         return value
 
 

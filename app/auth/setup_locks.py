@@ -35,6 +35,18 @@ def check_lockable(fields: Mapping[str, Any]) -> None:
         raise ValueError('locked "model" must be a model name such as "gemini-live-2.5-flash"')
 
 
+def check_defaultable(fields: Mapping[str, Any]) -> None:
+    """ValueError naming the first field a project may not fill in by default.
+
+    Defaults are the lockable fields but the model: a session without a model is refused,
+    never given one.
+    """
+    for name in fields:
+        if name == "model" or name not in LOCKABLE_SETUP_FIELDS:
+            allowed = ", ".join(sorted(LOCKABLE_SETUP_FIELDS - {"model"}))
+            raise ValueError(f'setup field "{name}" cannot have a default (allowed: {allowed})')
+
+
 def bare_model_name(name: str) -> str:
     """`M` from `M`, `models/M`, `publishers/google/models/M` or a full resource path."""
     return name.strip().rsplit("/", 1)[-1]

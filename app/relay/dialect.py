@@ -39,11 +39,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection
 from websockets.typing import Data
 
 from app.relay.closes import POLICY_VIOLATION
 from app.relay.setup_policy import AcceptedSetup, SetupRejected, parse_setup_frame
+from app.relay.upstream_leg import UpstreamLeg
 
 # What a client speaks, chosen once per session by the path it connected to.
 Dialect = Literal["vertex", "gemini"]
@@ -182,7 +182,7 @@ class GeminiDialectLeg:
     synthetic tool-call ids of that session.
     """
 
-    def __init__(self, upstream: ClientConnection) -> None:
+    def __init__(self, upstream: UpstreamLeg) -> None:
         self._upstream = upstream
         self._tool_ids = _ToolIds()
 

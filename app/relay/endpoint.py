@@ -26,11 +26,13 @@ from app.relay.closes import (
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
 from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
+from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
 from app.relay.runtime import Relay
-from app.relay.session import Session, SessionLimits, UpstreamLink
+from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
+from app.relay.upstream_leg import UpstreamLeg
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ async def _serve(
         allowed_models=project.models(relay.settings),
         locked=project.locked_setup,
         forced=principal.forced_setup,
+        defaults=project.default_setup,
     )
     try:
         if dialect == "gemini":
@@ -132,6 +135,12 @@ async def _serve(
         relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
         logger.info("setup refused: %s", rejected.reason)
         await _close(websocket, rejected.code, rejected.reason)
+        return
+    if principal.resume_only and split_setup(setup.frame)[1].handle is None:
+        reason = "?resume=1 resumes a session: send setup.sessionResumption.handle"
+        relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
+        logger.info("setup refused: %s", reason)
+        await _close(websocket, POLICY_VIOLATION, reason)
         return
     lease = Lease(project.name, principal.user, session_id, time.time())
     refusal = await relay.quota.admit(lease, project.quota)
@@ -164,8 +173,16 @@ async def _relay(
     settings = relay.settings
     metrics = relay.metrics
     started = time.perf_counter()
+    upstream: UpstreamLeg
+    setup_frame = setup.frame
     try:
-        upstream = await relay.connector.connect()
+        if project.resumes(settings):
+            upstream = resumable = await ResumableUpstream.open(
+                relay.connector.connect, setup.frame, resumption_policy(settings), metrics
+            )
+            setup_frame = resumable.first_setup_frame
+        else:
+            upstream = await relay.connector.connect()
     except UpstreamUnavailable as exc:
         metrics.sessions_total.labels(project.name, "upstream_unavailable").inc()
         metrics.record_upstream_failure(exc.cause, exc.status)
@@ -201,8 +218,8 @@ async def _relay(
         frames_per_second=project.input_limits.frames_per_second,
         bytes_per_second=project.input_limits.bytes_per_second,
     )
-    leg: UpstreamLink = GeminiDialectLeg(upstream) if dialect == "gemini" else upstream
-    session = Session(websocket, leg, setup.frame, limits, charge)
+    leg = GeminiDialectLeg(upstream) if dialect == "gemini" else upstream
+    session = Session(websocket, leg, setup_frame, limits, charge)
     relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(

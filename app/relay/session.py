@@ -16,12 +16,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Data
 
 from app.relay.closes import (
     GOING_AWAY,
@@ -40,6 +38,7 @@ from app.relay.sniff import (
     Usage,
     read_usage,
 )
+from app.relay.upstream_leg import UpstreamLeg, UpstreamSwitchFailed
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +47,6 @@ _closing_upstreams: set[asyncio.Future[None]] = set()
 
 # Called with each usage report; returns a refusal reason when the project is over budget.
 UsageHook = Callable[[Usage], Awaitable[str | None]]
-
-
-class UpstreamLink(Protocol):
-    """What a session needs of its upstream: a websockets client connection, or a wrapper with
-    the same surface (dialect.py's translating leg)."""
-
-    async def send(self, message: Data) -> None: ...
-
-    async def recv(self) -> Data: ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +103,7 @@ class _RateWindow:
 @dataclass(eq=False)  # identity semantics: sessions are set members and dict keys
 class Session:
     client: WebSocket
-    upstream: UpstreamLink
+    upstream: UpstreamLeg
     setup_frame: str | bytes
     limits: SessionLimits
     on_usage: UsageHook
@@ -302,6 +290,8 @@ class Session:
             return Ending("upstream", received.code, received.reason, "upstream_closed")
         except WebSocketDisconnect as gone:
             return Ending("client", gone.code, gone.reason or "", "client_closed")
+        except UpstreamSwitchFailed as failed:
+            return Ending("relay", INTERNAL_ERROR, failed.reason, "switch_failed")
         except _UpstreamStalled:
             reason = "upstream did not complete the setup in time"
             return Ending("relay", INTERNAL_ERROR, reason, "upstream_unavailable")

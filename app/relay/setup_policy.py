@@ -7,10 +7,11 @@ upstream never sees two spellings of one field.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app import bounded_json
@@ -50,6 +51,7 @@ class SetupPolicy:
     allowed_models: tuple[str, ...]
     locked: Mapping[str, Any]  # a client value that differs is refused; a missing one is filled in
     forced: Mapping[str, Any]  # written over whatever the client sent
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # used when the client sent none
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,10 @@ def apply_setup_policy(
     model = resolve_model(setup.get("model"), target, policy.allowed_models)
     if "model" in policy.locked and model != bare_model_name(str(policy.locked["model"])):
         raise SetupRejected(POLICY_VIOLATION, 'setup field "model" is locked for this project')
+    for key, value in policy.defaults.items():
+        # A default stands in for a field the client left out; a field it sent is its choice.
+        if key not in setup and snake_case(key) not in setup:
+            setup[key] = copy.deepcopy(value)  # locks merge into it: keep the project's intact
     _merge(setup, {k: v for k, v in policy.locked.items() if k != "model"}, force=False)
     _merge(setup, {k: v for k, v in policy.forced.items() if k != "model"}, force=True)
     setup["model"] = target.model_path(model)

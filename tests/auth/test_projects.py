@@ -112,6 +112,8 @@ def test_without_a_projects_file_relay_api_keys_form_the_default_project() -> No
         ),
         ("[projects.p]\nlocked_setup = { sessionResumption = {} }", "cannot be locked"),
         ('[projects.p]\nlocked_setup = { model = "gemini-9" }', "not among its allowed models"),
+        ('[projects.p]\ndefault_setup = { model = "gemini-9" }', "cannot have a default"),
+        ('[projects.p]\nresumption = "sometimes"', "resumption"),
         ("[projects.p\n", "not valid TOML"),
     ],
     ids=[
@@ -126,6 +128,8 @@ def test_without_a_projects_file_relay_api_keys_form_the_default_project() -> No
         "issuer-in-two-projects",
         "unlockable-field",
         "locked-model-not-allowed",
+        "default-model",
+        "resumption-not-a-bool",
         "broken-toml",
     ],
 )

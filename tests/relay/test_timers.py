@@ -52,11 +52,11 @@ async def test_client_frames_keep_a_session_from_going_idle(emulator: Emulator) 
     assert code == 1000
 
 
-async def test_an_upstream_goaway_reaches_the_client_unchanged() -> None:
+async def test_without_resumption_an_upstream_goaway_reaches_the_client_unchanged() -> None:
     config = EmulatorConfig(connection_lifetime_seconds=1.0, goaway_notice_seconds=0.5)
     async with (
         Emulator(config) as short_lived,
-        running_relay(relay_settings(short_lived, None)) as relay,
+        running_relay(relay_settings(short_lived, None, resumption_enabled=False)) as relay,
     ):
         metrics = relay.state.metrics
         async with connect(relay.url, additional_headers=auth_headers()) as ws:

@@ -1,0 +1,31 @@
+"""What a session's pumps need from the upstream side, whatever sits behind it.
+
+A plain `websockets` client connection satisfies `UpstreamLeg`; so does `ResumableUpstream`,
+which keeps one session alive across several upstream connections. The session never knows
+which it has.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class UpstreamLeg(Protocol):
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class UpstreamSwitchFailed(Exception):
+    """A switch to a new upstream connection could not be made; the session must end.
+
+    `reason` goes into the client's 1011 close and says which failure it was; `kind` is a
+    low-cardinality label for metrics ("refused", "buffer_overflow", "deadline", ...).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
