@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -28,6 +29,7 @@ from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
 from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
+from app.relay.bounded_protocols import METRICS_STATE
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.metrics_port import metrics_port
 from app.relay.pending import PendingAdmissions
@@ -84,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = RelayMetrics(registry)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             connector, google_tokens = await _open_upstream(settings, stack)
             store = open_quota_store(settings)
@@ -129,7 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             install_drain_on_sigterm(sessions, settings.drain_seconds)
             logger.info("relay ready, upstream %s", connector.url)
             try:
-                yield
+                # Lifespan state reaches uvicorn's protocols too: they count their refusals.
+                yield {METRICS_STATE: metrics}
             finally:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -63,6 +63,16 @@ UPSTREAM_CONNECT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # A switch is a handshake plus a setup round trip: tens of milliseconds to seconds.
 UPSTREAM_SWITCH_GAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
 
+# Values of the `reason` label of relay_connections_refused_total and relay_client_aborts_total.
+REFUSAL_REASONS = (
+    "request_timeout",
+    "uri_too_long",
+    "headers_too_large",
+    "bad_request",
+    "pending_admissions",
+)
+CLIENT_ABORT_REASONS = ("send_timeout", "close_blocked", "close_timeout")
+
 # Close codes a peer may legitimately send (RFC 6455 section 7.4.1 and the IANA registry).
 # Codes 3000-4999 are free for applications: a client could send thousands of distinct ones,
 # so they are counted by class to keep the `code` label bounded.
@@ -180,6 +190,23 @@ class RelayMetrics:
             ["reason"],
             registry=registry,
         )
+        self.connections_refused_total = Counter(
+            "relay_connections_refused_total",
+            "Client connections refused before a session began because they broke a resource "
+            "bound, by reason: request_timeout (408), uri_too_long (414), headers_too_large "
+            "(431), bad_request (400, not HTTP or not a WebSocket handshake), "
+            "pending_admissions (429).",
+            ["reason"],
+            registry=registry,
+        )
+        self.client_aborts_total = Counter(
+            "relay_client_aborts_total",
+            "Client connections aborted without a clean close, by reason: send_timeout (the "
+            "client stopped reading), close_blocked (not reading when the relay closed), "
+            "close_timeout (the close did not finish in time).",
+            ["reason"],
+            registry=registry,
+        )
         self.upstream_connect_seconds = Histogram(
             "relay_upstream_connect_seconds",
             "Time to open the upstream WebSocket (TCP, TLS and handshake).",
@@ -251,6 +278,11 @@ class RelayMetrics:
         self._frames_out = self.frames_total.labels(direction=TO_CLIENT)
         self._bytes_in = self.bytes_total.labels(direction=FROM_CLIENT)
         self._bytes_out = self.bytes_total.labels(direction=TO_CLIENT)
+        # Every reason shown from the start at 0, so that an alert on its rate has a series.
+        for reason in REFUSAL_REASONS:
+            self.connections_refused_total.labels(reason=reason)
+        for reason in CLIENT_ABORT_REASONS:
+            self.client_aborts_total.labels(reason=reason)
 
     def add_traffic(self, frames_in: int, bytes_in: int, frames_out: int, bytes_out: int) -> None:
         """Add one session's traffic since its last call; `in` is client -> upstream.
@@ -271,6 +303,14 @@ class RelayMetrics:
     def record_close(self, side: str, code: int) -> None:
         """Count a session's close by the side that closed first (client, upstream, relay)."""
         self.closes_total.labels(side=side, code=close_code_label(code)).inc()
+
+    def record_refusal(self, reason: str) -> None:
+        """Count a connection refused for breaking a resource bound (see `REFUSAL_REASONS`)."""
+        self.connections_refused_total.labels(reason=reason).inc()
+
+    def record_client_abort(self, reason: str) -> None:
+        """Count a client connection aborted (see `CLIENT_ABORT_REASONS`)."""
+        self.client_aborts_total.labels(reason=reason).inc()
 
 
 def prepare_multiprocess(settings: Settings) -> Path | None:

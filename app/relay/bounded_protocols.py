@@ -14,6 +14,10 @@ The subclasses here bound each of those the way nginx and Envoy do (`client_head
 through `uvicorn.Config(http=..., ws=...)` (see `app.serve.uvicorn_config`). Their limits travel
 in `RelayUvicornConfig.connection_limits`, which survives the pickling uvicorn does to start
 worker processes.
+
+What they refuse and abort is counted on the app's `RelayMetrics`, which the app's lifespan hands
+them in the ASGI lifespan state (`METRICS_STATE`): uvicorn gives every protocol it builds that
+state, in each worker process, so multiprocess metrics need nothing more.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from starlette.websockets import WebSocket
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 
+from app.metrics import RelayMetrics
 from app.settings import Settings
 from app.web import error_body
 
@@ -58,6 +64,17 @@ CLOSE_TIMEOUT_SECONDS = 3.0
 
 # The ASGI scope extension through which the endpoint tells the protocol a session is admitted.
 ADMISSION_EXTENSION = "live-relay.admission"
+
+# The lifespan-state key under which the app's lifespan gives these protocols its metrics.
+METRICS_STATE = "live-relay.metrics"
+
+# The `reason` of relay_connections_refused_total for each HTTP refusal.
+_REFUSAL_REASONS = {
+    400: "bad_request",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "headers_too_large",
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,17 @@ def _limits_of(config: uvicorn.Config) -> ConnectionLimits:
     return ConnectionLimits.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
+def _metrics_of(app_state: dict[str, Any]) -> RelayMetrics | None:
+    """The app's metrics; None when its lifespan did not run (uvicorn with `lifespan="off"`)."""
+    metrics = app_state.get(METRICS_STATE)
+    return metrics if isinstance(metrics, RelayMetrics) else None
+
+
+def _count_refusal(metrics: RelayMetrics | None, status: int) -> None:
+    if metrics is not None:
+        metrics.record_refusal(_REFUSAL_REASONS.get(status, "bad_request"))
+
+
 def http_error(status: int, phrase: str, message: str) -> bytes:
     """A complete `Connection: close` HTTP answer in the relay's JSON error shape."""
     body = json.dumps(error_body(status, message)).encode()
@@ -127,6 +155,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.limits = _limits_of(config)
+        self.metrics = _metrics_of(self.app_state)
         self._request_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -234,6 +263,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = True
         self._cancel_request_timer()
         logger.info("HTTP request refused (%d): %s", status, why)
+        _count_refusal(self.metrics, status)
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
@@ -244,8 +274,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
         if self._abort_timer is None:
             self._abort_timer = self.loop.call_later(
-                self.limits.close_timeout_seconds, self.transport.abort
+                self.limits.close_timeout_seconds, self._close_timed_out
             )
+
+    def _close_timed_out(self) -> None:
+        """The refused client neither read its answer nor closed: drop it."""
+        self._abort_timer = None
+        if self.metrics is not None:
+            self.metrics.record_client_abort("close_timeout")
+        self.transport.abort()
 
     # --- request deadline -----------------------------------------------------------------
 
@@ -288,16 +325,19 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.limits = _limits_of(config)
+        self.metrics = _metrics_of(self.app_state)
         self.close_timeout = self.limits.close_timeout_seconds
         self.conn.max_message_size = self.limits.pre_admission_frame_bytes
         self._send_deadline: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._aborted = False  # counted once, whichever timer or deadline came first
 
     # --- admission ------------------------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if self.close_sent:  # websockets refused the handshake itself and uvicorn answered
+            _count_refusal(self.metrics, self.response.status_code)
             self._abort_later()
             return
         self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": _Admission(self._admit)}
@@ -311,6 +351,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets built the answer (414, 431) or none (garbage): send it and close.
+            _count_refusal(self.metrics, _handshake_status(self.conn.handshake_exc))
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
             self._close_then_abort()
@@ -333,13 +374,17 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     def _send_timed_out(self) -> None:
         self._send_deadline = None
         seconds = self.limits.send_timeout_seconds
-        self._abort(f"client did not read for {seconds:g}s (send timeout)")
+        self._abort("send_timeout", f"client did not read for {seconds:g}s (send timeout)")
 
-    def _abort(self, why: str) -> None:
-        """Drop the connection now; the application learns why from its disconnect event."""
-        if self.disconnected:
+    def _abort(self, reason: str, why: str) -> None:
+        """Drop the connection now; the application learns why from its disconnect event.
+        `reason` is the word counted in relay_client_aborts_total."""
+        if self.disconnected or self._aborted:
             return
+        self._aborted = True
         logger.info("client connection aborted: %s", why)
+        if self.metrics is not None:
+            self.metrics.record_client_abort(reason)
         self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006, "reason": why})
         self.transport.abort()
 
@@ -352,13 +397,13 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
                 async with asyncio.timeout(CLOSE_WRITE_GRACE_SECONDS):
                     await self.writable.wait()
             except TimeoutError:
-                self._abort("client not reading when the relay closed the session")
+                self._abort("close_blocked", "client not reading when the relay closed the session")
                 return
         await super().send(message)
         if self.close_timer is not None:
             # uvicorn's timer calls transport.close(), which waits for the buffer to drain.
             self.close_timer.cancel()
-            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+            self.close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
 
     # --- closes ---------------------------------------------------------------------------
 
@@ -368,7 +413,18 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _abort_later(self) -> None:
         if self._abort_timer is None and not self.disconnected:
-            self._abort_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+            self._abort_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        """The connection began closing `close_timeout` ago and is still open: drop it.
+        Both uvicorn's close timer and `_abort_later`'s may be armed; the first one counts."""
+        self.close_timer = self._abort_timer = None
+        if self.disconnected or self._aborted:
+            return
+        self._aborted = True
+        if self.metrics is not None:
+            self.metrics.record_client_abort("close_timeout")
+        self.transport.abort()
 
     def handle_close(self, event: Any) -> None:
         super().handle_close(event)
@@ -401,6 +457,15 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         # partly received frame (up to the setup cap) resident until then.
         self.conn.reader.buffer.clear()
         self.frames = []
+
+
+def _handshake_status(refusal: Exception | None) -> int:
+    """The HTTP status websockets answers a handshake it could not parse with (none: 400)."""
+    if isinstance(refusal, RequestLineTooLong):
+        return 414
+    if isinstance(refusal, HeaderLineTooLong | TooManyHeaders):
+        return 431
+    return 400
 
 
 def admit_full_frames(websocket: WebSocket) -> None:

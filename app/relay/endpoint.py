@@ -60,6 +60,7 @@ async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
     pending = await relay.pending.take(principal.project.name, credential_id(websocket))
     if isinstance(pending, str):  # charged before the setup is read: refused, it costs nothing
         logger.info("handshake refused (429): %s", pending)
+        relay.metrics.record_refusal("pending_admissions")
         await refuse(websocket, Refusal(429, pending))
         return
     session_id = secrets.token_hex(8)
