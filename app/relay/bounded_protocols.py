@@ -418,7 +418,6 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     def _close_timed_out(self) -> None:
         """The connection began closing `close_timeout` ago and is still open: drop it.
         Both uvicorn's close timer and `_abort_later`'s may be armed; the first one counts."""
-        self.close_timer = self._abort_timer = None
         if self.disconnected or self._aborted:
             return
         self._aborted = True

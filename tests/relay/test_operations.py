@@ -89,10 +89,26 @@ async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
             value(samples, "relay_build_info", version=_version(samples), python=_python(samples))
             == 1
         )
+        # Refusals are counted by uvicorn's protocols, outside the app, in whichever worker
+        # took the connection: they add up too.
+        answers = await asyncio.gather(*(_oversized_url_request(relay.port) for _ in range(10)))
+        assert all(answer.startswith(b"HTTP/1.1 414") for answer in answers)
+        samples = await scrape(metrics_url)
+        assert value(samples, "relay_connections_refused_total", reason="uri_too_long") == 10
     finally:
         for ws in sessions:
             await ws.close()
         relay.kill()
+
+
+async def _oversized_url_request(port: int) -> bytes:
+    """A request line over the relay's 8 KiB limit; everything it answered before closing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /v1/live?x=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
 
 
 def _label(

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from app.emulator import Emulator, EmulatorConfig
+from tests.support.relay import RunningRelay
+from tests.support.scrape import scrape, value
 
 SOAK = os.environ.get("LIVE_RELAY_SOAK", "") not in ("", "0")
 SCALE = 5 if SOAK else 1  # the soak multiplies clients and rounds by this
@@ -38,6 +40,19 @@ def record(name: str, value: float | int | str) -> None:
     figures = json.loads(path.read_text()) if path.exists() else {}
     figures[name] = value
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+async def counted(relay: RunningRelay, metric: str, reason: str) -> float:
+    """`metric{reason="..."}` as Prometheus scrapes it from the relay."""
+    return value(await scrape(f"{relay.http_url}/metrics"), metric, reason=reason)
+
+
+async def refusals(relay: RunningRelay, reason: str) -> float:
+    return await counted(relay, "relay_connections_refused_total", reason)
+
+
+async def aborts(relay: RunningRelay, reason: str) -> float:
+    return await counted(relay, "relay_client_aborts_total", reason)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from app.relay.bounded_protocols import (
     MAX_REQUEST_LINE_BYTES,
 )
 from tests.relay.conftest import API_KEY, relay_settings
-from tests.reliability.conftest import SCALE, record, soak_marks
+from tests.reliability.conftest import SCALE, record, refusals, soak_marks
 from tests.support.relay import RunningRelay, running_relay
 
 pytestmark = soak_marks()
@@ -69,6 +69,7 @@ async def test_an_oversized_url_is_answered_414_and_the_socket_closed(relay: Run
     answer, _ = await exchange(relay, UPGRADE.format(query=query).encode() + b"\r\n")
     assert status_of(answer) == 414
     assert b'"code": 414' in answer
+    assert await refusals(relay, "uri_too_long") == 1
 
 
 async def test_a_4_mib_url_is_refused_before_it_is_all_sent(relay: RunningRelay) -> None:
@@ -82,6 +83,7 @@ async def test_a_4_mib_url_is_refused_before_it_is_all_sent(relay: RunningRelay)
     answer = await asyncio.wait_for(answer_read, timeout=10)
     writer.close()
     assert status_of(answer) == 414
+    assert await refusals(relay, "uri_too_long") == 1  # once, however much more arrived
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,7 @@ async def test_oversized_headers_are_answered_431_and_the_socket_closed(
     answer, _ = await exchange(relay, request.encode())
     assert status_of(answer) == 431
     assert why.encode() in answer
+    assert await refusals(relay, "headers_too_large") == 1
 
 
 async def test_a_half_sent_request_is_answered_408_at_its_deadline(relay: RunningRelay) -> None:
@@ -107,6 +110,7 @@ async def test_a_half_sent_request_is_answered_408_at_its_deadline(relay: Runnin
     half = UPGRADE.format(query=f"?key={API_KEY}").encode()  # no blank line: never finished
     results = await asyncio.gather(*(exchange(relay, half) for _ in range(clients)))
     assert all(status_of(answer) == 408 for answer, _ in results)
+    assert await refusals(relay, "request_timeout") == clients
     slowest = max(took for _, took in results)
     assert slowest < REQUEST_TIMEOUT + 5
     record("slowloris_closed_after_s", round(slowest, 2))
@@ -134,6 +138,7 @@ async def test_a_request_trickled_byte_by_byte_still_meets_the_deadline(
 async def test_a_connection_that_sends_nothing_is_reaped(relay: RunningRelay) -> None:
     answer, took = await exchange(relay, b"")
     assert status_of(answer) == 408
+    assert await refusals(relay, "request_timeout") == 1
     record("silent_connection_closed_after_s", round(took, 2))
 
 
@@ -166,3 +171,10 @@ async def test_an_upgrade_websockets_refuses_is_answered_and_closed(relay: Runni
     answer, _ = await exchange(relay, request.encode())  # EOF within the wait: closed
     assert status_of(answer) == 400
     assert b"Sec-WebSocket-Version" in answer
+    assert await refusals(relay, "bad_request") == 1
+
+
+async def test_bytes_that_are_not_http_are_answered_400_and_closed(relay: RunningRelay) -> None:
+    answer, _ = await exchange(relay, b"\x16\x03\x01\x02\x00 not an HTTP request\r\n\r\n")
+    assert status_of(answer) == 400
+    assert await refusals(relay, "bad_request") == 1

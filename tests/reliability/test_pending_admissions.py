@@ -14,7 +14,7 @@ from app.emulator import Emulator
 from app.relay.pending import PENDING_WAIT_SECONDS
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.relay.test_setup_and_closes import close_of
-from tests.reliability.conftest import SCALE, record, soak_marks
+from tests.reliability.conftest import SCALE, record, refusals, soak_marks
 from tests.reliability.stalled import open_session
 from tests.reliability.test_memory_bounds import hold_incomplete_setup
 from tests.support.relay import RunningRelay, running_relay
@@ -57,6 +57,7 @@ async def test_connections_holding_their_slots_get_the_next_one_refused_429(
     refused.transport.abort()
     assert status == 429
     assert PENDING_WAIT_SECONDS - 0.1 <= waited < PENDING_WAIT_SECONDS + 5
+    assert await refusals(relay, "pending_admissions") == 1
     # One holder leaves: its slot is free at once.
     holders[0][0].transport.abort()
     await asyncio.sleep(0.2)

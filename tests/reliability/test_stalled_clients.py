@@ -7,15 +7,19 @@ to 14 s: closing a session waited forever for the client's socket to become writ
 from __future__ import annotations
 
 import asyncio
+import json
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from app.emulator import Emulator
-from tests.relay.conftest import relay_settings
-from tests.reliability.conftest import SCALE, record, soak_marks
+from app.relay.bounded_protocols import CLOSE_TIMEOUT_SECONDS
+from tests.relay.conftest import API_KEY, MODEL, relay_settings
+from tests.reliability.conftest import SCALE, aborts, record, soak_marks
 from tests.reliability.stalled import StalledClient, in_batches, open_session, stalled_client
+from tests.reliability.test_memory_bounds import upgrade
 from tests.support.relay import RunningRelay, running_relay
 
 pytestmark = soak_marks()
@@ -56,10 +60,12 @@ async def ended_on_time(
     clients: list[StalledClient],
     limit_at: float,
     figure: str,
+    aborted_for: str,
     measured_from: float | None = None,
 ) -> None:
-    """The sessions end (slots free) within a generous margin of `limit_at`; the figure is
-    the time from `measured_from` (default: the limit) until they had."""
+    """The sessions end (slots free) within a generous margin of `limit_at`, every client
+    counted as aborted for `aborted_for`; the figure is the time from `measured_from`
+    (default: the limit) until they had."""
     sessions = relay.state.sessions
     try:
         await wait_until(lambda: len(sessions) == 0, within=limit_at - time.monotonic() + 10)
@@ -67,6 +73,7 @@ async def ended_on_time(
         record(figure, round(now - (measured_from or limit_at), 2))
         late = now - limit_at
         assert late < 3, f"sessions ended {late:.1f}s after their limit"
+        assert await aborts(relay, aborted_for) == len(clients)
         await all_slots_usable(relay)
     finally:
         await asyncio.gather(*(client.discard() for client in clients))
@@ -76,7 +83,11 @@ async def test_session_limit_ends_stalled_sessions_on_time(echo_emulator: Emulat
     async with relay_with(echo_emulator, max_session_seconds=3, goaway_notice_seconds=1) as relay:
         started = time.monotonic()
         clients = await stall(relay)
-        await ended_on_time(relay, clients, started + 3, "session_limit_slots_free_after_s")
+        # Not reading, they cannot take the close frame either: aborted at the close.
+        at_limit = started + 3
+        await ended_on_time(
+            relay, clients, at_limit, "session_limit_slots_free_after_s", "close_blocked"
+        )
 
 
 async def test_idle_limit_ends_stalled_sessions_on_time(echo_emulator: Emulator) -> None:
@@ -84,7 +95,10 @@ async def test_idle_limit_ends_stalled_sessions_on_time(echo_emulator: Emulator)
         clients = await stall(relay)
         # The client pumps stop when the relay stops reading them; idle counts from then.
         await asyncio.wait([client.pumping for client in clients], timeout=10)
-        await ended_on_time(relay, clients, time.monotonic() + 2, "idle_limit_slots_free_after_s")
+        idle_at = time.monotonic() + 2
+        await ended_on_time(
+            relay, clients, idle_at, "idle_limit_slots_free_after_s", "close_blocked"
+        )
 
 
 async def test_a_client_that_reads_nothing_is_aborted_at_the_send_timeout(
@@ -96,5 +110,34 @@ async def test_a_client_that_reads_nothing_is_aborted_at_the_send_timeout(
         # No session or idle limit is near: only the write deadline can end these sessions.
         limit_at = started + STALLED_BY + 1
         await ended_on_time(
-            relay, clients, limit_at, "send_timeout_sessions_ended_after_start_s", started
+            relay,
+            clients,
+            limit_at,
+            "send_timeout_sessions_ended_after_start_s",
+            "send_timeout",
+            started,
         )
+
+
+async def test_a_client_that_never_answers_the_close_is_aborted_at_the_close_timeout(
+    echo_emulator: Emulator,
+) -> None:
+    async with relay_with(echo_emulator, max_session_seconds=2, goaway_notice_seconds=1) as relay:
+        # A raw client: it reads whatever arrives (the close frame too) but never answers it.
+        _, writer, status = await upgrade(int(relay.http_url.rsplit(":", 1)[1]), API_KEY)
+        assert status == 101
+        setup = json.dumps({"setup": {"model": MODEL}}).encode()
+        # A masked text frame (mask 0: the payload goes as is) with a 16-bit length.
+        writer.write(bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(setup)) + bytes(4) + setup)
+        try:
+            await wait_until(lambda: len(relay.state.sessions) == 1, within=10)
+            # The session limit closes it; the close frame is read but never answered.
+            within = 2 + CLOSE_TIMEOUT_SECONDS + 10
+            deadline = time.monotonic() + within
+            while await aborts(relay, "close_timeout") < 1:
+                assert time.monotonic() < deadline, f"no close_timeout abort after {within}s"
+                await asyncio.sleep(0.1)
+            assert await aborts(relay, "close_timeout") == 1
+            assert await aborts(relay, "close_blocked") == 0  # the close frame was written
+        finally:
+            writer.transport.abort()
