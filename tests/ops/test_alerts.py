@@ -123,6 +123,45 @@ REPLAYS: list[dict[str, Any]] = [
             quiet("LiveRelayQuotasNotEnforced", "15m"),
         ],
     },
+    {
+        "interval": "1m",
+        "input_series": [
+            # A slowloris wave: 3 half-sent requests a second reaped at their deadline.
+            {
+                "series": 'relay_connections_refused_total{reason="request_timeout"}',
+                "values": "0+180x30",
+            },
+            {"series": 'relay_connections_refused_total{reason="uri_too_long"}', "values": "0x30"},
+            # 100 sessions a minute; 3 aborted for not reading, then 10 from minute 15 on.
+            {
+                "series": 'relay_sessions_total{project="acme", outcome="client_closed"}',
+                "values": "0+100x30",
+            },
+            {
+                "series": 'relay_client_aborts_total{reason="send_timeout"}',
+                "values": "0+3x15 45+10x15",
+            },
+            {"series": 'relay_client_aborts_total{reason="close_timeout"}', "values": "0+50x30"},
+        ],
+        "alert_rule_test": [
+            quiet("LiveRelayConnectionsRefused", "9m"),  # refused, but not for 10 minutes yet
+            alert(
+                "LiveRelayConnectionsRefused",
+                "16m",
+                {"severity": "warning", "reason": "request_timeout"},
+                "more than one connection per second refused (request_timeout)",
+            ),
+            # 3 % (close_timeout is not counted: HTTP refusals linger too, not only sessions).
+            quiet("LiveRelayClientsNotReading", "14m"),
+            quiet("LiveRelayClientsNotReading", "24m"),  # 10 % but not for 10 minutes yet
+            alert(
+                "LiveRelayClientsNotReading",
+                "29m",
+                {"severity": "warning"},
+                "10% of sessions aborted for not reading",
+            ),
+        ],
+    },
 ]
 
 

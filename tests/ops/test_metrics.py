@@ -12,7 +12,9 @@ from pydantic import SecretStr
 
 from app import __version__
 from app.metrics import (
+    CLIENT_ABORT_REASONS,
     FROM_CLIENT,
+    REFUSAL_REASONS,
     TO_CLIENT,
     RelayMetrics,
     build_metrics_app,
@@ -37,6 +39,8 @@ EXPECTED_METRICS = {
     "relay_quota_window_tokens": "gauge",
     "relay_quota_tokens_per_minute_limit": "gauge",
     "relay_auth_failures": "counter",
+    "relay_connections_refused": "counter",  # issue 13's bounds: refusals and aborts
+    "relay_client_aborts": "counter",
     "relay_upstream_connect_seconds": "histogram",
     "relay_upstream_failures": "counter",  # issue 10: why upstream connections failed
     "relay_closes": "counter",
@@ -96,6 +100,16 @@ def test_traffic_series_exist_at_zero_before_any_session(registry: CollectorRegi
     RelayMetrics(registry)
     for direction in (FROM_CLIENT, TO_CLIENT):
         assert registry.get_sample_value("relay_frames_total", {"direction": direction}) == 0
+
+
+def test_every_refusal_and_abort_reason_exists_at_zero_before_any(
+    registry: CollectorRegistry,
+) -> None:
+    RelayMetrics(registry)
+    for reason in REFUSAL_REASONS:
+        assert registry.get_sample_value("relay_connections_refused_total", {"reason": reason}) == 0
+    for reason in CLIENT_ABORT_REASONS:
+        assert registry.get_sample_value("relay_client_aborts_total", {"reason": reason}) == 0
 
 
 def test_build_info_is_one_labelled_with_version_and_python(
