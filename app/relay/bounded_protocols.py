@@ -349,7 +349,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+        refused = self.conn.handshake_exc is not None and not self.close_sent
+        if refused and not self.handshake_initiated:  # answered and counted once
             # websockets built the answer (414, 431) or none (garbage): send it and close.
             _count_refusal(self.metrics, _handshake_status(self.conn.handshake_exc))
             self.transport.write(b"".join(self.conn.data_to_send()))
