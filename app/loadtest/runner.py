@@ -7,6 +7,14 @@ Timeline of a run:
 
 The window opens once every session has opened or given up, so its figures describe N live
 sessions and not the handshakes. Everything is bounded by `LoadConfig.deadline_seconds`.
+
+With a storm (`storm_sessions`), that many more sessions open all at once `storm_at` into the
+window (one task each, started together: a reconnect storm after a replica restart), hold their
+session without sending, and close with the others. The window lasts at least until the storm
+has settled, so every frame sent during it is measured.
+
+    |-- ramp-up --|-- window ---------------------------------|-- drain --|
+                        storm_at ^ N connects at once ^ last one set up
 Sessions send when one shared `Pacer` says so; answers are handled in transport callbacks.
 """
 
@@ -47,7 +55,7 @@ ProgressCallback = Callable[[Progress], None]
 
 async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = None) -> LoadReport:
     """Drive `config.sessions` sessions against `config.url` and measure them."""
-    recorder = Recorder(config.sessions)
+    recorder = Recorder(config.sessions, config.storm_sessions)
     stop_sending = asyncio.Event()
     endpoint = Endpoint.from_config(config)
     pacer = Pacer(round(config.interval_seconds * 1e9), config.sessions)
@@ -63,6 +71,20 @@ async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = No
         session = Session(index, config, endpoint, exchange_for(index), recorder, pacer)
         await session.run(stop_sending)
 
+    async def storm_task(index: int) -> None:
+        session = Session(index, config, endpoint, exchange_for(index), recorder, pacer, storm=True)
+        await session.run(stop_sending)
+
+    async def storm() -> None:
+        await asyncio.sleep(config.storm_delay_seconds)
+        recorder.storm.start()
+        first = config.sessions
+        tasks.extend(
+            asyncio.create_task(storm_task(index))
+            for index in range(first, first + config.storm_sessions)
+        )
+        await recorder.storm.all_settled.wait()
+
     reporter = None
     if on_progress is not None:
         reporter = asyncio.create_task(_report_progress(config, recorder, on_progress))
@@ -72,7 +94,10 @@ async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = No
         async with asyncio.timeout(config.deadline_seconds):
             await _wait_until_settled(config, recorder)
             recorder.start_window()
-            await asyncio.sleep(config.duration_seconds)
+            if config.storm_sessions:
+                await asyncio.gather(asyncio.sleep(config.duration_seconds), storm())
+            else:
+                await asyncio.sleep(config.duration_seconds)
             recorder.end_window()
             stop_sending.set()
             await asyncio.gather(*tasks)
