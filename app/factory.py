@@ -26,6 +26,7 @@ from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
 from app.relay import admin, endpoint, health
 from app.relay.drain import install_drain_on_sigterm
+from app.relay.heap import freeze_startup_heap
 from app.relay.metrics_port import metrics_port
 from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("metrics on port %d", port)
             flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
             install_drain_on_sigterm(sessions, settings.drain_seconds)
+            freeze_startup_heap()
             logger.info("relay ready, upstream %s", connector.url)
             try:
                 yield
