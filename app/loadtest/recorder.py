@@ -161,6 +161,10 @@ class Recorder:
             if start_ns <= sent_ns < end_ns
         ]
 
+    def count_errors(self, errors: dict[str, int]) -> None:
+        """Add errors counted elsewhere (the storm's process)."""
+        self.errors.update(errors)
+
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())

@@ -11,9 +11,9 @@ sampled every 50 ms from /proc:
 - RSS per held session: resident memory after the storm minus before it, per storm session
   (storm sessions hold their session without sending, so this is what an open session costs).
 
-The load generator opens the storm's connections on the same event loop that times the
-streaming sessions, so part of the streaming added p99 is its own; the `direct` row (no proxy)
-shows that floor.
+The storm is opened by a process of its own (see `app.loadtest.storm`), pinned to the load
+core with the generator, the upstream and Redis; the `direct` row (no proxy: the upstream
+itself takes the storm) shows what that core contributes.
 """
 
 from __future__ import annotations
