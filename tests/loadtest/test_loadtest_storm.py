@@ -97,3 +97,29 @@ async def test_storm_at_must_fall_inside_the_window() -> None:
     assert status == 2
     assert stdout == ""
     assert "storm must start within the window" in stderr
+
+
+async def test_storm_sessions_refused_at_the_handshake_are_storm_errors() -> None:
+    config = EmulatorConfig(echo_audio=True, require_token="the-right-key", auth_failure="reject")
+    async with Emulator(config) as emulator:
+        status, stdout, _ = await run_loadtest(
+            emulator.base_url + VERTEX_PATH,
+            "--api-key=a-wrong-key",
+            "--sessions=1",
+            "--storm=3",
+            "--storm-at=0",
+            "--duration=0.5",
+            "--ramp-up=0",
+            "--json",
+            "--quiet",
+        )
+    assert status == 1
+    report = json.loads(stdout)
+    assert report["errors"]["by_kind"] == {
+        "refused: HTTP 401": 1,
+        "storm: refused: HTTP 401": 3,
+    }
+    storm = report["storm"]
+    assert (storm["opened"], storm["failed"], storm["admissions_per_second"]) == (0, 3, 0.0)
+    assert storm["setup_ms"]["count"] == 0
+    assert "a-wrong-key" not in stdout
