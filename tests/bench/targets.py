@@ -217,7 +217,7 @@ TARGETS = {
         ),
         Target(
             "relay-tls",
-            "the relay terminating TLS on the client leg (wss://, TLS 1.3, a throwaway CA)",
+            "the relay terminating TLS on the client leg (wss://, a throwaway CA)",
             _relay(tls=True),
         ),
         Target(
