@@ -7,6 +7,7 @@ Timeline of a run:
 
 The window opens once every session has opened or given up, so its figures describe N live
 sessions and not the handshakes. Everything is bounded by `LoadConfig.deadline_seconds`.
+Sessions send when one shared `Pacer` says so; answers are handled in transport callbacks.
 
 With a storm (`storm_sessions`), that many more sessions open all at once `storm_at` into the
 window (a reconnect storm after a replica restart), from a worker process started beforehand
@@ -16,7 +17,6 @@ has settled, so every frame sent during it is measured.
 
     |-- ramp-up --|-- window ---------------------------------|-- drain --|
                         storm_at ^ N connects at once ^ last one set up
-Sessions send when one shared `Pacer` says so; answers are handled in transport callbacks.
 """
 
 from __future__ import annotations
