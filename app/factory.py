@@ -31,6 +31,7 @@ from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.bounded_protocols import METRICS_STATE
 from app.relay.drain import install_drain_on_sigterm
+from app.relay.heap import freeze_startup_heap
 from app.relay.metrics_port import metrics_port
 from app.relay.pending import PendingAdmissions
 from app.relay.registry import LiveSessions
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("metrics on port %d", port)
             flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
             install_drain_on_sigterm(sessions, settings.drain_seconds)
+            freeze_startup_heap()
             logger.info("relay ready, upstream %s", connector.url)
             try:
                 # Lifespan state reaches uvicorn's protocols too: they count their refusals.

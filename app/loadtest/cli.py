@@ -67,6 +67,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drain", type=float, default=2.0, help="seconds to wait for the last answers (2)"
     )
+    parser.add_argument(
+        "--storm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reconnect storm: open N more sessions all at once while the --sessions ones "
+        "stream, and report their setup times, admissions/s and the streaming sessions' added "
+        "p99 (default 0: no storm)",
+    )
+    parser.add_argument(
+        "--storm-at",
+        type=float,
+        metavar="SECONDS",
+        help="when the storm starts, in seconds into the measured window (default: a third of "
+        "--duration)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -101,6 +117,8 @@ def _config_from(args: argparse.Namespace) -> LoadConfig:
         compression=args.compression,
         open_timeout_seconds=args.open_timeout,
         drain_seconds=args.drain,
+        storm_sessions=args.storm,
+        storm_at_seconds=args.storm_at,
     )
 
 

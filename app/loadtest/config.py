@@ -32,6 +32,10 @@ class LoadConfig:
     open_timeout_seconds: float = 10.0
     drain_seconds: float = 2.0
     progress_interval_seconds: float = 1.0
+    storm_sessions: int = 0
+    """Sessions opened all at once, while the others stream, `storm_at_seconds` into the window."""
+    storm_at_seconds: float | None = None
+    """When the storm starts, counted from the window's start; None: a third of the way in."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("ws://", "wss://")):
@@ -51,6 +55,20 @@ class LoadConfig:
                 raise ValueError(f"{name} must be within (0, 600]")
         if not 0 <= self.drain_seconds <= 600:
             raise ValueError("drain_seconds must be within [0, 600]")
+        if not 0 <= self.storm_sessions <= 10_000:
+            raise ValueError("storm sessions must be within 0..10000")
+        if self.storm_at_seconds is not None and not (
+            0 <= self.storm_at_seconds < self.duration_seconds
+        ):
+            raise ValueError("the storm must start within the window: 0 <= storm-at < duration")
+
+    @property
+    def storm_delay_seconds(self) -> float:
+        """Seconds from the window's start to the storm's (the streaming p99 before it is the
+        baseline its added p99 is measured against)."""
+        if self.storm_at_seconds is not None:
+            return self.storm_at_seconds
+        return self.duration_seconds / 3
 
     @property
     def interval_seconds(self) -> float:
@@ -67,4 +85,5 @@ class LoadConfig:
             + self.interval_seconds
             + self.drain_seconds
             + self.open_timeout_seconds  # closing handshakes
+            + (self.open_timeout_seconds if self.storm_sessions else 0)  # the storm's opening
         )

@@ -12,6 +12,53 @@ from app.loadtest.stats import Summary, summarize_ns
 
 
 @dataclass(frozen=True)
+class StormReport:
+    """Sessions opened at once while the others stream: how fast they got in, what it cost.
+
+    `streaming_before` covers the streaming sessions' frames sent in the window before the
+    storm, `streaming_during` those sent from its first connect to its last setup; their p99
+    difference is what the storm added to the sessions already talking.
+    """
+
+    requested: int
+    opened: int
+    failed: int
+    seconds: float
+    started_at: float | None  # Unix time, to line up with samples taken elsewhere
+    ended_at: float | None
+    connect: Summary
+    setup: Summary
+    streaming_before: Summary
+    streaming_during: Summary
+
+    @property
+    def admissions_per_second(self) -> float:
+        return round(self.opened / self.seconds, 1) if self.seconds > 0 else 0.0
+
+    @property
+    def added_p99_ms(self) -> float | None:
+        if not self.streaming_before.count or not self.streaming_during.count:
+            return None
+        return round(self.streaming_during.p99 - self.streaming_before.p99, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "opened": self.opened,
+            "failed": self.failed,
+            "seconds": self.seconds,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "admissions_per_second": self.admissions_per_second,
+            "connect_ms": self.connect.as_dict(),
+            "setup_ms": self.setup.as_dict(),
+            "streaming_before_ms": self.streaming_before.as_dict(),
+            "streaming_during_ms": self.streaming_during.as_dict(),
+            "streaming_added_p99_ms": self.added_p99_ms,
+        }
+
+
+@dataclass(frozen=True)
 class LoadReport:
     """What one run measured. Rates and latencies cover the measurement window only."""
 
@@ -37,6 +84,7 @@ class LoadReport:
     setup: Summary
     errors: dict[str, int]
     close_codes: dict[int, int]
+    storm: StormReport | None = None
 
     @property
     def error_count(self) -> int:
@@ -69,6 +117,7 @@ class LoadReport:
             "setup_ms": self.setup.as_dict(),
             "errors": {"total": self.error_count, "by_kind": dict(self.errors)},
             "close_codes": {str(code): count for code, count in sorted(self.close_codes.items())},
+            "storm": None if self.storm is None else self.storm.as_dict(),
         }
 
 
@@ -101,6 +150,30 @@ def build_report(config: LoadConfig, recorder: Recorder) -> LoadReport:
         setup=summarize_ns(recorder.setup_ns),
         errors=dict(recorder.errors),
         close_codes=dict(recorder.close_codes),
+        storm=_storm_report(recorder) if config.storm_sessions else None,
+    )
+
+
+def _storm_report(recorder: Recorder) -> StormReport:
+    storm = recorder.storm
+    start, end = storm.started_ns, storm.ended_ns
+    window_start = recorder.window_start_ns
+    before = during = summarize_ns([])
+    if start is not None and window_start is not None:
+        before = summarize_ns(recorder.latencies_sent_between(window_start, start))
+        if end is not None:
+            during = summarize_ns(recorder.latencies_sent_between(start, end))
+    return StormReport(
+        requested=storm.sessions,
+        opened=storm.opened,
+        failed=storm.failed,
+        seconds=round(storm.seconds, 3),
+        started_at=storm.started_unix,
+        ended_at=storm.ended_unix,
+        connect=summarize_ns(storm.connect_ns),
+        setup=summarize_ns(storm.setup_ns),
+        streaming_before=before,
+        streaming_during=during,
     )
 
 
@@ -142,7 +215,24 @@ def render_table(report: LoadReport) -> str:
         f"errors: {report.error_count}",
     ]
     lines += [f"  {count:>6} x {kind}" for kind, count in sorted(report.errors.items())]
+    if report.storm is not None:
+        lines += ["", *_storm_lines(report.storm)]
     return "\n".join(lines)
+
+
+def _storm_lines(storm: StormReport) -> list[str]:
+    added = "-" if storm.added_p99_ms is None else f"{storm.added_p99_ms:+.2f} ms"
+    return [
+        f"storm: {storm.opened}/{storm.requested} sessions opened at once in "
+        f"{storm.seconds:.2f} s ({storm.admissions_per_second:.0f} admissions/s), "
+        f"{storm.failed} failed",
+        f"{'ms':<16}{'count':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}",
+        _summary_row("storm connect", storm.connect),
+        _summary_row("storm setup", storm.setup),
+        _summary_row("rtt before", storm.streaming_before),
+        _summary_row("rtt during", storm.streaming_during),
+        f"streaming sessions' added p99 during the storm: {added}",
+    ]
 
 
 def _summary_row(label: str, summary: Summary) -> str:

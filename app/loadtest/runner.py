@@ -8,6 +8,15 @@ Timeline of a run:
 The window opens once every session has opened or given up, so its figures describe N live
 sessions and not the handshakes. Everything is bounded by `LoadConfig.deadline_seconds`.
 Sessions send when one shared `Pacer` says so; answers are handled in transport callbacks.
+
+With a storm (`storm_sessions`), that many more sessions open all at once `storm_at` into the
+window (a reconnect storm after a replica restart), from a worker process started beforehand
+(`app.loadtest.storm`: opening them here would delay the frames timed here); they hold their
+session without sending and close with the others. The window lasts at least until the storm
+has settled, so every frame sent during it is measured.
+
+    |-- ramp-up --|-- window ---------------------------------|-- drain --|
+                        storm_at ^ N connects at once ^ last one set up
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from app.loadtest.recorder import Recorder
 from app.loadtest.report import LoadReport, build_report
 from app.loadtest.session import Endpoint, Session
 from app.loadtest.stats import summarize_ns
+from app.loadtest.storm import StormWorker, StormWorkerError
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ ProgressCallback = Callable[[Progress], None]
 
 async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = None) -> LoadReport:
     """Drive `config.sessions` sessions against `config.url` and measure them."""
-    recorder = Recorder(config.sessions)
+    recorder = Recorder(config.sessions, config.storm_sessions)
     stop_sending = asyncio.Event()
     endpoint = Endpoint.from_config(config)
     pacer = Pacer(round(config.interval_seconds * 1e9), config.sessions)
@@ -63,19 +73,37 @@ async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = No
         session = Session(index, config, endpoint, exchange_for(index), recorder, pacer)
         await session.run(stop_sending)
 
+    async def storm(worker: StormWorker) -> None:
+        await asyncio.sleep(config.storm_delay_seconds)
+        recorder.count_errors(await worker.open(recorder.storm))
+
     reporter = None
     if on_progress is not None:
         reporter = asyncio.create_task(_report_progress(config, recorder, on_progress))
     pacing = asyncio.create_task(pacer.run())
     tasks = [asyncio.create_task(session_task(index)) for index in range(config.sessions)]
+    worker: StormWorker | None = None
     try:
         async with asyncio.timeout(config.deadline_seconds):
+            if config.storm_sessions:
+                worker = await StormWorker.start(config)  # ready long before the storm is due
             await _wait_until_settled(config, recorder)
             recorder.start_window()
-            await asyncio.sleep(config.duration_seconds)
+            if worker is not None:
+                await asyncio.gather(asyncio.sleep(config.duration_seconds), storm(worker))
+            else:
+                await asyncio.sleep(config.duration_seconds)
             recorder.end_window()
             stop_sending.set()
             await asyncio.gather(*tasks)
+            if worker is not None:
+                close_codes, errors = await worker.close()
+                recorder.close_codes.update(close_codes)
+                recorder.count_errors(errors)
+    except StormWorkerError as exc:
+        if recorder.window_end_ns is None:
+            recorder.end_window()
+        recorder.errors[str(exc)] += 1
     except TimeoutError:
         if recorder.window_end_ns is None:
             recorder.end_window()
@@ -86,6 +114,8 @@ async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = No
         for task in [*tasks, *helpers]:
             task.cancel()
         await asyncio.gather(*tasks, *helpers, return_exceptions=True)
+        if worker is not None:
+            await worker.kill()
     recorder.missed_slots = pacer.missed_slots
     return build_report(config, recorder)
 

@@ -42,7 +42,11 @@ class Endpoint:
 
 
 class Session:
-    """A client that sends in its pacer slot until told to stop, then waits for its answers."""
+    """A client that sends in its pacer slot until told to stop, then waits for its answers.
+
+    A storm session (`storm=True`) only opens and holds its session until told to stop: the
+    storm measures admissions, and the streaming sessions measure what the storm costs them.
+    """
 
     def __init__(
         self,
@@ -52,8 +56,11 @@ class Session:
         exchange: Exchange,
         recorder: Recorder,
         pacer: Pacer,
+        *,
+        storm: bool = False,
     ) -> None:
         self._index = index
+        self._storm = storm
         self._config = config
         self._endpoint = endpoint
         self._exchange = exchange
@@ -79,7 +86,7 @@ class Session:
             if self._opened:
                 self._recorder.session_ended(None, error, unanswered=self._sent - self._answered)
             else:
-                self._recorder.session_failed_to_open(error)
+                self._recorder.session_failed_to_open(error, storm=self._storm)
         finally:
             self._pacer.remove(self)
             if self._connection is not None and not self._connection.closed.done():
@@ -89,11 +96,12 @@ class Session:
         try:
             connection = await self._open()
         except SessionFailedError as exc:
-            self._recorder.session_failed_to_open(str(exc))
+            self._recorder.session_failed_to_open(str(exc), storm=self._storm)
             return
         self._opened = True
-        self._sending = True
-        self._pacer.add(self, self._index)
+        if not self._storm:
+            self._sending = True
+            self._pacer.add(self, self._index)
         error = await self._until_stopped(connection, stop_sending)
         self._pacer.remove(self)
         self._sending = False
@@ -137,7 +145,9 @@ class Session:
             raise SessionFailedError(f"closed during setup: {_describe(connection)}")
         if not self._set_up.result():
             raise SessionFailedError("first message was not setupComplete")
-        self._recorder.session_opened(connected_ns - started_ns, time.monotonic_ns() - started_ns)
+        self._recorder.session_opened(
+            connected_ns - started_ns, time.monotonic_ns() - started_ns, storm=self._storm
+        )
         return connection
 
     async def _until_stopped(

@@ -123,6 +123,15 @@ class Sampler:
         while not self._stop.wait(self._interval):
             self.samples.append(sample(pids, self._cores))
 
+    def usage_around(self, start: float, end: float) -> Usage:
+        """Usage between the last sample at or before `start` and the first at or after `end`:
+        for spans (a storm) that may be shorter than a few sampling intervals."""
+        before = [s for s in self.samples if s.at <= start]
+        after = [s for s in self.samples if s.at >= end]
+        if not before or not after:
+            raise ValueError("the span is not bracketed by samples: sample longer")
+        return self.usage(before[-1].at, after[0].at)
+
     def usage(self, start: float, end: float) -> Usage:
         """CPU between the first and last samples inside [start, end], peak RSS within."""
         inside = [s for s in self.samples if start <= s.at <= end]

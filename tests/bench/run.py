@@ -2,6 +2,7 @@
 
     python -m tests.bench.run                      # 1, 50, 100, 200, 300, 400 sessions, 15 s each
     python -m tests.bench.run --sessions 1,50 --duration 5 --targets direct,relay
+    python -m tests.bench.run --sessions 100 --storm 500 --duration 6   # reconnect storm
 
 The proxy under test is pinned to one core, the load generator, the upstream and Redis to the
 other (`taskset`), so figures are comparable run to run. The upstream is the emulator's echo
@@ -10,6 +11,8 @@ the emulator itself with `--upstream emulator`. Each step starts its proxy afres
 warms it up with one short session, then samples it from /proc while `live-relay loadtest`
 measures. The Markdown table (and the raw figures as JSON) go to bench-results/ and stdout.
 Everything is bounded: session counts, durations, and every process's lifetime.
+With `--storm N`, each step instead opens N sessions at once while `--sessions` stream, and the
+table reports admissions (see `tests.bench.storm`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench.machine import describe_machine
+from tests.bench.machine import Machine, describe_machine
 from tests.bench.processes import pin_existing, pinned, python, require_taskset, running
 from tests.bench.procstat import Sampler
 from tests.bench.results import Step, markdown
+from tests.bench.storm import SAMPLE_SECONDS, StormStep, storm_markdown, storm_step
 from tests.bench.targets import DEFAULT_TARGETS, TARGETS, Endpoint, Services, Target
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (args.out / f"run-{stamp}").resolve()
     workdir.mkdir(parents=True)
     machine = describe_machine()
+    if args.storm:
+        return _storm_run(args, workdir, stamp, machine)
     with contextlib.ExitStack() as stack:
         services = _start_services(stack, workdir, args)
         steps = [
@@ -75,6 +81,59 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(raw, indent=2))
     print(table)
     return 0
+
+
+def _storm_run(args: argparse.Namespace, workdir: Path, stamp: str, machine: Machine) -> int:
+    with contextlib.ExitStack() as stack:
+        services = _start_services(stack, workdir, args)
+        steps = [
+            _measure_storm(TARGETS[name], services, sessions, args)
+            for sessions in args.sessions
+            for name in args.targets
+        ]
+    settings = [
+        f"- Pinning: proxy on core {args.proxy_core}; load generator, upstream and Redis on "
+        f"core {args.load_core}; upstream: {UPSTREAMS[args.upstream][1]}",
+        f"- Each step: the streaming sessions open over max(1 s, sessions/100 s) and stream "
+        f"{args.chunk_ms} ms chunks; {args.duration / 3:g} s into the {args.duration:g} s window "
+        f"{args.storm} more sessions connect at once, set up, and hold their session idle",
+        *(f"- `{name}`: {TARGETS[name].description}" for name in args.targets),
+    ]
+    table = storm_markdown(steps, machine, settings)
+    (args.out / f"storm-{stamp}.md").write_text(table)
+    raw = {"machine": machine.__dict__, "steps": [step.as_dict() for step in steps]}
+    (args.out / f"storm-{stamp}.json").write_text(json.dumps(raw, indent=2))
+    print(table)
+    return 0
+
+
+def _measure_storm(
+    target: Target, services: Services, sessions: int, args: argparse.Namespace
+) -> StormStep:
+    print(f"-- {target.name}: storm of {args.storm} over {sessions}", file=sys.stderr, flush=True)
+    cores = (args.proxy_core, args.load_core)
+    with target.start(services) as endpoint:
+        _loadtest(endpoint, target, args, sessions=1, duration=WARM_UP_SECONDS)
+        with Sampler(endpoint.pid, cores, interval=SAMPLE_SECONDS) as sampler:
+            time.sleep(0.5)
+            report = _loadtest(endpoint, target, args, sessions, args.duration, storm=args.storm)
+    step = storm_step(
+        target.name,
+        sessions,
+        report,
+        sampler,
+        has_proxy=endpoint.pid is not None,
+        load_core=args.load_core,
+    )
+    storm = step.storm
+    print(
+        f"   {storm['opened']}/{storm['requested']} in {storm['seconds']:.2f} s, setup p99 "
+        f"{storm['setup_ms']['p99']:.1f} ms, added p99 {storm['streaming_added_p99_ms']} ms, "
+        f"CPU ms/admission {step.proxy_cpu_ms_per_admission}, errors + lost {step.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return step
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
         help="what answers the audio (default lean-echo: the emulator's echo contract, cheaply)",
     )
     parser.add_argument("--chunk-ms", type=int, default=40, help="audio per frame (40)")
+    parser.add_argument(
+        "--storm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reconnect storm: open N sessions at once while --sessions stream (default 0)",
+    )
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
@@ -196,7 +262,13 @@ def _measure(target: Target, services: Services, sessions: int, args: argparse.N
 
 
 def _loadtest(
-    endpoint: Endpoint, target: Target, args: argparse.Namespace, sessions: int, duration: float
+    endpoint: Endpoint,
+    target: Target,
+    args: argparse.Namespace,
+    sessions: int,
+    duration: float,
+    *,
+    storm: int = 0,
 ) -> dict[str, Any]:
     ramp_up = max(1.0, sessions / 100)
     command = pinned(
@@ -212,6 +284,7 @@ def _loadtest(
             f"--duration={duration}",
             f"--ramp-up={ramp_up}",
             f"--chunk-ms={args.chunk_ms}",
+            f"--storm={storm}",
             "--json",
             "--quiet",
         ),

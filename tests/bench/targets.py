@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.bench.processes import pinned, python, running
 from tests.support.net import free_port
+from tests.support.tls import TLSFiles, make_tls_files
 
 VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
 VERTEX_MODEL = (
@@ -69,10 +70,29 @@ def _direct(services: Services) -> Iterator[Endpoint]:
     yield Endpoint(services.emulator_url, ("--model", VERTEX_MODEL), pid=None)
 
 
-def _relay(**extra_env: str) -> Starter:
+def _tls_files(services: Services) -> TLSFiles:
+    """A throwaway CA and a certificate for 127.0.0.1, made once per run."""
+    directory = services.workdir / "tls"
+    if not directory.exists():
+        directory.mkdir()
+        return make_tls_files(directory)
+    return TLSFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+
+
+def _relay(*, tls: bool = False, **extra_env: str) -> Starter:
     @contextlib.contextmanager
     def start(services: Services) -> Iterator[Endpoint]:
         port = free_port()
+        tls_env: dict[str, str] = {}
+        scheme = "ws"
+        ca_options: tuple[str, ...] = ()
+        if tls:
+            files = _tls_files(services)
+            tls_env = {
+                "RELAY_TLS_CERT_FILE": str(files.cert_file),
+                "RELAY_TLS_KEY_FILE": str(files.key_file),
+            }
+            scheme, ca_options = "wss", ("--ca-file", str(files.ca_file))
         env = {
             "RELAY_PORT": str(port),
             "RELAY_UPSTREAM": "emulator",
@@ -82,13 +102,20 @@ def _relay(**extra_env: str) -> Starter:
             "RELAY_METRICS_ENABLED": "true",
             "RELAY_DEFAULT_MAX_SESSIONS": "100000",
             "RELAY_DRAIN_SECONDS": "1",
+            **tls_env,
             **extra_env,
         }
         command = pinned(services.proxy_core, python("-m", "app", "serve"))
         log = services.workdir / "relay.log"
         with running(command, log=log, port=port, env=env) as process:
-            options = ("--model", RELAY_MODEL, "--api-key-file", str(services.api_key_file))
-            yield Endpoint(f"ws://127.0.0.1:{port}/v1/live", options, process.pid)
+            options = (
+                "--model",
+                RELAY_MODEL,
+                "--api-key-file",
+                str(services.api_key_file),
+                *ca_options,
+            )
+            yield Endpoint(f"{scheme}://127.0.0.1:{port}/v1/live", options, process.pid)
 
     return start
 
@@ -187,6 +214,11 @@ TARGETS = {
             "the relay with permessage-deflate on the client leg",
             _relay(RELAY_CLIENT_PERMESSAGE_DEFLATE="true"),
             ("--compression",),
+        ),
+        Target(
+            "relay-tls",
+            "the relay terminating TLS on the client leg (wss://, a throwaway CA)",
+            _relay(tls=True),
         ),
         Target(
             "relay-2-workers",
