@@ -45,10 +45,6 @@ MAX_PENDING_RELEASES = 10_000
 """Releases kept for an unreachable store. Past this (a long outage under a flood of refused
 clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
 
-MAX_PENDING_RELEASES = 10_000
-"""Releases kept for an unreachable store. Past this (a long outage under a flood of refused
-clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
-
 SlotLostHook = Callable[[Lease, QuotaLimits], None]
 """Called for each running session whose slot the store lost and could not take back."""
 
