@@ -50,7 +50,6 @@ class MemoryQuotaStore:
         now = self._clock()
         project = self._live_project(lease.project, now)
         if lease.session_id in project.released:
-            self._forget_if_idle(lease.project, project)
             return ALREADY_RELEASED
         if lease.session_id not in project.leases:
             refusal = self._refusal(project, lease, limits, now)
@@ -82,10 +81,11 @@ class MemoryQuotaStore:
         return Renewal(restored, tuple(over_cap))
 
     async def release(self, lease: Lease, ttl: float) -> None:
-        project = self._live_project(lease.project, self._clock())
+        now = self._clock()
+        project = self._live_project(lease.project, now)
         project.leases.pop(lease.session_id, None)
         project.expiries.pop(lease.session_id, None)
-        project.released[lease.session_id] = self._clock() + ttl
+        project.released[lease.session_id] = now + ttl
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
         if tokens < 0:
