@@ -15,6 +15,9 @@ import asyncio
 import time
 from collections import Counter
 
+STORM_ERROR_PREFIX = "storm: "
+"""How the kinds of errors of storm sessions begin, apart from the streaming sessions'."""
+
 
 class StormRecord:
     """The sessions opened at once while the others stream."""
@@ -122,7 +125,7 @@ class Recorder:
 
     def session_failed_to_open(self, error: str, *, storm: bool = False) -> None:
         if storm:
-            self.errors[f"storm: {error}"] += 1
+            self.errors[STORM_ERROR_PREFIX + error] += 1
             self.storm.settle(opened=False)
             return
         self.errors[error] += 1

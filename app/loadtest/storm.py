@@ -36,10 +36,9 @@ from app.loadtest.config import LoadConfig
 from app.loadtest.exchange import AudioExchange, Exchange, TextExchange
 from app.loadtest.pacer import Pacer
 from app.loadtest.probe import AudioProbe
-from app.loadtest.recorder import Recorder, StormRecord
+from app.loadtest.recorder import STORM_ERROR_PREFIX, Recorder, StormRecord
 from app.loadtest.session import Endpoint, Session
 
-STORM_ERROR_PREFIX = "storm: "
 # Not `-m app.loadtest.storm`: the package imports this module first, which runpy warns about.
 WORKER_COMMAND = "from app.loadtest.storm import main; main()"
 
