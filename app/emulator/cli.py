@@ -11,6 +11,9 @@ import sys
 from app.emulator.config import DEFAULT_KNOWN_MODELS, EmulatorConfig
 from app.emulator.server import Emulator
 
+# The command line's defaults are the config's, so the two cannot drift apart.
+_DEFAULTS = EmulatorConfig()
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
@@ -28,11 +31,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connection-lifetime",
         type=float,
-        default=600.0,
+        default=_DEFAULTS.connection_lifetime_seconds,
         help="seconds before the emulator ends a connection (goAway comes before)",
     )
     parser.add_argument(
-        "--goaway-notice", type=float, default=50.0, help="seconds of notice goAway gives"
+        "--goaway-notice",
+        type=float,
+        default=_DEFAULTS.goaway_notice_seconds,
+        help="seconds of notice goAway gives",
     )
     parser.add_argument(
         "--echo-audio",
@@ -43,31 +49,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume-while-open",
         choices=("allow", "refuse"),
-        default="allow",
+        default=_DEFAULTS.resume_while_open,
         help="resuming a handle whose connection is still open: allow, or refuse with 1011",
     )
     parser.add_argument(
         "--consumed-index-counting",
         choices=("per_connection", "per_session"),
-        default="per_connection",
+        default=_DEFAULTS.consumed_index_counting,
         help="how lastConsumedClientMessageIndex counts (setup is 0 per connection by default)",
     )
     parser.add_argument(
         "--audio-stream-end",
         choices=("refuse", "accept"),
-        default="refuse",
+        default=_DEFAULTS.audio_stream_end,
         help="realtimeInput.audioStreamEnd: refuse (1007, as Vertex) or accept (Gemini API)",
     )
     parser.add_argument(
         "--audio-session-cap",
         type=float,
-        default=900.0,
+        default=_DEFAULTS.audio_session_cap_seconds or 0,
         help="seconds an uncompressed session with audio may last (0: no cap)",
     )
     parser.add_argument(
         "--video-session-cap",
         type=float,
-        default=120.0,
+        default=_DEFAULTS.video_session_cap_seconds or 0,
         help="seconds an uncompressed session with video may last (0: no cap)",
     )
 
