@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from websockets.typing import Data
 
+from app import bounded_json
 from app.relay.closes import POLICY_VIOLATION
 from app.relay.setup_policy import AcceptedSetup, SetupRejected, parse_setup_frame
 from app.relay.upstream_leg import UpstreamLeg
@@ -211,7 +212,7 @@ class GeminiDialectLeg:
 
     def _server_message(self, frame: Data) -> Data:
         try:
-            message = json.loads(frame)
+            message = bounded_json.loads(frame)
         except ValueError:
             return frame
         if not isinstance(message, dict):
@@ -236,7 +237,7 @@ class GeminiDialectLeg:
 
     def _tool_response(self, frame: Data) -> Data:
         try:
-            message = json.loads(frame)
+            message = bounded_json.loads(frame)
         except ValueError:
             return frame
         response = _get(message, "toolResponse") if isinstance(message, dict) else None
@@ -261,7 +262,7 @@ def _without_audio_stream_end(frame: Data) -> Data | None:
     silence instead.
     """
     try:
-        message = json.loads(frame)
+        message = bounded_json.loads(frame)
     except ValueError:
         return frame
     realtime = _get(message, "realtimeInput") if isinstance(message, dict) else None
