@@ -78,7 +78,8 @@ GEMINI_ONLY_FIELDS: tuple[tuple[str, ...], ...] = (
 
 _CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
 _USAGE_KEY = "usageMetadata"
-_SERVER_KEYS = (b'"usageMetadata"', b'"toolCall"', b'"toolCallCancellation"')
+_SERVER_KEYS = ('"usageMetadata"', '"toolCall"', '"toolCallCancellation"')
+_SERVER_KEYS_BYTES = tuple(key.encode() for key in _SERVER_KEYS)
 _USAGE_RENAMES = {
     "candidatesTokenCount": "responseTokenCount",
     "candidatesTokensDetails": "responseTokensDetails",
@@ -188,9 +189,9 @@ class GeminiDialectLeg:
         self._tool_ids = _ToolIds()
 
     async def send(self, message: Data) -> None:
-        if self._tool_ids.pending and _has_key(message, "toolResponse"):
+        if self._tool_ids.pending and _has_key(message, _TOOL_RESPONSE_KEYS):
             message = self._tool_response(message)
-        elif _has_key(message, "audioStreamEnd"):
+        elif _has_key(message, _AUDIO_STREAM_END_KEYS):
             without = _without_audio_stream_end(message)
             if without is None:
                 return
@@ -199,11 +200,13 @@ class GeminiDialectLeg:
 
     async def recv(self) -> Data:
         frame = await self._upstream.recv()
-        # Server frames are camelCase; audio frames (most of them) fail all three searches.
-        probe = frame.encode() if isinstance(frame, str) else frame
-        if any(key in probe for key in _SERVER_KEYS):
-            return self._server_message(frame)
-        return frame
+        # Server frames are camelCase; audio frames (most of them) fail all three searches,
+        # made on the frame as it came (no copy of it per frame).
+        if isinstance(frame, bytes):
+            found = any(key in frame for key in _SERVER_KEYS_BYTES)
+        else:
+            found = any(key in frame for key in _SERVER_KEYS)
+        return self._server_message(frame) if found else frame
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._upstream.close(code, reason)
@@ -276,10 +279,21 @@ def _without_audio_stream_end(frame: Data) -> Data | None:
     return text.encode() if isinstance(frame, bytes) else text
 
 
-def _has_key(frame: Data, name: str) -> bool:
-    """Whether a frame may carry the field `name` (either spelling), without parsing it.
+def _quoted_spellings(name: str) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
+    """`"name"` in both spellings, as text and as bytes: built once, searched per frame."""
+    quoted = tuple(f'"{spelling}"' for spelling in _spellings(name))
+    return (quoted[0], quoted[1]), (quoted[0].encode(), quoted[1].encode())
+
+
+_TOOL_RESPONSE_KEYS = _quoted_spellings("toolResponse")
+_AUDIO_STREAM_END_KEYS = _quoted_spellings("audioStreamEnd")
+
+
+def _has_key(frame: Data, keys: tuple[tuple[str, str], tuple[bytes, bytes]]) -> bool:
+    """Whether a frame may carry a field (`keys`: its quoted spellings), without parsing it.
     Base64 never contains a quote, so a quoted key cannot hide inside media data."""
-    camel, snake = _spellings(name)
     if isinstance(frame, bytes):
-        return f'"{camel}"'.encode() in frame or f'"{snake}"'.encode() in frame
-    return f'"{camel}"' in frame or f'"{snake}"' in frame
+        camel, snake = keys[1]
+        return camel in frame or snake in frame
+    text_camel, text_snake = keys[0]
+    return text_camel in frame or text_snake in frame
