@@ -45,6 +45,7 @@ from websockets.protocol import State
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
 from app.relay.replay_buffer import ReplayBuffer
+from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
 from app.relay.upstream import UpstreamUnavailable
 from app.relay.upstream_leg import UpstreamSwitchFailed
 from app.settings import Settings
@@ -59,8 +60,6 @@ IndexCounting = Literal["per_connection", "per_session"]
 # Control messages put their key first; a look at the head of a frame rules them out.
 _HEAD_BYTES = 64
 _UPDATE_KEY = b'"sessionResumptionUpdate"'
-_GOAWAY_KEY = b'"goAway"'
-_SETUP_COMPLETE_KEY = b'"setupComplete"'
 _INDEX_FIELD = "lastConsumedClientMessageIndex"
 # Switches after drops, errors, or connections that ended (goAway included) within a second,
 # with no upstream frame in between: an upstream that keeps ending the session (a duration
@@ -256,7 +255,7 @@ class ResumableUpstream:
                 forwarded = self._on_update(frame)
                 if forwarded is not None:
                     return forwarded
-            elif _GOAWAY_KEY in head:
+            elif GOAWAY_KEY in head:
                 self._on_goaway(frame)
             else:
                 # The upstream answers: a later failure is a new one, worth a switch again.
@@ -468,7 +467,7 @@ class ResumableUpstream:
                 "refused", f"upstream refused to resume the session: {code} {reason}".strip()
             ) from None
         head = first[:_HEAD_BYTES]
-        if _SETUP_COMPLETE_KEY not in (head.encode() if isinstance(head, str) else head):
+        if SETUP_COMPLETE_KEY not in (head.encode() if isinstance(head, str) else head):
             raise UpstreamSwitchFailed(
                 "refused", "upstream answered a resumed setup with something else"
             )
