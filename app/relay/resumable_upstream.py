@@ -42,6 +42,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
 from app.relay.replay_buffer import ReplayBuffer
@@ -266,7 +267,7 @@ class ResumableUpstream:
     def _on_update(self, frame: str | bytes) -> str | bytes | None:
         """Take a checkpoint from a resumption update; return what the client gets of it."""
         try:
-            update = json.loads(frame)["sessionResumptionUpdate"]
+            update = bounded_json.loads(frame)["sessionResumptionUpdate"]
         except (ValueError, KeyError, TypeError):
             logger.warning("unreadable sessionResumptionUpdate from the upstream")
             return None
@@ -542,7 +543,7 @@ class ResumableUpstream:
 def _time_left(frame: str | bytes) -> float | None:
     """`goAway.timeLeft` in seconds ("50s", "0.5s"), or None when absent or unreadable."""
     try:
-        left = json.loads(frame)["goAway"]["timeLeft"]
+        left = bounded_json.loads(frame)["goAway"]["timeLeft"]
         return float(str(left).removesuffix("s"))
     except (ValueError, KeyError, TypeError):
         return None
