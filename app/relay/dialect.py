@@ -140,8 +140,7 @@ def translate_setup(frame: str | bytes) -> str | bytes:
         for spelling in _spellings("modelSelectionConfig"):
             if spelling in generation:
                 generation["modelConfig"] = generation.pop(spelling)
-    text = json.dumps({"setup": setup}, separators=(",", ":"))
-    return text.encode() if isinstance(frame, bytes) else text
+    return _dumps_like(frame, {"setup": setup})
 
 
 def default_to_audio(accepted: AcceptedSetup) -> AcceptedSetup:
@@ -158,9 +157,7 @@ def default_to_audio(accepted: AcceptedSetup) -> AcceptedSetup:
     if _get(generation, "responseModalities") is not None:
         return accepted
     generation["responseModalities"] = ["AUDIO"]
-    text = json.dumps({"setup": setup}, separators=(",", ":"))
-    frame = text.encode() if isinstance(accepted.frame, bytes) else text
-    return AcceptedSetup(frame=frame, model=accepted.model)
+    return AcceptedSetup(frame=_dumps_like(accepted.frame, {"setup": setup}), model=accepted.model)
 
 
 class _ToolIds:
@@ -235,8 +232,7 @@ class GeminiDialectLeg:
             # A cancellation without ids can only mean the calls that came without ids.
             cancelled["ids"] = list(self._tool_ids.pending)
             self._tool_ids.pending.clear()
-        text = json.dumps(message, separators=(",", ":"))
-        return text.encode() if isinstance(frame, bytes) else text
+        return _dumps_like(frame, message)
 
     def _tool_response(self, frame: Data) -> Data:
         try:
@@ -253,8 +249,7 @@ class GeminiDialectLeg:
                     # The upstream sent this call without an id: answer it the same way.
                     del self._tool_ids.pending[call_id]
                     del function_response["id"]
-        text = json.dumps(message, separators=(",", ":"))
-        return text.encode() if isinstance(frame, bytes) else text
+        return _dumps_like(frame, message)
 
 
 def _without_audio_stream_end(frame: Data) -> Data | None:
@@ -275,6 +270,11 @@ def _without_audio_stream_end(frame: Data) -> Data | None:
         realtime.pop(spelling, None)
     if not realtime:
         return None
+    return _dumps_like(frame, message)
+
+
+def _dumps_like(frame: Data, message: Any) -> Data:
+    """`message` as compact JSON, in the frame type `frame` came in (binary stays binary)."""
     text = json.dumps(message, separators=(",", ":"))
     return text.encode() if isinstance(frame, bytes) else text
 
