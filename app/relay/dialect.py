@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from websockets.typing import Data
 
+from app import bounded_json
 from app.relay.closes import POLICY_VIOLATION
 from app.relay.setup_policy import AcceptedSetup, SetupRejected, parse_setup_frame
 from app.relay.upstream_leg import UpstreamLeg
@@ -77,7 +78,8 @@ GEMINI_ONLY_FIELDS: tuple[tuple[str, ...], ...] = (
 
 _CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
 _USAGE_KEY = "usageMetadata"
-_SERVER_KEYS = (b'"usageMetadata"', b'"toolCall"', b'"toolCallCancellation"')
+_SERVER_KEYS = ('"usageMetadata"', '"toolCall"', '"toolCallCancellation"')
+_SERVER_KEYS_BYTES = tuple(key.encode() for key in _SERVER_KEYS)
 _USAGE_RENAMES = {
     "candidatesTokenCount": "responseTokenCount",
     "candidatesTokensDetails": "responseTokensDetails",
@@ -138,8 +140,7 @@ def translate_setup(frame: str | bytes) -> str | bytes:
         for spelling in _spellings("modelSelectionConfig"):
             if spelling in generation:
                 generation["modelConfig"] = generation.pop(spelling)
-    text = json.dumps({"setup": setup}, separators=(",", ":"))
-    return text.encode() if isinstance(frame, bytes) else text
+    return _dumps_like(frame, {"setup": setup})
 
 
 def default_to_audio(accepted: AcceptedSetup) -> AcceptedSetup:
@@ -156,9 +157,7 @@ def default_to_audio(accepted: AcceptedSetup) -> AcceptedSetup:
     if _get(generation, "responseModalities") is not None:
         return accepted
     generation["responseModalities"] = ["AUDIO"]
-    text = json.dumps({"setup": setup}, separators=(",", ":"))
-    frame = text.encode() if isinstance(accepted.frame, bytes) else text
-    return AcceptedSetup(frame=frame, model=accepted.model)
+    return AcceptedSetup(frame=_dumps_like(accepted.frame, {"setup": setup}), model=accepted.model)
 
 
 class _ToolIds:
@@ -187,9 +186,9 @@ class GeminiDialectLeg:
         self._tool_ids = _ToolIds()
 
     async def send(self, message: Data) -> None:
-        if self._tool_ids.pending and _has_key(message, "toolResponse"):
+        if self._tool_ids.pending and _has_key(message, _TOOL_RESPONSE_KEYS):
             message = self._tool_response(message)
-        elif _has_key(message, "audioStreamEnd"):
+        elif _has_key(message, _AUDIO_STREAM_END_KEYS):
             without = _without_audio_stream_end(message)
             if without is None:
                 return
@@ -198,11 +197,13 @@ class GeminiDialectLeg:
 
     async def recv(self) -> Data:
         frame = await self._upstream.recv()
-        # Server frames are camelCase; audio frames (most of them) fail all three searches.
-        probe = frame.encode() if isinstance(frame, str) else frame
-        if any(key in probe for key in _SERVER_KEYS):
-            return self._server_message(frame)
-        return frame
+        # Server frames are camelCase; audio frames (most of them) fail all three searches,
+        # made on the frame as it came (no copy of it per frame).
+        if isinstance(frame, bytes):
+            found = any(key in frame for key in _SERVER_KEYS_BYTES)
+        else:
+            found = any(key in frame for key in _SERVER_KEYS)
+        return self._server_message(frame) if found else frame
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._upstream.close(code, reason)
@@ -211,7 +212,7 @@ class GeminiDialectLeg:
 
     def _server_message(self, frame: Data) -> Data:
         try:
-            message = json.loads(frame)
+            message = bounded_json.loads(frame)
         except ValueError:
             return frame
         if not isinstance(message, dict):
@@ -231,12 +232,11 @@ class GeminiDialectLeg:
             # A cancellation without ids can only mean the calls that came without ids.
             cancelled["ids"] = list(self._tool_ids.pending)
             self._tool_ids.pending.clear()
-        text = json.dumps(message, separators=(",", ":"))
-        return text.encode() if isinstance(frame, bytes) else text
+        return _dumps_like(frame, message)
 
     def _tool_response(self, frame: Data) -> Data:
         try:
-            message = json.loads(frame)
+            message = bounded_json.loads(frame)
         except ValueError:
             return frame
         response = _get(message, "toolResponse") if isinstance(message, dict) else None
@@ -249,8 +249,7 @@ class GeminiDialectLeg:
                     # The upstream sent this call without an id: answer it the same way.
                     del self._tool_ids.pending[call_id]
                     del function_response["id"]
-        text = json.dumps(message, separators=(",", ":"))
-        return text.encode() if isinstance(frame, bytes) else text
+        return _dumps_like(frame, message)
 
 
 def _without_audio_stream_end(frame: Data) -> Data | None:
@@ -261,7 +260,7 @@ def _without_audio_stream_end(frame: Data) -> Data | None:
     silence instead.
     """
     try:
-        message = json.loads(frame)
+        message = bounded_json.loads(frame)
     except ValueError:
         return frame
     realtime = _get(message, "realtimeInput") if isinstance(message, dict) else None
@@ -271,14 +270,30 @@ def _without_audio_stream_end(frame: Data) -> Data | None:
         realtime.pop(spelling, None)
     if not realtime:
         return None
+    return _dumps_like(frame, message)
+
+
+def _dumps_like(frame: Data, message: Any) -> Data:
+    """`message` as compact JSON, in the frame type `frame` came in (binary stays binary)."""
     text = json.dumps(message, separators=(",", ":"))
     return text.encode() if isinstance(frame, bytes) else text
 
 
-def _has_key(frame: Data, name: str) -> bool:
-    """Whether a frame may carry the field `name` (either spelling), without parsing it.
+def _quoted_spellings(name: str) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
+    """`"name"` in both spellings, as text and as bytes: built once, searched per frame."""
+    quoted = tuple(f'"{spelling}"' for spelling in _spellings(name))
+    return (quoted[0], quoted[1]), (quoted[0].encode(), quoted[1].encode())
+
+
+_TOOL_RESPONSE_KEYS = _quoted_spellings("toolResponse")
+_AUDIO_STREAM_END_KEYS = _quoted_spellings("audioStreamEnd")
+
+
+def _has_key(frame: Data, keys: tuple[tuple[str, str], tuple[bytes, bytes]]) -> bool:
+    """Whether a frame may carry a field (`keys`: its quoted spellings), without parsing it.
     Base64 never contains a quote, so a quoted key cannot hide inside media data."""
-    camel, snake = _spellings(name)
     if isinstance(frame, bytes):
-        return f'"{camel}"'.encode() in frame or f'"{snake}"'.encode() in frame
-    return f'"{camel}"' in frame or f'"{snake}"' in frame
+        camel, snake = keys[1]
+        return camel in frame or snake in frame
+    text_camel, text_snake = keys[0]
+    return text_camel in frame or text_snake in frame

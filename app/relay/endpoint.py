@@ -10,7 +10,7 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.auth.credentials import RELAY_SUBPROTOCOL
+from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
 from app.quota.types import Lease
@@ -68,10 +68,7 @@ async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
     session_id = secrets.token_hex(8)
     context = session_id_var.set(session_id)
     try:
-        offered = websocket.scope.get("subprotocols") or []
-        await websocket.accept(
-            subprotocol=RELAY_SUBPROTOCOL if RELAY_SUBPROTOCOL in offered else None
-        )
+        await websocket.accept(subprotocol=select_subprotocol(websocket))
         await _serve(relay, websocket, principal, session_id, dialect, pending)
     except Exception as exc:
         # The session boundary: whatever went wrong, log it once and still send a close frame.

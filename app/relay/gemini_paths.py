@@ -34,10 +34,13 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.websocket(GEMINI_PATH)
-@router.websocket("/" + GEMINI_PATH)  # baseUrl without a path: `//ws/...`
-async def gemini_live(websocket: WebSocket, version: str, method: str) -> None:
-    if version not in API_VERSIONS or method not in METHODS:
+# Plain Starlette routes, as `/v1/live` (endpoint.py): FastAPI's would hold its dependency
+# machinery for the whole session.
+@router.websocket_route(GEMINI_PATH)
+@router.websocket_route("/" + GEMINI_PATH)  # baseUrl without a path: `//ws/...`
+async def gemini_live(websocket: WebSocket) -> None:
+    params = websocket.path_params
+    if params["version"] not in API_VERSIONS or params["method"] not in METHODS:
         await _refuse_path(websocket)
         return
     await serve_live(websocket, "gemini")

@@ -42,9 +42,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
 from app.relay.replay_buffer import ReplayBuffer
+from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
 from app.relay.upstream import UpstreamUnavailable
 from app.relay.upstream_leg import UpstreamSwitchFailed
 from app.settings import Settings
@@ -59,8 +61,6 @@ IndexCounting = Literal["per_connection", "per_session"]
 # Control messages put their key first; a look at the head of a frame rules them out.
 _HEAD_BYTES = 64
 _UPDATE_KEY = b'"sessionResumptionUpdate"'
-_GOAWAY_KEY = b'"goAway"'
-_SETUP_COMPLETE_KEY = b'"setupComplete"'
 _INDEX_FIELD = "lastConsumedClientMessageIndex"
 # Switches after drops, errors, or connections that ended (goAway included) within a second,
 # with no upstream frame in between: an upstream that keeps ending the session (a duration
@@ -256,7 +256,7 @@ class ResumableUpstream:
                 forwarded = self._on_update(frame)
                 if forwarded is not None:
                     return forwarded
-            elif _GOAWAY_KEY in head:
+            elif GOAWAY_KEY in head:
                 self._on_goaway(frame)
             else:
                 # The upstream answers: a later failure is a new one, worth a switch again.
@@ -267,7 +267,7 @@ class ResumableUpstream:
     def _on_update(self, frame: str | bytes) -> str | bytes | None:
         """Take a checkpoint from a resumption update; return what the client gets of it."""
         try:
-            update = json.loads(frame)["sessionResumptionUpdate"]
+            update = bounded_json.loads(frame)["sessionResumptionUpdate"]
         except (ValueError, KeyError, TypeError):
             logger.warning("unreadable sessionResumptionUpdate from the upstream")
             return None
@@ -468,7 +468,7 @@ class ResumableUpstream:
                 "refused", f"upstream refused to resume the session: {code} {reason}".strip()
             ) from None
         head = first[:_HEAD_BYTES]
-        if _SETUP_COMPLETE_KEY not in (head.encode() if isinstance(head, str) else head):
+        if SETUP_COMPLETE_KEY not in (head.encode() if isinstance(head, str) else head):
             raise UpstreamSwitchFailed(
                 "refused", "upstream answered a resumed setup with something else"
             )
@@ -543,7 +543,7 @@ class ResumableUpstream:
 def _time_left(frame: str | bytes) -> float | None:
     """`goAway.timeLeft` in seconds ("50s", "0.5s"), or None when absent or unreadable."""
     try:
-        left = json.loads(frame)["goAway"]["timeLeft"]
+        left = bounded_json.loads(frame)["goAway"]["timeLeft"]
         return float(str(left).removesuffix("s"))
     except (ValueError, KeyError, TypeError):
         return None

@@ -18,6 +18,7 @@ from google.genai import types
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator
 from app.settings import Settings
@@ -232,3 +233,19 @@ async def test_the_python_sdk_in_gemini_api_mode_gets_typed_usage(
     assert usage.response_token_count is not None
     assert usage.response_token_count > 0
     assert usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+
+
+async def test_deeply_nested_gemini_input_does_not_crash_the_session(
+    plain_relay: RunningRelay,
+) -> None:
+    # The dialect parses frames that may carry audioStreamEnd; a frame nested past what
+    # `json.loads` can recurse into must not make the relay fail with an internal error.
+    ws = await open_gemini(gemini_url(plain_relay))
+    nested = "[" * 5000 + "]" * 5000
+    await ws.send('{"realtimeInput":{"audioStreamEnd":' + nested + "}}")
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.reason != "internal error", closed.value.rcvd
