@@ -117,6 +117,8 @@ class Session:
         self._ended: asyncio.Future[Ending] = self._loop.create_future()
         self._ready = False  # upstream sent setupComplete; until then client frames wait in order
         self._queued: list[str | bytes] = []
+        # Bytes waiting for setupComplete: held in memory, so bounded by one largest frame.
+        self._queued_bytes = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._background: set[asyncio.Task[None]] = set()
         self._last_client_frame = self._loop.time()
@@ -230,8 +232,17 @@ class Session:
                 return Ending("relay", POLICY_VIOLATION, self._rate_reason(), "rate_limited")
             if self._ready:
                 await send(frame)
-            else:
-                self._queued.append(frame)
+                continue
+            self._queued_bytes += size
+            if self._queued_bytes > limits.max_frame_bytes:
+                return Ending(
+                    "relay",
+                    MESSAGE_TOO_BIG,
+                    f"{self._queued_bytes} bytes sent before setupComplete exceed the limit of "
+                    f"{limits.max_frame_bytes}",
+                    "frame_too_big",
+                )
+            self._queued.append(frame)
 
     def _over_rate(self, now: float, size: int) -> bool:
         rate = self._rate

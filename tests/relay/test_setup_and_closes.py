@@ -207,6 +207,26 @@ async def test_a_client_close_reaches_the_upstream_with_its_code_and_reason(
     assert len(plain_relay.state.sessions) == 0
 
 
+async def test_input_held_for_setup_complete_is_bounded_by_one_largest_frame() -> None:
+    # The upstream is slow to answer the setup; whatever the client sends meanwhile is held in
+    # memory, so past one largest frame's worth the session ends instead of growing.
+    config = EmulatorConfig(faults=Faults(setup_delay_seconds=5))
+    settings_overrides = {"max_frame_bytes": 2048, "max_setup_frame_bytes": 4096}
+    async with (
+        Emulator(config) as slow,
+        running_relay(relay_settings(slow, None, **settings_overrides)) as relay,
+        connect(relay.url, additional_headers=auth_headers()) as ws,
+    ):
+        await ws.send(setup_message())
+        chunk = json.dumps({"realtimeInput": {"text": "x" * 900}})
+        for _ in range(3):
+            await ws.send(chunk)
+        code, reason = await close_of(ws)
+    assert code == 1009
+    assert f"{3 * len(chunk)} bytes sent before setupComplete" in reason
+    assert slow.stats.texts == []
+
+
 async def test_frames_sent_before_setup_complete_arrive_in_order_after_it() -> None:
     config = EmulatorConfig(faults=Faults(setup_delay_seconds=0.3))
     async with (
