@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
@@ -27,12 +26,6 @@ from tests.emulator.support import (
     urlsafe_b64,
 )
 from tests.support.audio import silence, speech
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator() as running:
-        yield running
 
 
 async def test_snake_case_fields_at_every_depth_and_url_safe_base64_are_accepted(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,12 +35,6 @@ def unknown(name: str, path: str) -> str:
     return close_reason(
         f"Invalid JSON payload received. Unknown name \"{name}\" at '{path}': Cannot find field."
     )
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator() as running:
-        yield running
 
 
 async def refusal_of_setup(
