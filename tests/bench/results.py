@@ -8,6 +8,11 @@ from typing import Any
 from tests.bench.machine import Machine
 
 
+def errors_and_lost(report: dict[str, Any]) -> int:
+    """What a loadtest --json report counts as failed: errors plus frames lost."""
+    return int(report["errors"]["total"]) + int(report["frames"]["lost"])
+
+
 @dataclass(frozen=True)
 class Step:
     """A target at a session count, as loadtest and the /proc sampler saw it."""
@@ -31,7 +36,7 @@ class Step:
 
     @property
     def errors(self) -> int:
-        return int(self.report["errors"]["total"]) + int(self.report["frames"]["lost"])
+        return errors_and_lost(self.report)
 
     def as_dict(self) -> dict[str, Any]:
         return {

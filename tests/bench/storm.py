@@ -23,6 +23,7 @@ from typing import Any
 
 from tests.bench.machine import Machine
 from tests.bench.procstat import Sampler
+from tests.bench.results import errors_and_lost
 
 SAMPLE_SECONDS = 0.05
 
@@ -48,7 +49,7 @@ class StormStep:
 
     @property
     def errors(self) -> int:
-        return int(self.report["errors"]["total"]) + int(self.report["frames"]["lost"])
+        return errors_and_lost(self.report)
 
     def as_dict(self) -> dict[str, Any]:
         return {

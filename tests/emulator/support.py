@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import struct
@@ -13,9 +14,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import google.oauth2.credentials
+import pytest
 from google import genai
 from google.genai import types
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
 from tests.support.sdk import TURN_TIMEOUT
@@ -24,6 +27,7 @@ from tests.support.tls import TLSFiles
 MODEL = "gemini-live-2.5-flash"
 VERTEX_MODEL = f"projects/p/locations/us-central1/publishers/google/models/{MODEL}"
 VERTEX_PATH = "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+TEXT: dict[str, Any] = {"generationConfig": {"responseModalities": ["TEXT"]}}
 
 
 @asynccontextmanager
@@ -92,6 +96,25 @@ def setup_complete_session_id(message: dict[str, Any]) -> str:
 async def recv_setup_complete(ws: ClientConnection) -> str:
     """Read the `setupComplete` that must come next; its `sessionId`."""
     return setup_complete_session_id(await recv_json(ws))
+
+
+async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
+    """Wait for the server's close; the code and reason it sent."""
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(TURN_TIMEOUT):
+            while True:
+                await ws.recv()
+    return ws.close_code, ws.close_reason
+
+
+async def until_closed(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every message the server sends until it closes the connection."""
+    messages = []
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(TURN_TIMEOUT):
+            while True:
+                messages.append(json.loads(await ws.recv()))
+    return messages
 
 
 async def recv_raw_turn(ws: ClientConnection) -> list[dict[str, Any]]:

@@ -14,17 +14,17 @@ from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
 from tests.emulator.support import (
+    TEXT,
     raw_connection,
     raw_reply_text,
     raw_setup,
     recv_json,
     recv_raw_turn,
     recv_setup_complete,
+    until_closed,
 )
 from tests.support.audio import silence
-from tests.support.sdk import TURN_TIMEOUT
 
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
 SILENCE = json.dumps(
     {
         "realtimeInput": {
@@ -35,16 +35,6 @@ SILENCE = json.dumps(
         }
     }
 )
-
-
-async def until_closed(ws: ClientConnection) -> list[dict[str, Any]]:
-    """Every message the server sends until it closes the connection."""
-    messages = []
-    with contextlib.suppress(ConnectionClosed):
-        async with asyncio.timeout(TURN_TIMEOUT):
-            while True:
-                messages.append(json.loads(await ws.recv()))
-    return messages
 
 
 async def stream_silence(ws: ClientConnection) -> None:

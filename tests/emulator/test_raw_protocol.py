@@ -6,16 +6,17 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from app.emulator import Emulator, EmulatorConfig
 from tests.emulator.support import (
+    TEXT,
     VERTEX_MODEL,
     VERTEX_PATH,
+    closed_with,
     raw_connection,
     raw_reply_text,
     raw_setup,
@@ -25,26 +26,6 @@ from tests.emulator.support import (
     urlsafe_b64,
 )
 from tests.support.audio import silence, speech
-
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator() as running:
-        yield running
-
-
-async def closed_with(ws: object) -> tuple[int | None, str | None]:
-    """Wait for the server's close; the code and reason it sent."""
-    from websockets.asyncio.client import ClientConnection
-
-    assert isinstance(ws, ClientConnection)
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(5):
-            while True:
-                await ws.recv()
-    return ws.close_code, ws.close_reason
 
 
 async def test_snake_case_fields_at_every_depth_and_url_safe_base64_are_accepted(

@@ -15,6 +15,8 @@ from app.emulator import Emulator, EmulatorConfig, Faults
 from app.emulator.consumption import message_digest
 from app.emulator.resumption import consumed_index
 from tests.emulator.support import (
+    TEXT,
+    closed_with,
     raw_connection,
     raw_reply_text,
     raw_setup,
@@ -25,7 +27,6 @@ from tests.emulator.support import (
 from tests.support.audio import pcm_chunks, silence, speech
 from tests.support.sdk import TURN_TIMEOUT
 
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
 TRANSPARENT = {**TEXT, "sessionResumption": {"transparent": True}}
 # Updates as soon as anything was consumed, so that tests see them promptly.
 PROMPT_UPDATES = EmulatorConfig(resumption_update_interval_seconds=0)
@@ -57,14 +58,6 @@ async def update_covering(ws: ClientConnection, index: int) -> dict[str, Any]:
         update = await next_update(ws)
         if update["resumable"] and (consumed_index(update) or 0) >= index:
             return update
-
-
-async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(TURN_TIMEOUT):
-            while True:
-                await ws.recv()
-    return ws.close_code, ws.close_reason
 
 
 def test_the_consumed_index_is_read_from_a_string_or_a_number() -> None:

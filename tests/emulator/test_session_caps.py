@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
 from tests.emulator.support import (
+    TEXT,
     raw_connection,
     raw_reply_text,
     raw_setup,
     recv_raw_turn,
     recv_setup_complete,
+    until_closed,
 )
 from tests.support.audio import silence
-from tests.support.sdk import TURN_TIMEOUT
 
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
 DEADLINE = (1011, "Deadline expired before operation could complete.")
 AUDIO = json.dumps(
     {
@@ -48,15 +44,6 @@ def caps(**overrides: Any) -> EmulatorConfig:
         **overrides,
     }
     return EmulatorConfig(**settings)
-
-
-async def until_closed(ws: ClientConnection) -> list[dict[str, Any]]:
-    messages = []
-    with contextlib.suppress(ConnectionClosed):
-        async with asyncio.timeout(TURN_TIMEOUT):
-            while True:
-                messages.append(json.loads(await ws.recv()))
-    return messages
 
 
 @pytest.mark.parametrize("media", [AUDIO, VIDEO])

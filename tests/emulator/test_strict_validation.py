@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from google.genai import errors, types
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
 from app.emulator.wire import close_reason
 from tests.emulator.support import (
     MODEL,
+    TEXT,
     VERTEX_MODEL,
+    closed_with,
     raw_connection,
     raw_reply_text,
     raw_setup,
@@ -26,10 +24,9 @@ from tests.emulator.support import (
     sdk_client,
     tls_emulator,
 )
-from tests.support.sdk import TURN_TIMEOUT, receive_turn, receive_until, texts
+from tests.support.sdk import receive_turn, receive_until, texts
 from tests.support.tls import TLSFiles
 
-TEXT = {"generationConfig": {"responseModalities": ["TEXT"]}}
 NATIVE_AUDIO = "gemini-live-2.5-flash-native-audio"
 
 
@@ -38,20 +35,6 @@ def unknown(name: str, path: str) -> str:
     return close_reason(
         f"Invalid JSON payload received. Unknown name \"{name}\" at '{path}': Cannot find field."
     )
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator() as running:
-        yield running
-
-
-async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(TURN_TIMEOUT):
-            while True:
-                await ws.recv()
-    return ws.close_code, ws.close_reason
 
 
 async def refusal_of_setup(

@@ -137,22 +137,29 @@ def commands(directory: Path, **scripts: str) -> Path:
     return directory
 
 
+MAKE = ["make", "-f", str(ROOT / "Makefile")]
+PY_VERSION = "{}.{}".format(*sys.version_info[:2])
+
+
+def make_venv(directory: Path, python: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`make venv/bin/python` in `directory` with `python`, the stand-in commands first on PATH."""
+    return subprocess.run(
+        [*MAKE, "-C", str(directory), f"PYTHON={python}", "VENV=venv", "venv/bin/python"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_without_root_make_names_the_venv_package_to_install(tmp_path: Path) -> None:
     python = fake_debian_python(tmp_path)
     # Not root, as a developer usually is not: `id -u` answers 1000.
     bin_dir = commands(tmp_path / "bin", id="echo 1000")
-    version = "{}.{}".format(*sys.version_info[:2])
-    command = ["make", "-f", str(ROOT / "Makefile"), "-C", str(tmp_path), f"PYTHON={python}"]
-    result = subprocess.run(
-        [*command, "VENV=venv", "venv/bin/python"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
-    )
+    result = make_venv(tmp_path, python, bin_dir)
     assert result.returncode != 0
-    expected = f"install python{version}-venv (sudo apt-get install python{version}-venv)"
+    expected = f"install python{PY_VERSION}-venv (sudo apt-get install python{PY_VERSION}-venv)"
     assert expected in result.stdout, result.stdout + result.stderr
     assert not (tmp_path / "venv").exists()
 
@@ -167,19 +174,11 @@ def test_as_root_make_installs_the_venv_package_then_creates_the_venv(tmp_path: 
         id="echo 0",
         **{"apt-get": f'echo "$*" >> {log}; rm -f {tmp_path}/shadow/ensurepip.py'},
     )
-    version = "{}.{}".format(*sys.version_info[:2])
-    command = ["make", "-f", str(ROOT / "Makefile"), "-C", str(tmp_path), f"PYTHON={python}"]
-    result = subprocess.run(
-        [*command, "VENV=venv", "venv/bin/python"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
-    )
+    result = make_venv(tmp_path, python, bin_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"installing python{version}-venv with apt-get" in result.stdout
+    assert f"installing python{PY_VERSION}-venv with apt-get" in result.stdout
     assert log.read_text().splitlines() == [
         "update -qq",
-        f"install -y -qq python{version}-venv",
+        f"install -y -qq python{PY_VERSION}-venv",
     ]
     assert (tmp_path / "venv" / "bin" / "python").exists()

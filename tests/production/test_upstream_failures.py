@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from app.settings import Settings
 from tests.production.launch import API_KEY, PROJECT
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.net import free_port
-from tests.support.relay import running_relay
+from tests.support.relay import RunningRelay, running_relay
 from tests.support.scrape import scrape, value
 from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import token_server, write_service_account
@@ -79,6 +80,30 @@ CASES = {
 }
 
 
+def vertex_settings(
+    base_url: str, ca_file: Path | None, credentials: Path, **overrides: Any
+) -> Settings:
+    """A relay in front of a Vertex endpoint at `base_url`, trusting `ca_file`."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        upstream="vertex",
+        vertex_base_url=base_url,
+        vertex_ca_file=ca_file,
+        vertex_credentials_file=credentials,
+        api_keys=(API_KEY,),  # type: ignore[arg-type]
+        port=0,
+        **overrides,
+    )
+
+
+async def close_of_a_session(relay: RunningRelay) -> tuple[int, str]:
+    """Start a session; the code and reason of the close the client gets."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with connect(relay.url, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"setup": {"model": MODEL}}))
+        return await close_of(ws)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 async def test_an_upstream_that_cannot_be_opened_closes_1011_naming_the_cause(
     case: str, tls_files: TLSFiles, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -92,24 +117,14 @@ async def test_an_upstream_that_cannot_be_opened_closes_1011_naming_the_cause(
     caplog.set_level(logging.INFO, logger="app.relay.endpoint")
     with token_server() as tokens:
         credentials = write_service_account(tmp_path / "sa.json", tokens.url, PROJECT)
-        async with upstream(kind, tls_files) as url:
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                upstream="vertex",
-                vertex_base_url=url,
-                vertex_ca_file=ca_file,
-                vertex_credentials_file=credentials,
-                api_keys=(API_KEY,),  # type: ignore[arg-type]
-                port=0,
-            )
-            async with running_relay(settings) as relay:
-                headers = {"Authorization": f"Bearer {API_KEY}"}
-                async with connect(relay.url, additional_headers=headers) as ws:
-                    await ws.send(json.dumps({"setup": {"model": MODEL}}))
-                    code, reason = await close_of(ws)
-                samples = await scrape(relay.http_url + "/metrics")
-                async with httpx.AsyncClient() as http:
-                    ready = await http.get(relay.http_url + "/readyz")
+        async with (
+            upstream(kind, tls_files) as url,
+            running_relay(vertex_settings(url, ca_file, credentials)) as relay,
+        ):
+            code, reason = await close_of_a_session(relay)
+            samples = await scrape(relay.http_url + "/metrics")
+            async with httpx.AsyncClient() as http:
+                ready = await http.get(relay.http_url + "/readyz")
     assert code == 1011
     assert reason.startswith(reason_start)
     assert value(samples, "relay_upstream_failures_total", cause=cause, status=status) == 1
@@ -125,21 +140,14 @@ async def test_a_hanging_token_endpoint_closes_1011_within_the_connect_deadline(
     with token_server(delay_seconds=2) as tokens:
         credentials = write_service_account(tmp_path / "sa.json", tokens.url, PROJECT)
         async with Emulator(ssl_context=tls_files.server_context()) as emulator:
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                upstream="vertex",
-                vertex_base_url=emulator.base_url,
-                vertex_ca_file=tls_files.ca_file,
-                vertex_credentials_file=credentials,
+            settings = vertex_settings(
+                emulator.base_url,
+                tls_files.ca_file,
+                credentials,
                 upstream_connect_timeout_seconds=0.5,
-                api_keys=(API_KEY,),  # type: ignore[arg-type]
-                port=0,
             )
             async with running_relay(settings) as relay:
-                headers = {"Authorization": f"Bearer {API_KEY}"}
-                async with connect(relay.url, additional_headers=headers) as ws:
-                    await ws.send(json.dumps({"setup": {"model": MODEL}}))
-                    code, reason = await close_of(ws)
+                code, reason = await close_of_a_session(relay)
                 samples = await scrape(relay.http_url + "/metrics")
     assert (code, reason) == (1011, "upstream credentials unusable: no access token within 0.5s")
     assert value(samples, "relay_upstream_failures_total", cause="credentials", status="none") == 1

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -19,6 +19,7 @@ from app.quota.redis_store import RedisQuotaStore
 from app.quota.types import Lease, QuotaLimits, QuotaStore, Refusal
 from app.settings import load_settings
 from tests.support.redis_server import RedisServer
+from tests.support.wait import eventually
 
 TTL = 0.6  # the heartbeat beats every 0.2 s
 ONE_BEAT = TTL / 3 + 0.8  # with room for a slow, busy test machine
@@ -27,14 +28,6 @@ LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
 
 def lease(number: int) -> Lease:
     return Lease("acme", None, f"session-{number}", started_at=float(number))
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within} s")
-        await asyncio.sleep(0.02)
 
 
 async def held(store: QuotaStore) -> set[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from tests.quota.redis_topologies import (
     three_master_cluster,
 )
 from tests.support.redis_server import RedisServer
+from tests.support.wait import eventually
 
 LIMITS = QuotaLimits(max_sessions=2, max_sessions_per_user=1, tokens_per_minute=100)
 CAPS = {"acme": 2, "globex": 2}
@@ -249,10 +249,3 @@ async def test_sentinel_failover_under_live_sessions_and_admissions_loses_no_slo
             await keeper.aclose()
             await store.aclose()
             await observer.aclose()
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"not true within {within} s"
-        await asyncio.sleep(0.05)

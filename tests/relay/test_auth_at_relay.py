@@ -16,14 +16,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.auth.keys import hash_api_key
 from app.emulator import Emulator
-from app.settings import Settings
-from tests.relay.conftest import MODEL
+from tests.relay.conftest import MODEL, relay_settings
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.relay import RunningRelay, running_relay
 
@@ -49,14 +47,7 @@ api_keys = ["{hash_api_key("lr_off_" + "b" * 40)}"]
 async def acme(emulator: Emulator, tmp_path: Path) -> AsyncIterator[RunningRelay]:
     projects = tmp_path / "projects.toml"
     projects.write_text(PROJECTS)
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        upstream="emulator",
-        emulator_url=emulator.base_url,
-        projects_file=projects,
-        token_signing_key=SecretStr("signing-key-for-tests-" + "k" * 32),
-        port=0,
-    )
+    settings = relay_settings(emulator, None, api_keys=(), projects_file=projects)
     async with running_relay(settings) as relay:
         yield relay
 

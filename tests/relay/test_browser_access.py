@@ -9,13 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.auth.keys import hash_api_key
 from app.emulator import Emulator
-from app.settings import Settings
+from tests.relay.conftest import relay_settings
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.relay import RunningRelay, running_relay
 
@@ -38,15 +37,7 @@ allowed_origins = ["{BLOG}"]
 async def relay(emulator: Emulator, tmp_path: Path) -> AsyncIterator[RunningRelay]:
     projects = tmp_path / "projects.toml"
     projects.write_text(PROJECTS)
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        upstream="emulator",
-        emulator_url=emulator.base_url,
-        projects_file=projects,
-        token_signing_key=SecretStr("signing-key-for-tests-" + "k" * 32),
-        demo_page=True,
-        port=0,
-    )
+    settings = relay_settings(emulator, None, api_keys=(), projects_file=projects, demo_page=True)
     async with running_relay(settings) as running:
         yield running
 

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from app.auth.keys import hash_api_key
 from app.emulator import Emulator, EmulatorConfig, Faults
 from tests.relay.conftest import MODEL, auth_headers, relay_settings, sdk_client
+from tests.relay.test_setup_and_closes import close_of
 from tests.support.audio import INPUT_RATE, pcm_chunks, silence
 from tests.support.relay import RunningRelay, running_relay
 from tests.support.sdk import receive_turn, texts
@@ -235,17 +236,6 @@ async def test_a_client_that_asked_for_resumption_gets_updates_and_resumes_via_a
     assert 'Before that you said "remember pears"' in reply
     assert len({record.session for record in consumed}) == 1  # one conversation throughout
     assert [record.digest for record in consumed] == sent.digests
-
-
-async def close_of(ws: ClientConnection) -> tuple[int, str]:
-    """Read until the relay closes the client; its close code and reason."""
-    async with asyncio.timeout(30):
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.recv()
-    assert ws.close_code is not None
-    assert ws.close_reason is not None
-    return ws.close_code, ws.close_reason
 
 
 async def wait_until_released(relay: RunningRelay) -> None:

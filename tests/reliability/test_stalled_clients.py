@@ -94,7 +94,8 @@ async def test_idle_limit_ends_stalled_sessions_on_time(echo_emulator: Emulator)
     async with relay_with(echo_emulator, idle_timeout_seconds=2) as relay:
         clients = await stall(relay)
         # The client pumps stop when the relay stops reading them; idle counts from then.
-        await asyncio.wait([client.pumping for client in clients], timeout=10)
+        _, pending = await asyncio.wait([client.pumping for client in clients], timeout=10)
+        assert not pending, "idle would be measured from the wrong moment"
         idle_at = time.monotonic() + 2
         await ended_on_time(
             relay, clients, idle_at, "idle_limit_slots_free_after_s", "close_blocked"
