@@ -13,13 +13,13 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from app.quota.redis_connection import connect_redis
-from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key
+from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key, user_key
 from app.quota.types import Lease, QuotaLimits, QuotaStoreError, Renewal
 from tests.support.redis_server import RedisServer
 
 LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
 LEASES = [Lease("acme", "bob", "s-1", 1.0), Lease("acme", None, "s-2", 2.0)]
-CAPS = {"acme": 5, "other": 5}
+CAPS = {"acme": QuotaLimits(max_sessions=5), "other": QuotaLimits(max_sessions=5)}
 
 
 @pytest.fixture
@@ -110,7 +110,12 @@ async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw
     await store.acquire(LEASES[0], LIMITS, 0.2)
 
     keys = await raw.keys("*")
-    assert len(keys) == 2
+    assert sorted(keys) == sorted(
+        [
+            *(quota_key("relay", "acme", kind) for kind in ("leases", "details", "counted")),
+            user_key("relay", "acme", "bob"),
+        ]
+    )
     for key in keys:
         assert 0 < await raw.pttl(key) <= 200
 
@@ -118,6 +123,7 @@ async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw
 def test_every_key_of_a_project_is_in_the_projects_cluster_slot() -> None:
     for project in ("acme", "a}b", "{x}", "100%"):
         keys = [quota_key("relay", project, kind) for kind in get_args(KeyKind)]
+        keys += [user_key("relay", project, user) for user in ("bob", "}", "{a}")]
         assert len({key_slot(key.encode()) for key in keys}) == 1, keys
 
 

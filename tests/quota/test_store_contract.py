@@ -13,7 +13,7 @@ from tests.quota.conftest import Backend
 
 TTL = 30.0
 LIMITS = QuotaLimits(max_sessions=3, max_sessions_per_user=None, tokens_per_minute=1_000)
-CAPS = {"acme": 3, "other": 3}
+CAPS = {"acme": QuotaLimits(max_sessions=3), "other": QuotaLimits(max_sessions=3)}
 
 
 def lease(number: int, *, project: str = "acme", user: str | None = None) -> Lease:
@@ -130,7 +130,9 @@ async def test_renew_keeps_held_leases_even_over_a_cap_lowered_since(backend: Ba
     for number in range(3):
         await backend.store.acquire(lease(number), LIMITS, TTL)
 
-    renewal = await backend.store.renew([lease(0), lease(1), lease(2)], {"acme": 1}, TTL)
+    renewal = await backend.store.renew(
+        [lease(0), lease(1), lease(2)], {"acme": QuotaLimits(max_sessions=1)}, TTL
+    )
 
     assert renewal == Renewal(restored=0, over_cap=())
     assert len(await held(backend)) == 3
