@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
@@ -99,7 +100,7 @@ class RedisQuotaStore:
         self._coalescer = (
             None
             if isinstance(self._client, RedisCluster)
-            else ScriptCoalescer(self._client, queue_timeout=COMMAND_TIMEOUT_SECONDS)
+            else ScriptCoalescer(self._client, queue_timeout=_command_timeout(self._client))
         )
 
     async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
@@ -280,6 +281,13 @@ class RedisQuotaStore:
         if lease.user is not None:
             keys.append(user_key(self._prefix, lease.project, lease.user))
         return keys
+
+
+def _command_timeout(client: Redis) -> float:
+    """The client's command timeout (a redis:// URL may set it): a coalesced call waits no
+    longer than that for its pipeline to be sent."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return float(timeout) if timeout else COMMAND_TIMEOUT_SECONDS
 
 
 def _details(lease: Lease) -> str:

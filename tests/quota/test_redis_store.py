@@ -145,3 +145,43 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
     assert refusals == [None] * len(leases)
     await asyncio.gather(*(store.release(lease, 30) for lease in leases))
     assert await store.sessions("burst") == []
+
+
+# --- the per-user record -----------------------------------------------------------------
+
+
+async def test_a_users_expired_leases_leave_their_record(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=5)
+    for n in range(3):
+        await store.acquire(Lease("acme", "bob", f"old-{n}", 1.0), limits, 0.1)
+    await asyncio.sleep(0.2)
+
+    await store.acquire(Lease("acme", "bob", "new", 2.0), limits, 30)
+
+    assert await raw.zrange(user_key("relay", "acme", "bob"), 0, -1) == ["new"]
+    assert await raw.zrange(quota_key("relay", "acme", "counted"), 0, -1) == ["new"]
+
+
+async def test_leases_of_an_older_relay_version_still_count_against_the_users_cap(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    # During a rolling deploy an older relay writes leases and details only (no per-user
+    # record). Until they are gone the per-user check counts from the details: never over.
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=2)
+    leases, details = quota_key("relay", "acme", "leases"), quota_key("relay", "acme", "details")
+    expiry = (await raw.time())[0] * 1000 + 30_000
+    for n in range(2):
+        await raw.zadd(leases, {f"old-relay-{n}": expiry})
+        await raw.hset(details, f"old-relay-{n}", '{"user":"bob","started_at":1.0}')
+
+    refusal = await store.acquire(Lease("acme", "bob", "new-relay", 2.0), limits, 30)
+    assert refusal is not None
+    assert refusal.kind == "user_sessions"
+    assert await store.acquire(Lease("acme", "carol", "c", 2.0), limits, 30) is None
+
+    for n in range(2):  # the older relay's sessions end: its release.lua
+        await raw.zrem(leases, f"old-relay-{n}")
+        await raw.hdel(details, f"old-relay-{n}")
+    assert await store.acquire(Lease("acme", "bob", "new-relay", 2.0), limits, 30) is None
