@@ -12,9 +12,12 @@ What each call keeps of its own:
   the calls of that pipeline, each raising as a lone call would);
 - its deadline: a call still queued `queue_timeout` seconds after it was made fails with
   `redis.exceptions.TimeoutError`, as a lone call waiting for the pool would, instead of
-  waiting for a stalled Redis behind earlier pipelines;
-- its order: calls are sent in the order they were made, so a release sent after an
-  acquire of the same session runs after it (the release mark covers the other order too).
+  waiting for a stalled Redis behind earlier pipelines. Once sent, its pipeline has the
+  client's command timeout, like a lone call: at most twice the timeout in all;
+- its order within a pipeline: calls are queued and sent in the order they were made.
+  Pipelines in flight together may reach Redis in either order, as lone calls on separate
+  connections would; acquire and release of one session are right in either order anyway
+  (the release mark, see keeper.py).
 
 A call cancelled before its pipeline is sent is dropped; once sent it runs, as a lone call
 whose reply is no longer awaited would.
@@ -128,12 +131,14 @@ class ScriptCoalescer:
     async def _send(self, batch: list[_Call]) -> None:
         try:
             results = await self._execute(batch)
-        except BaseException as exc:
+        except asyncio.CancelledError:  # the loop is shutting down
+            for call in batch:
+                call.future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001  # each waiting call gets the error, whatever it is
             for call in batch:
                 if not call.future.done():
                     call.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for call, result in zip(batch, results, strict=True):
             if call.future.done():

@@ -37,6 +37,7 @@ KEY_PREFIX = "relay"
 async def exercise(store: QuotaStore) -> None:
     """Every operation once, checking the answers a working store gives."""
     leases = [Lease("acme", "bob", "s-1", 1.0), Lease("globex", "bob", "s-2", 2.0)]
+    await store.warm()
     await store.ping()
     for lease in leases:
         assert await store.acquire(lease, LIMITS, 30) is None
