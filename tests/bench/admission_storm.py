@@ -5,11 +5,12 @@ Each run starts a keeper on a fresh store (a fresh pool: what a restarted replic
 calls `admit` N times concurrently and times each call. Reported per N: the wall time until
 all are answered, p50/p99 of one admission, the CPU this (client) process spent per admission
 (`time.process_time`, so Redis's own work is not in it), how many were refused and why, and
-how many connections the client opened to Redis (`CLIENT LIST`). Every session has a user and
-the project a per-user cap, so the per-user check is in every admission.
+how many connections the client opened to Redis (`CLIENT LIST`). By default every session
+has one of 50 users and the project a per-user cap, so the per-user check is in every
+admission; `--no-users` leaves it out (API-key sessions), to see the connection pool alone.
 
     python -m tests.bench.admission_storm                   # N = 100, 500, 2000
-    python -m tests.bench.admission_storm --sessions 300 --runs 3
+    python -m tests.bench.admission_storm --sessions 300 --runs 3 --no-users
 
 Read the numbers with the machine's load average (printed): redis-server, this process and
 whatever else runs share the cores.
@@ -60,9 +61,11 @@ class StormResult:
         )
 
 
-async def storm(url: str, sessions: int) -> StormResult:
+async def storm(url: str, sessions: int, *, users: bool) -> StormResult:
     limits = QuotaLimits(
-        max_sessions=sessions + 10, max_sessions_per_user=sessions, tokens_per_minute=10**9
+        max_sessions=sessions + 10,
+        max_sessions_per_user=sessions if users else None,
+        tokens_per_minute=10**9,
     )
     store = RedisQuotaStore(connect_redis(url), key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
     keeper = QuotaKeeper(store, load_settings(lease_ttl_seconds=600))
@@ -70,7 +73,8 @@ async def storm(url: str, sessions: int) -> StormResult:
     try:
         await keeper.start()
         leases = [
-            Lease(PROJECT, f"user-{i % USERS}", f"s-{i}", time.time()) for i in range(sessions)
+            Lease(PROJECT, f"user-{i % USERS}" if users else None, f"s-{i}", time.time())
+            for i in range(sessions)
         ]
         latencies: list[float] = []
         refusals: Counter[str] = Counter()
@@ -103,12 +107,14 @@ async def storm(url: str, sessions: int) -> StormResult:
         await admin.aclose()
 
 
-async def main_async(sizes: list[int], runs: int) -> None:
+async def main_async(sizes: list[int], runs: int, *, users: bool) -> None:
     with tempfile.TemporaryDirectory() as directory:
         redis = RedisServer(Path(directory))
         redis.start()
         try:
-            print(f"load average {' / '.join(f'{n:.2f}' for n in os.getloadavg())}\n")
+            load = " / ".join(f"{n:.2f}" for n in os.getloadavg())
+            cap = f"{USERS} users, per-user cap" if users else "no users (no per-user check)"
+            print(f"load average {load}; {cap}\n")
             print(
                 "| admissions at once | wall ms to admit all | p50 ms | p99 ms "
                 "| client CPU ms / admission | refused | connections opened |"
@@ -116,7 +122,7 @@ async def main_async(sizes: list[int], runs: int) -> None:
             print("|---:|---:|---:|---:|---:|---|---:|")
             for size in sizes:
                 for _ in range(runs):
-                    print((await storm(redis.url, size)).row(), flush=True)
+                    print((await storm(redis.url, size, users=users)).row(), flush=True)
         finally:
             redis.stop()
 
@@ -125,8 +131,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="100,500,2000")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-users", action="store_true", help="sessions without a user")
     args = parser.parse_args()
-    asyncio.run(main_async([int(n) for n in args.sessions.split(",")], args.runs))
+    sizes = [int(n) for n in args.sessions.split(",")]
+    asyncio.run(main_async(sizes, args.runs, users=not args.no_users))
 
 
 if __name__ == "__main__":
