@@ -66,11 +66,16 @@ class RedisConnection:
 
     client: Redis | RedisCluster
     sentinel: Sentinel | None = None
+    sentinel_clients: tuple[Redis, ...] = ()
+    """The Sentinel's clients, one per sentinel, as it was made. redis-py 8.1's
+    `discover_master` reorders `Sentinel.sentinels` after an await: two discoveries at once
+    (a failover while several connections reconnect) can leave a client twice in the list and
+    another not at all, and `Sentinel.aclose` then never closes that one's connections."""
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        if self.sentinel is not None:
-            await self.sentinel.aclose()
+        for sentinel_client in self.sentinel_clients:
+            await sentinel_client.aclose()
 
 
 def connect_redis(
@@ -129,7 +134,7 @@ def _connect_sentinel(url: str) -> RedisConnection:
         **auth,
     )
     master = sentinel.master_for(path[0], db=int(path[1]) if len(path) == 2 else 0)
-    return RedisConnection(master, sentinel)
+    return RedisConnection(master, sentinel, tuple(sentinel.sentinels))
 
 
 def _host_and_port(address: str) -> tuple[str, int]:
