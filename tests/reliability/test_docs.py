@@ -10,6 +10,7 @@ import pytest
 from app.auth.token_api import MAX_SESSION_TOKEN_LENGTH
 from app.bounded_json import MAX_JSON_DEPTH
 from app.relay import bounded_protocols as bounds
+from app.relay.handshake_pacing import MAX_WAITING
 from app.relay.pending import PENDING_WAIT_SECONDS
 from app.settings import Settings
 from tests.reliability.conftest import soak_marks
@@ -42,6 +43,7 @@ def test_the_doc_names_only_settings_that_exist() -> None:
         ("MAX_SESSION_TOKEN_LENGTH", f"{MAX_SESSION_TOKEN_LENGTH:,} characters"),
         ("PENDING_WAIT_SECONDS", f"{PENDING_WAIT_SECONDS:g} s"),
         ("app.bounded_json.MAX_JSON_DEPTH", f"{MAX_JSON_DEPTH} levels"),
+        ("handshake_pacing.MAX_WAITING", f"{MAX_WAITING:,} waiting"),
     ],
 )
 def test_the_limits_table_states_the_constants_the_code_uses(name: str, stated: str) -> None:
@@ -56,6 +58,7 @@ def test_the_limits_table_states_the_constants_the_code_uses(name: str, stated: 
         ("max_pending_admissions_per_project", "{} per process"),
         ("max_pending_admissions_per_credential", "{} per process"),
         ("setup_timeout_seconds", "{:g} s"),
+        ("handshake_concurrency", "{} per process"),
     ],
 )
 def test_the_limits_table_states_the_default_of_each_setting(setting: str, stated: str) -> None:
