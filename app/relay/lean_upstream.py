@@ -6,9 +6,10 @@ keeps a keepalive task, an assembler with its own queue and locks, an async cont
 entered on every send, and the handshake request and response for the connection's life.
 Here the same protocol object (handshake, masking, ping answers, the closing handshake,
 `ConnectionClosed` with the received close frame) is driven straight from transport
-callbacks: received messages go to a deque with one waiter, `send` writes to the transport
-and awaits only when the transport's buffer is over its high-water mark, and keepalive is one
-loop timer. See docs/performance-storms.md ("Memory per live session") for what it saves.
+callbacks: a received message goes straight to the waiting reader (to a deque when none
+waits), `send` writes to the transport and awaits only when the transport's buffer is over its
+high-water mark, and keepalive is one loop timer. See docs/performance-storms.md ("Memory per
+live session") for what it saves.
 
 What callers see is what they saw from `websockets.asyncio.client.ClientConnection`:
 `send` (str: text frame, bytes: binary frame), `recv` (text as str, binary as bytes), `close`
@@ -77,8 +78,11 @@ class LeanConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._protocol = protocol
         self._transport: asyncio.Transport | None = None
-        self._messages: deque[str | bytes] = deque()
-        self._recv_waiter: asyncio.Future[None] | None = None
+        # Messages that arrived while nobody waited in recv; made on first use (an empty deque
+        # is 760 bytes, and a reader that keeps up never needs one).
+        self._messages: deque[str | bytes] | None = None
+        # The reader waiting in recv; a message is handed to it directly.
+        self._recv_waiter: asyncio.Future[str | bytes | None] | None = None
         self._fragments: list[bytes] | None = None  # parts of a fragmented message, if any
         self._fragments_text = False
         self._reading_paused = False
@@ -190,22 +194,34 @@ class LeanConnection(asyncio.Protocol):
         before the close has been read.
         """
         messages = self._messages
-        while not messages:
-            if self._lost.done():
-                raise self._protocol.close_exc from self._lost_exc
-            if self._recv_waiter is not None:
-                raise ConcurrencyError("recv is already running")
-            waiter = self._recv_waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
-        message = messages.popleft()
-        if self._reading_paused and len(messages) <= MAX_QUEUE // 4:
-            self._reading_paused = False
-            if self._transport is not None and not self._lost.done():
-                self._transport.resume_reading()
-        return message
+        if messages:
+            message = messages.popleft()
+            if self._reading_paused and len(messages) <= MAX_QUEUE // 4:
+                self._reading_paused = False
+                if self._transport is not None and not self._lost.done():
+                    self._transport.resume_reading()
+            return message
+        if self._lost.done():
+            raise self._protocol.close_exc from self._lost_exc
+        if self._recv_waiter is not None:
+            raise ConcurrencyError("recv is already running")
+        waiter: asyncio.Future[str | bytes | None] = self._loop.create_future()
+        self._recv_waiter = waiter
+        try:
+            received = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()
+                if handed is not None:
+                    # Handed over just before the cancellation: keep it for the next recv,
+                    # as the asyncio client does (cancelling recv loses no message).
+                    self._queue().appendleft(handed)
+            raise
+        finally:
+            self._recv_waiter = None
+        if received is None:  # woken by the connection's end
+            raise self._protocol.close_exc from self._lost_exc
+        return received
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake, then wait until the TCP connection is gone.
@@ -309,19 +325,28 @@ class LeanConnection(asyncio.Protocol):
             self._fragments = None
         else:  # ping and close are answered by the protocol itself
             return
+        message: str | bytes = data
         if text:
             try:
-                self._messages.append(data.decode())
+                message = data.decode()
             except UnicodeDecodeError as exc:
                 self._protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
                 return
-        else:
-            self._messages.append(data)
-        self._wake_reader()
-        if not self._reading_paused and len(self._messages) >= MAX_QUEUE:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+            return
+        messages = self._queue()
+        messages.append(message)
+        if not self._reading_paused and len(messages) >= MAX_QUEUE:
             self._reading_paused = True
             if self._transport is not None:
                 self._transport.pause_reading()
+
+    def _queue(self) -> deque[str | bytes]:
+        if self._messages is None:
+            self._messages = deque()
+        return self._messages
 
     def _wake_reader(self) -> None:
         waiter = self._recv_waiter

@@ -55,6 +55,14 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 GENERIC = ("/asyncio/", "/contextlib.py", "/dataclasses.py", "/typing.py", "<frozen", "/enum.py")
 
 
+def site(trace: tracemalloc.Traceback) -> str:
+    """The innermost frame outside the generic machinery, as file:line."""
+    for frame in reversed(trace):
+        if not any(part in frame.filename for part in GENERIC):
+            return f"{_short(frame.filename)}:{frame.lineno}"
+    return "asyncio"
+
+
 def classify(trace: tracemalloc.Traceback) -> str:
     for frame in reversed(trace):  # tracemalloc lists the oldest frame first
         name = frame.filename
@@ -68,7 +76,7 @@ def classify(trace: tracemalloc.Traceback) -> str:
 
 
 def _short(filename: str) -> str:
-    for marker in ("site-packages/", "/lib/python3"):
+    for marker in ("site-packages/", "/lib/python3.11/", "/session-memory/", "/sm-base/"):
         if marker in filename:
             return filename.split(marker, 1)[1]
     return "/".join(filename.split("/")[-2:])
@@ -170,8 +178,11 @@ def _relay(workdir: Path, key: str) -> Iterator[tuple[str, int, Path]]:
             yield f"ws://127.0.0.1:{port}/v1/live", process.pid, snapshot
 
 
-def measure(sessions: int, workdir: Path) -> list[tuple[str, int, int]]:
-    """(component, bytes, objects) per held session, largest first."""
+Rows = list[tuple[str, int, int]]
+
+
+def measure(sessions: int, workdir: Path) -> tuple[Rows, Rows]:
+    """(component, bytes, objects) and (allocation site, ...) per held session, largest first."""
     key = "lr_bench_" + secrets.token_hex(16)
     held: list[LiveConnection] = []
     with _relay(workdir, key) as (url, pid, snapshot_path):
@@ -193,15 +204,21 @@ def measure(sessions: int, workdir: Path) -> list[tuple[str, int, int]]:
 
         after = asyncio.run(hold_and_snapshot())
     totals: dict[str, list[int]] = {}
+    sites: dict[str, list[int]] = {}
     for diff in after.compare_to(before, "traceback"):
-        row = totals.setdefault(classify(diff.traceback), [0, 0])
-        row[0] += diff.size_diff
-        row[1] += diff.count_diff
-    rows = [(name, size // sessions, count // sessions) for name, (size, count) in totals.items()]
+        for key, groups in ((classify(diff.traceback), totals), (site(diff.traceback), sites)):
+            row = groups.setdefault(key, [0, 0])
+            row[0] += diff.size_diff
+            row[1] += diff.count_diff
+    return _per_session(totals, sessions), _per_session(sites, sessions)
+
+
+def _per_session(groups: dict[str, list[int]], sessions: int) -> Rows:
+    rows = [(name, size // sessions, count // sessions) for name, (size, count) in groups.items()]
     return sorted(rows, key=lambda row: -row[1])
 
 
-def table(rows: list[tuple[str, int, int]], sessions: int) -> str:
+def table(rows: Rows, sessions: int) -> str:
     lines = [
         f"Python heap per held idle session ({sessions} sessions, tracemalloc diff / N)",
         "",
@@ -225,10 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         return traced_serve()
     parser = argparse.ArgumentParser(prog="python -m tests.bench.session_memory")
     parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--sites", type=int, default=0, help="also list the N largest sites")
     options = parser.parse_args(args)
     with tempfile.TemporaryDirectory(prefix="session-memory-") as directory:
-        rows = measure(options.sessions, Path(directory))
+        rows, sites = measure(options.sessions, Path(directory))
     print(table(rows, options.sessions))
+    if options.sites:
+        print("\n| allocation site | bytes / session | objects / session |\n|---|---:|---:|")
+        for name, size, count in sites[: options.sites]:
+            print(f"| {name} | {size:,} | {count} |")
     return 0
 
 

@@ -228,3 +228,31 @@ async def test_a_refused_upgrade_raises_invalid_status() -> None:
         with pytest.raises(InvalidStatus) as refused:
             await _open(f"ws://127.0.0.1:{port}/ws")
         assert refused.value.response.status_code == 429
+
+
+async def test_a_recv_cancelled_as_its_message_arrives_leaves_it_for_the_next() -> None:
+    go = asyncio.Event()
+
+    async def send_one(connection: ServerConnection) -> None:
+        await go.wait()
+        await connection.send("one")
+        await connection.wait_closed()
+
+    async with _server(send_one) as url:
+        connection = await _open(url)
+        reader = asyncio.ensure_future(connection.recv())
+        async with asyncio.timeout(10):  # a bound for a hung test, not a measurement
+            while connection._recv_waiter is None:  # noqa: ASYNC110 (one loop step at a time)
+                await asyncio.sleep(0)
+            waiter = connection._recv_waiter
+            go.set()
+            # Cancel the reader in the loop iteration its message is handed to it, before it
+            # runs: the test task was queued to run before the reader's wake-up.
+            while not waiter.done():  # noqa: ASYNC110 (one loop step at a time)
+                await asyncio.sleep(0)
+        assert not reader.done()
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert await connection.recv() == "one"
+        await connection.close()
