@@ -119,7 +119,12 @@ class Session:
         self._queued: list[str | bytes] = []
         # Bytes waiting for setupComplete: held in memory, so bounded by one largest frame.
         self._queued_bytes = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        # One loop timer serves the time limit's goAway and end and the idle check: each
+        # TimerHandle is about 500 bytes of a held session (tests/bench/session_memory.py).
+        self._timer: asyncio.TimerHandle | None = None
+        self._goaway_at: float | None = None  # the time limit's goAway, until it is sent
+        self._end_at = 0.0
+        self._idle_check_at = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._last_client_frame = self._loop.time()
         self._rate = _RateWindow(started=self._last_client_frame)
@@ -141,20 +146,11 @@ class Session:
     async def run(self) -> Ending:
         """Forward until something ends the session; close both legs; return why it ended."""
         limits = self.limits
-        self._timers = [
-            self._loop.call_later(
-                limits.max_seconds - limits.goaway_notice_seconds,
-                self.send_goaway,
-                limits.goaway_notice_seconds,
-                "time_limit",
-            ),
-            self._loop.call_later(
-                limits.max_seconds,
-                self.end,
-                Ending("relay", NORMAL, "session time limit reached", "time_limit"),
-            ),
-            self._loop.call_later(limits.idle_seconds, self._check_idle),
-        ]
+        now = self._loop.time()
+        self._goaway_at = now + limits.max_seconds - limits.goaway_notice_seconds
+        self._end_at = now + limits.max_seconds
+        self._idle_check_at = now + limits.idle_seconds
+        self._arm_timer()
         pumps = [
             asyncio.create_task(self._pump_client(), name="client->upstream"),
             asyncio.create_task(self._pump_upstream(), name="upstream->client"),
@@ -164,8 +160,9 @@ class Session:
         try:
             self.ending = await self._ended
         finally:
-            for timer in self._timers:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             for task in (*pumps, *self._background):
                 task.cancel()
             await asyncio.gather(*pumps, *self._background, return_exceptions=True)
@@ -262,14 +259,33 @@ class Session:
             f"or {limits.bytes_per_second} bytes/s"
         )
 
-    def _check_idle(self) -> None:
-        idle_for = self._loop.time() - self._last_client_frame
-        remaining = self.limits.idle_seconds - idle_for
-        if remaining <= 0:
-            seconds = round(self.limits.idle_seconds)
-            self.end(Ending("relay", NORMAL, f"idle: no client frame for {seconds}s", "idle"))
-        else:
-            self._timers.append(self._loop.call_later(remaining, self._check_idle))
+    def _arm_timer(self) -> None:
+        due = min(self._end_at, self._idle_check_at)
+        if self._goaway_at is not None:
+            due = min(due, self._goaway_at)
+        self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._ended.done():
+            return
+        now = self._loop.time()
+        limits = self.limits
+        if self._goaway_at is not None and now >= self._goaway_at:
+            self._goaway_at = None
+            self.send_goaway(limits.goaway_notice_seconds, "time_limit")
+        if now >= self._end_at:
+            self.end(Ending("relay", NORMAL, "session time limit reached", "time_limit"))
+            return
+        if now >= self._idle_check_at:
+            idle_for = now - self._last_client_frame
+            remaining = limits.idle_seconds - idle_for
+            if remaining <= 0:
+                seconds = round(limits.idle_seconds)
+                self.end(Ending("relay", NORMAL, f"idle: no client frame for {seconds}s", "idle"))
+                return
+            self._idle_check_at = now + remaining
+        self._arm_timer()
 
     # --- upstream -> client ---------------------------------------------------------------
 
