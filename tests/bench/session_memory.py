@@ -147,7 +147,9 @@ def _snapshot(pid: int, path: Path) -> tracemalloc.Snapshot:
 
 
 @contextlib.contextmanager
-def _relay(workdir: Path, key: str) -> Iterator[tuple[str, int, Path]]:
+def _relay(
+    workdir: Path, key: str, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int, Path]]:
     with contextlib.ExitStack() as stack:
         redis = RedisServer(workdir)
         redis.start()
@@ -172,6 +174,7 @@ def _relay(workdir: Path, key: str) -> Iterator[tuple[str, int, Path]]:
             "RELAY_DEFAULT_MAX_SESSIONS": "100000",
             "RELAY_DRAIN_SECONDS": "1",
             SNAPSHOT_ENV: str(snapshot),
+            **(extra_env or {}),
         }
         command = python("-m", "tests.bench.session_memory", "traced-serve")
         with running(command, log=workdir / "relay.log", port=port, env=env) as process:
@@ -236,6 +239,40 @@ def table(rows: Rows, sessions: int) -> str:
     return "\n".join(lines)
 
 
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def measure_rss(sessions: int, workdir: Path, wave: int) -> float:
+    """RSS KB per held session, no tracing: `wave` sessions opened at a time."""
+    key = "lr_bench_" + secrets.token_hex(16)
+    held: list[LiveConnection] = []
+    with _relay(workdir, key, {"RELAY_MAX_PENDING_ADMISSIONS_PER_CREDENTIAL": "64"}) as (
+        url,
+        pid,
+        _snapshot_path,
+    ):
+
+        async def run() -> float:
+            setup = json.dumps({"setup": {"model": "gemini-live-2.5-flash"}}).encode()
+            await _hold(url, key, 20, held)
+            await _close_all(held)
+            await asyncio.sleep(1)
+            before = _rss_kb(pid)
+            for start in range(0, sessions, wave):
+                batch = range(start, min(start + wave, sessions))
+                await asyncio.gather(*(_open(url, key, setup, held) for _ in batch))
+            await asyncio.sleep(1)
+            after = _rss_kb(pid)
+            await _close_all(held)
+            return (after - before) / sessions
+
+        return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["traced-serve"]:
@@ -243,7 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.session_memory")
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--sites", type=int, default=0, help="also list the N largest sites")
+    parser.add_argument(
+        "--rss-wave",
+        type=int,
+        default=0,
+        help="instead: RSS KB per held session, untraced, opening this many at a time",
+    )
     options = parser.parse_args(args)
+    if options.rss_wave:
+        with tempfile.TemporaryDirectory(prefix="session-memory-") as directory:
+            per = measure_rss(options.sessions, Path(directory), options.rss_wave)
+        print(
+            f"RSS per held session, {options.sessions} opened {options.rss_wave} at a time: "
+            f"{per:.1f} KB"
+        )
+        return 0
     with tempfile.TemporaryDirectory(prefix="session-memory-") as directory:
         rows, sites = measure(options.sessions, Path(directory))
     print(table(rows, options.sessions))
