@@ -52,7 +52,15 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics, logging", ("prometheus_client/", "app/metrics.py", "app/logs.py")),
 )
 # Frames skipped when looking for who allocated: containers and the event loop machinery.
-GENERIC = ("/asyncio/", "/contextlib.py", "/dataclasses.py", "/typing.py", "<frozen", "/enum.py")
+# (The stdlib's asyncio only: "websockets/asyncio/" is the upstream leg.)
+GENERIC = (
+    "python3.11/asyncio/",
+    "/contextlib.py",
+    "/dataclasses.py",
+    "/typing.py",
+    "<frozen",
+    "/enum.py",
+)
 
 
 def site(trace: tracemalloc.Traceback) -> str:
