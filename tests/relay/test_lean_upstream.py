@@ -256,3 +256,31 @@ async def test_a_recv_cancelled_as_its_message_arrives_leaves_it_for_the_next() 
             await reader
         assert await connection.recv() == "one"
         await connection.close()
+
+
+async def test_a_reader_that_falls_behind_stops_reading_from_the_upstream() -> None:
+    chunk = b"y" * 65536
+    total = 1024  # 64 MiB: far more than socket buffers hold
+    sent = 0
+    done = asyncio.Event()
+
+    async def flood(connection: ServerConnection) -> None:
+        nonlocal sent
+        for _ in range(total):
+            await connection.send(chunk)  # waits while the relay's side reads nothing
+            sent += 1
+        done.set()
+        await connection.wait_closed()
+
+    async with _server(flood) as url:
+        connection = await _open(url)
+        await asyncio.sleep(0.5)
+        assert not done.is_set()  # the relay stopped reading instead of queueing everything
+        stalled_at = sent
+        await asyncio.sleep(0.2)
+        assert sent == stalled_at
+        async with asyncio.timeout(60):  # a bound for a hung test, not a measurement
+            for _ in range(total):
+                assert await connection.recv() == chunk
+        assert done.is_set()
+        await connection.close()
