@@ -130,6 +130,10 @@ class Session:
         self._rate = _RateWindow(started=self._last_client_frame)
         self._close_after_turn: str | None = None
         self._usage_frame_index = -1
+        # The task running the upstream pump inside run(), while it does. One pump runs in
+        # the caller's task instead of its own: a task is ~600 bytes of a held session.
+        self._runner: asyncio.Task[object] | None = None
+        self._runner_stopping = False
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -137,6 +141,11 @@ class Session:
         """Ask the session to end; the first ending wins."""
         if not self._ended.done():
             self._ended.set_result(ending)
+            runner = self._runner
+            if runner is not None and not self._runner_stopping:
+                # The upstream pump runs in run()'s own task: stop it there.
+                self._runner_stopping = True
+                runner.cancel()
 
     def send_goaway(self, seconds: float, why: str) -> None:
         """Tell the client the session ends in `seconds` (a Live API goAway), without waiting."""
@@ -151,23 +160,43 @@ class Session:
         self._end_at = now + limits.max_seconds
         self._idle_check_at = now + limits.idle_seconds
         self._arm_timer()
-        pumps = [
-            asyncio.create_task(self._pump_client(), name="client->upstream"),
-            asyncio.create_task(self._pump_upstream(), name="upstream->client"),
-        ]
-        for pump in pumps:
-            pump.add_done_callback(self._pump_finished)
+        client_pump = asyncio.create_task(self._pump_client(), name="client->upstream")
+        client_pump.add_done_callback(self._pump_finished)
         try:
-            self.ending = await self._ended
+            await self._run_upstream_pump()
+            self.ending = self._ended.result()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            for task in (*pumps, *self._background):
+            for task in (client_pump, *self._background):
                 task.cancel()
-            await asyncio.gather(*pumps, *self._background, return_exceptions=True)
+            await asyncio.gather(client_pump, *self._background, return_exceptions=True)
             await self._close_legs(self.ending or Ending("relay", GOING_AWAY, "cancelled", "error"))
         return self.ending
+
+    async def _run_upstream_pump(self) -> None:
+        """Run the upstream pump in this task until it ends or `end()` stops it."""
+        runner = asyncio.current_task()
+        assert runner is not None
+        if self._ended.done():
+            return
+        self._runner = runner
+        try:
+            ending = await self._pump_upstream()
+        except asyncio.CancelledError:
+            self._runner = None
+            # Ours (end() stopped the pump) unless the task was also cancelled from outside.
+            if not self._runner_stopping or runner.uncancel() > 0:
+                raise
+            return
+        except Exception:
+            self._runner = None
+            logger.exception("session pump upstream->client failed")
+            self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
+            return
+        self._runner = None
+        self.end(ending)
 
     def _pump_finished(self, task: asyncio.Task[Ending]) -> None:
         if task.cancelled():
