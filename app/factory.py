@@ -71,6 +71,12 @@ async def _flush_traffic(sessions: LiveSessions, metrics: RelayMetrics) -> None:
         metrics.add_traffic(t.frames_in, t.bytes_in, t.frames_out, t.bytes_out)
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def reload_projects_on_sighup(projects: ProjectRegistry, stack: AsyncExitStack) -> None:
     """`kill -HUP` re-reads the projects file without dropping a session."""
     if threading.current_thread() is not threading.main_thread():
@@ -90,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             connector, google_tokens = await _open_upstream(settings, stack)
+            if google_tokens is not None:
+                stack.push_async_callback(_stop, asyncio.create_task(google_tokens.keep_fresh()))
             store = open_quota_store(settings)
             stack.push_async_callback(store.aclose)
             sessions = LiveSessions()
@@ -136,9 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # Lifespan state reaches uvicorn's protocols too: they count their refusals.
                 yield {METRICS_STATE: metrics}
             finally:
-                flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
+                await _stop(flusher)
 
     app = FastAPI(
         title="live-relay",

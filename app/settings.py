@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a client has to send a whole HTTP request or upgrade; 408."
     )
+    handshake_concurrency: int = Field(
+        32,
+        ge=0,
+        description="WebSocket handshakes in progress at once per worker; more wait their turn "
+        "unread, so a connection storm does not stall live sessions (0: no limit).",
+    )
     client_send_timeout_seconds: float = Field(
         10.0, gt=0, description="A client that reads nothing of what is sent for this long: abort."
     )

@@ -1,7 +1,10 @@
 """Where a credential may travel, and finding exactly one of them in a request.
 
 Servers, mobile apps and the google-genai SDK send a header (`Authorization: Bearer`,
-`x-goog-api-key`). Browsers cannot set headers on a WebSocket, so they put the credential in the
+`x-goog-api-key`). The Python SDK sends an ephemeral token (`api_key="auth_tokens/..."`) twice:
+as `Authorization: Token auth_tokens/<token>` and as `x-goog-api-key: auth_tokens/<token>`; the
+`auth_tokens/` prefix is dropped wherever a credential travels, so both name one credential.
+Browsers cannot set headers on a WebSocket, so they put the credential in the
 URL (`?access_token=`, `?key=`) or offer it as the subprotocol after ours:
 `new WebSocket(url, ["live-relay", token])`. The relay echoes only `live-relay` back.
 
@@ -22,6 +25,7 @@ APP_CHECK_HEADER = "x-firebase-appcheck"
 APP_CHECK_QUERY = "app_check"
 CREDENTIAL_QUERY_PARAMETERS = ("access_token", "key")
 EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"  # noqa: S105 (a name prefix, not a secret)
+AUTHORIZATION_SCHEMES = ("bearer", "token")  # `Token` is the Python SDK's, for ephemeral tokens
 # Real tokens are a few hundred bytes to a few KiB; anything longer is not worth parsing.
 MAX_CREDENTIAL_LENGTH = 8192
 
@@ -72,24 +76,23 @@ def _credential_candidates(conn: HTTPConnection) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for header in conn.headers.getlist("authorization"):
         scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in AUTHORIZATION_SCHEMES:
             raise AuthFailure.unauthenticated(
-                "malformed", "the Authorization header must be `Bearer <token>`"
+                "malformed",
+                "the Authorization header must be `Bearer <token>` (or the SDK's "
+                "`Token auth_tokens/<token>`)",
             )
         found.append(("Authorization header", value))
     found.extend(("x-goog-api-key header", v) for v in conn.headers.getlist("x-goog-api-key"))
     for name in CREDENTIAL_QUERY_PARAMETERS:
         # The @google/genai SDK sends ephemeral tokens as `?access_token=auth_tokens/<token>`.
-        found.extend(
-            (f"?{name}=", v.removeprefix(EPHEMERAL_TOKEN_PREFIX))
-            for v in conn.query_params.getlist(name)
-        )
+        found.extend((f"?{name}=", v) for v in conn.query_params.getlist(name))
     offered = offered_subprotocols(conn)
     if RELAY_SUBPROTOCOL in offered:
         after_ours = offered.index(RELAY_SUBPROTOCOL) + 1
         if after_ours < len(offered):
             found.append(("Sec-WebSocket-Protocol", offered[after_ours]))
-    return found
+    return [(where, value.strip().removeprefix(EPHEMERAL_TOKEN_PREFIX)) for where, value in found]
 
 
 def _single(what: str, candidates: list[tuple[str, str]]) -> str | None:

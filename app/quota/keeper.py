@@ -15,7 +15,8 @@ exact again as soon as the store answers (see docs/quota-guarantees.md).
 
 Never over the cap: a lease the store lost while its session ran (Redis restarted empty, or
 this process was frozen past the TTL) is taken back by the heartbeat only if the project has
-room; the sessions left out, newest first, are handed to `on_slot_lost`, which ends them.
+room, and its user too under a per-user cap; the sessions left out, newest first, are handed
+to `on_slot_lost`, which ends them.
 
 Store calls that change something run in tasks the caller's cancellation cannot interrupt: a
 session cancelled while its lease is being recorded must not leave the slot taken.
@@ -40,6 +41,11 @@ T = TypeVar("T")
 RETRY_SECONDS = 0.2
 """Pause between two attempts to write what an unreachable store missed (releases, charges):
 the count is exact again at most this long after the store answers."""
+
+WARM_UP_SECONDS = 3.0
+"""At most this long at start-up opening connections to the store: an unreachable store
+(down, or a host that drops packets) delays the start by this, never more, and the relay
+starts refusing (or, fail-open, admitting) as it would later in an outage."""
 
 MAX_PENDING_RELEASES = 10_000
 """Releases kept for an unreachable store. Past this (a long outage under a flood of refused
@@ -85,8 +91,18 @@ class QuotaKeeper:
         """Running sessions ended because their slot was lost and the project was full."""
 
     async def start(self) -> None:
-        """Check the store once (never raises) and start the heartbeat."""
-        await self._beat()
+        """Open the store's connections and check it, for at most `WARM_UP_SECONDS` (never
+        raises), then start the heartbeat. A replica that restarts meets its clients, all
+        reconnecting at once, with connections already open."""
+        try:
+            async with asyncio.timeout(WARM_UP_SECONDS):
+                await self._store.warm()
+        except QuotaStoreError as exc:
+            self._lost_store(exc)
+        except TimeoutError:
+            self._lost_store(QuotaStoreError(f"quota store: no answer in {WARM_UP_SECONDS} s"))
+        else:
+            self._found_store()
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="quota-heartbeat")
 
     async def aclose(self) -> None:
@@ -200,11 +216,11 @@ class QuotaKeeper:
     async def _beat(self) -> None:
         live = dict(self._live)
         leases = [lease for lease, _ in live.values()]
-        caps = {lease.project: limits.max_sessions for lease, limits in live.values()}
+        limits = {lease.project: limits for lease, limits in live.values()}
         renewal = Renewal(restored=0, over_cap=())
         try:
             if leases:
-                renewal = await self._store.renew(leases, caps, self._lease_ttl)
+                renewal = await self._store.renew(leases, limits, self._lease_ttl)
             else:
                 await self._store.ping()
         except QuotaStoreError as exc:
@@ -219,7 +235,8 @@ class QuotaKeeper:
             if self._live.pop(lease.session_id, None) is not None:
                 self.slots_lost += 1
                 logger.warning(
-                    "quota store had lost the slot of session %s and project %r is full: ending it",
+                    "quota store had lost the slot of session %s and project %r (or its user) "
+                    "is full: ending it",
                     lease.session_id,
                     lease.project,
                 )

@@ -59,7 +59,9 @@ class MemoryQuotaStore:
         self._record(project, lease, now + ttl)
         return None
 
-    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
+    async def renew(
+        self, leases: Sequence[Lease], limits: Mapping[str, QuotaLimits], ttl: float
+    ) -> Renewal:
         now = self._clock()
         lost: list[Lease] = []
         for lease in leases:
@@ -71,7 +73,7 @@ class MemoryQuotaStore:
         restored, over_cap = 0, []
         for lease in sorted(lost, key=lambda lease: lease.started_at):
             project = self._live_project(lease.project, now)
-            if len(project.leases) < caps[lease.project]:
+            if self._has_room(project, lease, limits[lease.project]):
                 self._record(project, lease, now + ttl)
                 restored += 1
             else:
@@ -127,6 +129,9 @@ class MemoryQuotaStore:
     async def ping(self) -> None:
         return None
 
+    async def warm(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 
@@ -162,6 +167,15 @@ class MemoryQuotaStore:
             if held >= user_cap:
                 return user_sessions_refusal(lease.user, held, user_cap)
         return None
+
+    @staticmethod
+    def _has_room(project: _Project, lease: Lease, limits: QuotaLimits) -> bool:
+        if len(project.leases) >= limits.max_sessions:
+            return False
+        user_cap = limits.max_sessions_per_user
+        if lease.user is None or user_cap is None:
+            return True
+        return sum(1 for other in project.leases.values() if other.user == lease.user) < user_cap
 
     @staticmethod
     def _record(project: _Project, lease: Lease, expiry: float) -> None:

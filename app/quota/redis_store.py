@@ -4,6 +4,10 @@ Every decision is one Lua script (`lua/*.lua`, each headed by its KEYS, ARGV and
 checking a limit and recording a lease cannot interleave with another replica doing the same.
 Scripts use the Redis server's clock, never the replica's. Each script touches the keys of one
 project only, and those keys share the `{project}` hash tag: one slot in a Redis Cluster.
+
+Calls that a storm makes by the hundred (acquire, release, token charges and uses) go through
+a `ScriptCoalescer`: those pending at one moment share one pipeline (one server or Sentinel;
+on a Cluster, redis-py refuses scripts in pipelines and each call goes on its own).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from app.quota.redis_connection import RedisConnection
+from app.quota.coalesce import ScriptCoalescer
+from app.quota.redis_connection import COMMAND_TIMEOUT_SECONDS, WARM_CONNECTIONS, RedisConnection
 from app.quota.refusals import (
     ALREADY_RELEASED,
     sessions_refusal,
@@ -36,7 +42,7 @@ from app.quota.types import (
     TokenWindow,
 )
 
-KeyKind = Literal["leases", "details", "tokens", "released", "uses"]
+KeyKind = Literal["leases", "details", "tokens", "released", "counted", "uses"]
 ScriptCall = tuple[list[str], list[str | int]]
 """KEYS and ARGV of one script run."""
 
@@ -47,8 +53,19 @@ def quota_key(prefix: str, scope: str, kind: KeyKind) -> str:
     `scope` (a project, or the key of a use counter) is the Cluster hash tag; braces in it are
     escaped, or a `}` in a project name would end the tag early and split its keys across slots.
     """
+    return f"{_tagged(prefix, scope)}:{kind}"
+
+
+def user_key(prefix: str, project: str, user: str) -> str:
+    """The sorted set of one user's leases in `project`, `<prefix>:{<project>}:user:<user>`:
+    the project's hash tag, so it lives in the project's Cluster slot. The user id comes last,
+    so no id can name another key."""
+    return f"{_tagged(prefix, project)}:user:{user}"
+
+
+def _tagged(prefix: str, scope: str) -> str:
     tag = scope.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return f"{prefix}:{{{tag}}}:{kind}"
+    return f"{prefix}:{{{tag}}}"
 
 
 def load_script(name: str) -> str:
@@ -80,13 +97,19 @@ class RedisQuotaStore:
         self._tokens = self._client.register_script(load_script("tokens"))
         self._sessions = self._client.register_script(load_script("sessions"))
         self._consume_use = self._client.register_script(load_script("consume_use"))
+        self._coalescer = (
+            None
+            if isinstance(self._client, RedisCluster)
+            else ScriptCoalescer(self._client, queue_timeout=_command_timeout(self._client))
+        )
 
     async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
         user_cap = limits.max_sessions_per_user
         with _store_errors("acquire"):
-            result = await self._acquire(
-                keys=self._project_keys(lease.project, "leases", "details", "tokens", "released"),
-                args=[
+            result = await self._call(
+                self._acquire,
+                self._lease_keys(lease, "leases", "details", "tokens", "released", "counted"),
+                [
                     lease.session_id,
                     _details(lease),
                     lease.user or "",
@@ -110,16 +133,32 @@ class RedisQuotaStore:
                 return user_sessions_refusal(lease.user, int(held), int(limit))
         raise QuotaStoreError(f"quota store: unexpected answer from acquire.lua: {result!r}")
 
-    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
+    async def renew(
+        self, leases: Sequence[Lease], limits: Mapping[str, QuotaLimits], ttl: float
+    ) -> Renewal:
         by_project: dict[str, list[Lease]] = {}
         for lease in sorted(leases, key=lambda lease: lease.started_at):
             by_project.setdefault(lease.project, []).append(lease)
         calls: list[ScriptCall] = []
         for project, project_leases in by_project.items():
-            args: list[str | int] = [_milliseconds(ttl), caps[project]]
+            project_limits = limits[project]
+            user_cap = project_limits.max_sessions_per_user
+            keys = self._project_keys(project, "leases", "details", "released", "counted")
+            user_keys: dict[str, int] = {}  # user -> its key's index in KEYS (from 1, as Lua)
+            args: list[str | int] = [
+                _milliseconds(ttl),
+                project_limits.max_sessions,
+                -1 if user_cap is None else user_cap,
+            ]
             for lease in project_leases:
-                args += [lease.session_id, _details(lease)]
-            calls.append((self._project_keys(project, "leases", "details", "released"), args))
+                index = 0
+                if lease.user is not None:
+                    if lease.user not in user_keys:
+                        keys.append(user_key(self._prefix, project, lease.user))
+                        user_keys[lease.user] = len(keys)
+                    index = user_keys[lease.user]
+                args += [lease.session_id, _details(lease), lease.user or "", index]
+            calls.append((keys, args))
         with _store_errors("renew"):
             results = await self._pipelined(self._renew, calls)
         by_id = {lease.session_id: lease for lease in leases}
@@ -130,9 +169,10 @@ class RedisQuotaStore:
 
     async def release(self, lease: Lease, ttl: float) -> None:
         with _store_errors("release"):
-            await self._release(
-                keys=self._project_keys(lease.project, "leases", "details", "released"),
-                args=[lease.session_id, _milliseconds(ttl)],
+            await self._call(
+                self._release,
+                self._lease_keys(lease, "leases", "details", "released", "counted"),
+                [lease.session_id, _milliseconds(ttl)],
             )
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
@@ -145,7 +185,9 @@ class RedisQuotaStore:
 
     async def sessions(self, project: str) -> list[Lease]:
         with _store_errors("sessions"):
-            flat = await self._sessions(keys=self._project_keys(project, "leases", "details"))
+            flat = await self._call(
+                self._sessions, self._project_keys(project, "leases", "details", "counted"), []
+            )
         leases = []
         for session_id, details_json in zip(flat[::2], flat[1::2], strict=True):
             details = json.loads(details_json)
@@ -155,9 +197,10 @@ class RedisQuotaStore:
     async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
         with _store_errors("consume_use"):
             left = int(
-                await self._consume_use(
-                    keys=[quota_key(self._prefix, key, "uses")],
-                    args=[max_uses, _milliseconds(expires_at)],
+                await self._call(
+                    self._consume_use,
+                    [quota_key(self._prefix, key, "uses")],
+                    [max_uses, _milliseconds(expires_at)],
                 )
             )
         return None if left < 0 else left
@@ -166,18 +209,48 @@ class RedisQuotaStore:
         with _store_errors("ping"):
             await self._client.ping()
 
+    async def warm(self) -> None:
+        """Open `WARM_CONNECTIONS` pooled connections (concurrent PINGs each take one) and load
+        the scripts, so the first storm after a start connects nobody on its path."""
+        scripts = (
+            self._acquire,
+            self._renew,
+            self._release,
+            self._tokens,
+            self._sessions,
+            self._consume_use,
+        )
+        with _store_errors("warm-up"):
+            if isinstance(self._client, RedisCluster):
+                await self._client.initialize()
+                pings = [
+                    self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+                    for _ in range(WARM_CONNECTIONS)
+                ]
+            else:
+                pings = [self._client.ping() for _ in range(WARM_CONNECTIONS)]
+            await asyncio.gather(*pings)
+            for script in scripts:
+                await self._client.script_load(script.script)
+
     async def aclose(self) -> None:
         with _store_errors("close"):
             await self._connection.aclose()
 
     async def _token_window(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
         with _store_errors("charge" if tokens else "window"):
-            used, ms_until_free = await self._tokens(
-                keys=self._project_keys(project, "tokens"),
-                args=[tokens, limits.tokens_per_minute, WINDOW_SECONDS],
+            used, ms_until_free = await self._call(
+                self._tokens,
+                self._project_keys(project, "tokens"),
+                [tokens, limits.tokens_per_minute, WINDOW_SECONDS],
             )
         seconds_until_free = None if int(ms_until_free) < 0 else int(ms_until_free) / 1000
         return TokenWindow(int(used), limits.tokens_per_minute, seconds_until_free)
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        if self._coalescer is None:
+            return await script(keys=keys, args=args)
+        return await self._coalescer.call(script, keys, args)
 
     async def _pipelined(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
         """Run `script` once per call: in one round trip on a single Redis; on a Cluster, where
@@ -202,9 +275,24 @@ class RedisQuotaStore:
     def _project_keys(self, project: str, *kinds: KeyKind) -> list[str]:
         return [quota_key(self._prefix, project, kind) for kind in kinds]
 
+    def _lease_keys(self, lease: Lease, *kinds: KeyKind) -> list[str]:
+        """The project's keys of `kinds`, then the user's leases if the session has a user."""
+        keys = self._project_keys(lease.project, *kinds)
+        if lease.user is not None:
+            keys.append(user_key(self._prefix, lease.project, lease.user))
+        return keys
+
+
+def _command_timeout(client: Redis) -> float:
+    """The client's command timeout (a redis:// URL may set it): a coalesced call waits no
+    longer than that for its pipeline to be sent."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return float(timeout) if timeout else COMMAND_TIMEOUT_SECONDS
+
 
 def _details(lease: Lease) -> str:
-    """What a lease stores besides its id; acquire.lua reads `user` to count per-user sessions."""
+    """What a lease stores besides its id (`user` is read by `sessions`, and by the per-user
+    check while leases of an older relay version are live: see lua/common.lua)."""
     return json.dumps(
         {"user": lease.user, "started_at": lease.started_at},
         ensure_ascii=False,  # the user id then reaches Lua byte for byte, as in ARGV

@@ -67,8 +67,9 @@ class Renewal:
     """Leases the store had lost (let expire, or a Redis that restarted empty) and took back
     because their project had room for them."""
     over_cap: tuple[Lease, ...]
-    """Lost leases the store did not take back because their project is full: other sessions
-    took the slots meanwhile. Their sessions must end, or the project would exceed its cap."""
+    """Lost leases the store did not take back because their project (or their user, under a
+    per-user cap) is full: other sessions took the slots meanwhile. Their sessions must end,
+    or the project would exceed its cap."""
 
 
 class QuotaStoreError(Exception):
@@ -86,10 +87,13 @@ class QuotaStore(Protocol):
         reached or the session was released already (`release` ran first: the admission was
         given up); expired leases are purged first. Atomic. Acquiring a held lease extends it."""
 
-    async def renew(self, leases: Sequence[Lease], caps: Mapping[str, int], ttl: float) -> Renewal:
+    async def renew(
+        self, leases: Sequence[Lease], limits: Mapping[str, QuotaLimits], ttl: float
+    ) -> Renewal:
         """Extend every lease to now+ttl. A lease the store lost (a Redis restart) or let expire
-        is taken back only while its project holds fewer than `caps[project]` leases, oldest
-        session first; a released one is never taken back."""
+        is taken back only while its project holds fewer than `limits[project].max_sessions`
+        leases and, if it has a user and the project a per-user cap, its user fewer than
+        `max_sessions_per_user`; oldest session first; a released one is never taken back."""
 
     async def release(self, lease: Lease, ttl: float) -> None:
         """Free the lease's slot, and remember for `ttl` that the session is over, so an
@@ -112,6 +116,9 @@ class QuotaStore(Protocol):
 
     async def ping(self) -> None:
         """Return when the store answers."""
+
+    async def warm(self) -> None:
+        """Open the connections the store will need, and return when it answers."""
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -38,6 +38,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 
 from app.metrics import RelayMetrics
+from app.relay.handshake_pacing import Turn, pacer_for
 from app.settings import Settings
 from app.web import error_body
 
@@ -74,6 +75,7 @@ _REFUSAL_REASONS = {
     408: "request_timeout",
     414: "uri_too_long",
     431: "headers_too_large",
+    503: "handshakes_waiting",
 }
 
 
@@ -85,6 +87,7 @@ class ConnectionLimits:
     send_timeout_seconds: float
     pre_admission_frame_bytes: int
     admitted_frame_bytes: int
+    handshake_concurrency: int = 0  # 0: upgrades are not paced
     close_timeout_seconds: float = CLOSE_TIMEOUT_SECONDS
 
     @classmethod
@@ -94,6 +97,7 @@ class ConnectionLimits:
             send_timeout_seconds=settings.client_send_timeout_seconds,
             pre_admission_frame_bytes=settings.max_setup_frame_bytes,
             admitted_frame_bytes=settings.max_frame_bytes,
+            handshake_concurrency=settings.handshake_concurrency,
         )
 
 
@@ -149,7 +153,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     The request timer runs from the connection (or the next request's first byte on a kept-alive
     connection, which uvicorn's keep-alive timer reaps until then) until the request, body
     included, has arrived; a WebSocket upgrade request is complete at the end of its headers.
-    Oversized heads are answered 414/431 at once and the socket is closed.
+    Oversized heads are answered 414/431 at once and the socket is closed. An upgrade request
+    waits its turn (`handshake_pacing`) before the WebSocket handshake starts.
     """
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
@@ -163,6 +168,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._header_bytes = 0
+        self._turn: Turn | None = None  # an upgrade waiting for its turn
 
     # --- connection -----------------------------------------------------------------------
 
@@ -175,6 +181,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
+        if self._turn is not None:
+            self._turn.done()  # gave up waiting: its place goes to the next
+            self._turn = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -188,7 +197,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             self._cancel_request_timer()
             if self._should_upgrade():
-                self.handle_websocket_upgrade()
+                self._upgrade_in_turn()
             else:
                 self._unsupported_upgrade_warning()
             return
@@ -206,6 +215,43 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                     self._refuse_uri_too_long()
                 else:
                     self._refuse_headers_too_large("the request head is too large")
+
+    # --- upgrades, paced ------------------------------------------------------------------
+
+    def _upgrade_in_turn(self) -> None:
+        limit = self.limits.handshake_concurrency
+        if limit == 0:
+            self.handle_websocket_upgrade()
+            return
+        pacer = pacer_for(self.server_state, limit, self.limits.request_timeout_seconds)
+        turn = pacer.take_turn(self._turn_came, self._turn_timed_out)
+        if turn is None:
+            self._refuse(503, "Service Unavailable", "too many handshakes waiting: retry")
+        elif turn.state == "running":
+            self._upgrade(turn)
+        else:
+            self._turn = turn
+            self.transport.pause_reading()  # nothing is due before the 101 anyway
+
+    def _turn_came(self) -> None:
+        turn, self._turn = self._turn, None
+        assert turn is not None
+        self.transport.resume_reading()
+        self._upgrade(turn)
+
+    def _turn_timed_out(self) -> None:
+        self._turn = None
+        seconds = self.limits.request_timeout_seconds
+        why = f"the relay is busy: no handshake turn within {seconds:g}s, retry"
+        self._refuse(503, "Service Unavailable", why)
+
+    def _upgrade(self, turn: Turn) -> None:
+        self.handle_websocket_upgrade()
+        protocol = self.transport.get_protocol()
+        if isinstance(protocol, BoundedWebSocketProtocol):
+            protocol.hold_turn(turn)
+        else:
+            turn.done()
 
     def _between_requests(self) -> bool:
         return not self._in_head and (self.cycle is None or self.cycle.response_complete)
@@ -304,8 +350,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 @dataclass(frozen=True)
 class _Admission:
-    """What the endpoint calls once a session is admitted: full-size frames from then on."""
+    """What the endpoint calls as a session is set up: `accepted` once the client has its 101
+    (the handshake's turn goes to the next upgrade waiting), `admit` once its quota slot is
+    taken (full-size frames from then on)."""
 
+    accepted: Callable[[], None]
     admit: Callable[[], None]
 
 
@@ -331,6 +380,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._send_deadline: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._aborted = False  # counted once, whichever timer or deadline came first
+        self._turn: Turn | None = None  # the handshake's turn, until the session is set up
 
     # --- admission ------------------------------------------------------------------------
 
@@ -340,10 +390,23 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             _count_refusal(self.metrics, self.response.status_code)
             self._abort_later()
             return
-        self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": _Admission(self._admit)}
+        admission = _Admission(self._end_turn, self._admit)
+        self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": admission}
 
     def _admit(self) -> None:
         self.conn.max_message_size = self.limits.admitted_frame_bytes
+
+    def hold_turn(self, turn: Turn) -> None:
+        """Keep the handshake's turn until the client is accepted or the connection ends."""
+        if self.close_sent or self.disconnected:  # the handshake was refused already
+            turn.done()
+        else:
+            self._turn = turn
+
+    def _end_turn(self) -> None:
+        if self._turn is not None:
+            self._turn.done()
+            self._turn = None
 
     # --- handshake refusals ---------------------------------------------------------------
 
@@ -443,7 +506,10 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._abort_later()
 
     async def run_asgi(self) -> None:
-        await super().run_asgi()
+        try:
+            await super().run_asgi()
+        finally:
+            self._end_turn()  # refused, or over before it was accepted
         self._abort_later()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -451,6 +517,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             if timer is not None:
                 timer.cancel()
         self._send_deadline = self._abort_timer = None
+        self._end_turn()
         super().connection_lost(exc)
         # The protocol and its parser form a reference cycle, freed only by a full garbage
         # collection, which may be minutes away: without this, each closed connection kept its
@@ -468,9 +535,21 @@ def _handshake_status(refusal: Exception | None) -> int:
     return 400
 
 
-def admit_full_frames(websocket: WebSocket) -> None:
-    """Raise the client's frame limit from the setup size to the session size (no-op when the
-    server is not the relay's uvicorn, e.g. a test client)."""
+def _admission(websocket: WebSocket) -> _Admission | None:
+    """None when the server is not the relay's uvicorn (e.g. a test client)."""
     extension = websocket.scope.get("extensions", {}).get(ADMISSION_EXTENSION)
-    if extension is not None:
-        extension["admission"].admit()
+    return None if extension is None else extension["admission"]
+
+
+def admit_full_frames(websocket: WebSocket) -> None:
+    """Raise the client's frame limit from the setup size to the session size."""
+    admission = _admission(websocket)
+    if admission is not None:
+        admission.admit()
+
+
+def handshake_done(websocket: WebSocket) -> None:
+    """The client is accepted: the next paced handshake may start."""
+    admission = _admission(websocket)
+    if admission is not None:
+        admission.accepted()

@@ -9,6 +9,7 @@ uvicorn's handler once the drain is over, and uvicorn then shuts down as usual.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import threading
@@ -48,6 +49,8 @@ def install_drain_on_sigterm(sessions: LiveSessions, drain_seconds: float) -> No
             return
         logger.info("SIGTERM: draining before shutdown")
         sessions.draining = True
-        loop.call_soon_threadsafe(start_drain)
+        # A signal handler runs inside whatever code the main thread was running, often a
+        # session's task: a fresh context keeps that session's id off the drain's log lines.
+        loop.call_soon_threadsafe(start_drain, context=contextvars.Context())
 
     signal.signal(signal.SIGTERM, on_sigterm)

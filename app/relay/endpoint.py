@@ -14,7 +14,7 @@ from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
 from app.quota.types import Lease
-from app.relay.bounded_protocols import admit_full_frames
+from app.relay.bounded_protocols import admit_full_frames, handshake_done
 from app.relay.client_gone import client_left
 from app.relay.closes import (
     INTERNAL_ERROR,
@@ -69,6 +69,8 @@ async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
     context = session_id_var.set(session_id)
     try:
         await websocket.accept(subprotocol=select_subprotocol(websocket))
+        # The rest waits on the client (its setup) as much as on us: the next may start.
+        handshake_done(websocket)
         await _serve(relay, websocket, principal, session_id, dialect, pending)
     except Exception as exc:
         # The session boundary: whatever went wrong, log it once and still send a close frame.

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,12 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 # Credential file types RELAY_VERTEX_CREDENTIALS_FILE accepts, each loaded by its own loader.
 FILE_KINDS = ("service_account", "authorized_user")
+
+# Background token refresh: after a failure, retry after 1 s, doubling up to 60 s; a token
+# with no expiry is looked at hourly; never refresh more often than once a second.
+TOKEN_RETRY_SECONDS = (1.0, 60.0)
+TOKEN_RECHECK_SECONDS = 3600.0
+MIN_REFRESH_INTERVAL_SECONDS = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +130,13 @@ def describe_credentials(credentials: google.auth.credentials.Credentials) -> st
 class GoogleTokenSource:
     """Bearer headers from google-auth credentials, shared by every session of the process.
 
+    `keep_fresh()` refreshes the token in the background once it is within the refresh margin
+    of its expiry, so no session waits for Google's token endpoint: with refreshes on demand,
+    every session opening while the token was stale waited for one HTTP round trip, and a storm
+    right after start-up waited for the first token. `headers()` still refreshes on demand
+    when the token is not fresh (the background refresh failed, or has not run yet).
     google-auth refreshes synchronously over HTTP, so a refresh runs in a thread; one lock makes
-    concurrent sessions wait for a single refresh instead of each starting its own.
+    concurrent callers wait for a single refresh instead of each starting its own.
     """
 
     def __init__(
@@ -135,26 +147,52 @@ class GoogleTokenSource:
         self._lock = asyncio.Lock()
         self._request = google.auth.transport.requests.Request()
 
-    def _fresh(self) -> bool:
+    def _seconds_until_stale(self) -> float:
+        """Until the token enters the refresh margin (0: stale now); inf without an expiry."""
         credentials = self._credentials
         if not credentials.token:
-            return False
+            return 0.0
         expiry: dt.datetime | None = credentials.expiry  # naive UTC, as google-auth keeps it
         if expiry is None:
-            return True
+            return math.inf
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        return bool(expiry - now > self._margin)
+        return max(0.0, (expiry - now - self._margin).total_seconds())
+
+    def _fresh(self) -> bool:
+        return self._seconds_until_stale() > 0
 
     async def headers(self) -> Mapping[str, str]:
         if not self._fresh():
-            async with self._lock:
-                if not self._fresh():
-                    await self._refresh()
+            await self._refresh_if_stale()
         headers = {"Authorization": f"Bearer {self._credentials.token}"}
         quota_project = getattr(self._credentials, "quota_project_id", None)
         if quota_project:
             headers["x-goog-user-project"] = quota_project
         return headers
+
+    async def keep_fresh(self) -> None:
+        """Refresh ahead of need, forever: run it as a task for the life of the process.
+
+        Failures are logged by `_refresh` and retried with a doubling delay; a token with no
+        expiry is looked at again every `TOKEN_RECHECK_SECONDS`.
+        """
+        retry = TOKEN_RETRY_SECONDS[0]
+        while True:
+            try:
+                await self._refresh_if_stale()
+            except UpstreamUnavailable:
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, TOKEN_RETRY_SECONDS[1])
+                continue
+            retry = TOKEN_RETRY_SECONDS[0]
+            wait = self._seconds_until_stale()
+            # A margin longer than the token's life would refresh in a loop: pace it.
+            await asyncio.sleep(min(max(wait, MIN_REFRESH_INTERVAL_SECONDS), TOKEN_RECHECK_SECONDS))
+
+    async def _refresh_if_stale(self) -> None:
+        async with self._lock:
+            if not self._fresh():
+                await self._refresh()
 
     async def _refresh(self) -> None:
         try:

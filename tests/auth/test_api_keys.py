@@ -29,8 +29,25 @@ ACME_PRINCIPAL: dict[str, object] = {
         (f"?access_token={ACME_KEY}", {}),
         (f"?key={ACME_KEY}", {}),
         (f"?alt=json&key={ACME_KEY}", {}),
+        (f"?access_token=auth_tokens/{ACME_KEY}", {}),
+        (
+            "",  # the Python SDK's ephemeral-token form: the same token in both headers
+            {
+                "Authorization": f"Token auth_tokens/{ACME_KEY}",
+                "x-goog-api-key": f"auth_tokens/{ACME_KEY}",
+            },
+        ),
     ],
-    ids=["bearer", "bearer-any-case", "x-goog-api-key", "access_token", "key", "among-others"],
+    ids=[
+        "bearer",
+        "bearer-any-case",
+        "x-goog-api-key",
+        "access_token",
+        "key",
+        "among-others",
+        "js-sdk-auth-tokens",
+        "python-sdk-token-scheme",
+    ],
 )
 async def test_api_key_is_accepted_from_every_header_and_query_parameter(
     relay: AuthServer, query: str, headers: dict[str, str]
@@ -96,8 +113,13 @@ async def test_repeated_query_parameter_with_different_values_is_refused_401(
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Authorization": f"Basic {ACME_KEY}"}, {"Authorization": "Bearer"}, {"x-goog-api-key": ""}],
-    ids=["basic-scheme", "bearer-without-token", "empty-key"],
+    [
+        {"Authorization": f"Basic {ACME_KEY}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Token auth_tokens/"},
+        {"x-goog-api-key": ""},
+    ],
+    ids=["basic-scheme", "bearer-without-token", "token-scheme-without-token", "empty-key"],
 )
 async def test_malformed_credential_is_refused_401(
     relay: AuthServer, headers: dict[str, str]

@@ -2,11 +2,15 @@
 
 Same contract as `EmulatorConfig(echo_audio=True)`: the first message is answered with
 `setupComplete`, every `realtimeInput.audio` chunk at once with one binary frame carrying the
-very same base64 string, anything else is ignored. It is the `websockets` sans-I/O server
-protocol driven from `asyncio.Protocol` callbacks under uvloop, with a byte sniff instead of a
-JSON parse: on the benchmark machine it costs about a third of the emulator's CPU per echoed
-frame, which is what lets one core carry the load generator and the upstream at 300-400
-sessions. `python -m tests.bench.run --upstream emulator` measures against the emulator.
+very same base64 string, anything else is ignored. A setup that asks for transparent resumption
+(as the relay's does) is also answered, every `CONFIRM_EVERY` messages, with the
+`sessionResumptionUpdate` Vertex sends as it consumes input: without it the relay would keep
+every audio frame for replay, up to its buffer bound, which no real session does. It is the
+`websockets` sans-I/O server protocol driven from `asyncio.Protocol` callbacks under uvloop,
+with a byte sniff instead of a JSON parse: on the benchmark machine it costs about a third of
+the emulator's CPU per echoed frame, which is what lets one core carry the load generator and
+the upstream at 300-400 sessions. `python -m tests.bench.run --upstream emulator` measures
+against the emulator.
 
     python -m tests.bench.echo_upstream --port 9000
 """
@@ -32,6 +36,8 @@ ECHO_HEAD = (
 ECHO_TAIL = b'"}}]}}}'
 AUDIO_MARKER = b'"realtimeInput":{"audio":'
 DATA_MARKER = b'"data":"'
+TRANSPARENT_MARKER = b'"transparent":true'
+CONFIRM_EVERY = 25  # messages: one second of 40 ms audio
 
 
 def echo_of(message: bytes) -> bytes | None:
@@ -46,11 +52,21 @@ def echo_of(message: bytes) -> bytes | None:
     return None if end < 0 else ECHO_HEAD + message[start:end] + ECHO_TAIL
 
 
+def resumption_update(consumed: int) -> bytes:
+    """A resumable handle covering the first `consumed` messages after the setup."""
+    return (
+        b'{"sessionResumptionUpdate":{"newHandle":"echo-%d","resumable":true,'
+        b'"lastConsumedClientMessageIndex":"%d"}}' % (consumed, consumed)
+    )
+
+
 class EchoConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self._protocol = ServerProtocol(max_size=16 * 1024 * 1024)
         self._transport: asyncio.Transport | None = None
         self._set_up = False
+        self._confirms = False  # the setup asked for transparent resumption
+        self._consumed = 0  # messages after the setup (the setup is 0, per connection)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop does not subclass it
@@ -74,11 +90,15 @@ class EchoConnection(asyncio.Protocol):
             return
         if not self._set_up:
             self._set_up = True
+            self._confirms = TRANSPARENT_MARKER in message
             self._protocol.send_binary(SETUP_COMPLETE)
             return
         echo = echo_of(message)
         if echo is not None:
             self._protocol.send_binary(echo)
+        self._consumed += 1
+        if self._confirms and self._consumed % CONFIRM_EVERY == 0:
+            self._protocol.send_binary(resumption_update(self._consumed))
 
     def _flush(self) -> None:
         transport = self._transport

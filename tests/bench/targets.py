@@ -221,6 +221,16 @@ TARGETS = {
             _relay(tls=True),
         ),
         Target(
+            "relay-unpaced",
+            "the relay with every handshake started at once (RELAY_HANDSHAKE_CONCURRENCY=0)",
+            _relay(RELAY_HANDSHAKE_CONCURRENCY="0"),
+        ),
+        Target(
+            "relay-paced-8",
+            "the relay with at most 8 handshakes in progress",
+            _relay(RELAY_HANDSHAKE_CONCURRENCY="8"),
+        ),
+        Target(
             "relay-2-workers",
             "the relay with 2 uvicorn workers on its one core",
             _relay(RELAY_WORKERS="2"),

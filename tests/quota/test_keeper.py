@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
 
-from app.quota.keeper import QuotaKeeper
+from app.quota.keeper import WARM_UP_SECONDS, QuotaKeeper
 from app.quota.memory import MemoryQuotaStore
-from app.quota.redis_connection import connect_redis
+from app.quota.redis_connection import WARM_CONNECTIONS, connect_redis
 from app.quota.redis_store import RedisQuotaStore
+from app.quota.refusals import STORE_UNAVAILABLE
 from app.quota.types import Lease, QuotaLimits, QuotaStore, Refusal
 from app.settings import load_settings
 from tests.support.redis_server import RedisServer
@@ -326,3 +329,111 @@ async def _exact(keeper: QuotaKeeper, store: QuotaStore, expected: set[str]) -> 
 
 async def _holds(store: QuotaStore, count: int) -> bool:
     return len(await held(store)) == count
+
+
+# --- storms (issue 15) -------------------------------------------------------------------------
+
+
+async def test_a_storm_larger_than_the_pool_is_all_admitted_none_as_a_store_outage(
+    redis_server: RedisServer,
+) -> None:
+    # 300 admissions at once through 8 pooled connections that wait 50 ms at most: one per
+    # connection, most would be refused "quota store unreachable" with Redis up.
+    store = RedisQuotaStore(
+        connect_redis(redis_server.url, pool_size=8, pool_wait=0.05), key_prefix="relay"
+    )
+    limits = QuotaLimits(max_sessions=300, tokens_per_minute=10**9)
+    storm = [Lease("acme", f"user-{n % 30}", f"storm-{n}", float(n)) for n in range(300)]
+    try:
+        async with running_keeper(store, ttl=30) as keeper:
+            refusals = await asyncio.gather(*(keeper.admit(one, limits) for one in storm))
+
+            assert refusals == [None] * 300
+            assert keeper.store_healthy
+            assert len(await held(store)) == 300
+            await asyncio.gather(*(keeper.release(one) for one in storm))
+            assert await held(store) == set()
+    finally:
+        await store.aclose()
+
+
+async def test_each_admission_of_a_storm_gets_its_own_answer(store: RedisQuotaStore) -> None:
+    # Coalesced into shared pipelines, the per-user cap still refuses exactly each user's extra.
+    limits = QuotaLimits(max_sessions=1_000, max_sessions_per_user=20, tokens_per_minute=10**9)
+    storm = [Lease("acme", f"user-{n % 10}", f"storm-{n}", float(n)) for n in range(300)]
+    async with running_keeper(store, ttl=30) as keeper:
+        refusals = await asyncio.gather(*(keeper.admit(one, limits) for one in storm))
+
+        admitted = Counter(one.user for one, r in zip(storm, refusals, strict=True) if r is None)
+        assert admitted == dict.fromkeys((f"user-{u}" for u in range(10)), 20)
+        assert {r.kind for r in refusals if r is not None} == {"user_sessions"}
+        assert len(await held(store)) == 200
+
+
+async def test_start_opens_the_pools_connections_before_any_session(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    # An observer that itself sends nothing but its commands (no HELLO, no SETINFO).
+    admin = Redis.from_url(redis_server.url, decode_responses=True, protocol=2, driver_info=None)
+    try:
+        async with running_keeper(store):
+            clients = await admin.client_list()
+            stats = await admin.info("stats")
+    finally:
+        await admin.aclose()
+
+    mine = [client for client in clients if client["cmd"] != "client|list"]
+    assert len(mine) >= WARM_CONNECTIONS
+    # No CLIENT SETINFO, HELLO or maintenance-notifications handshake on connect: Redis 7.2+
+    # would list a lib-name, and Redis 7.0, which knows neither SETINFO nor
+    # MAINT_NOTIFICATIONS, counts an error for each.
+    assert {client.get("lib-name", "") for client in mine} == {""}
+    assert stats["total_error_replies"] == 0
+
+
+async def test_start_with_redis_down_returns_refusing(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    store = RedisQuotaStore(connect_redis(redis_server.url), key_prefix="relay")
+    try:
+        async with asyncio.timeout(WARM_UP_SECONDS + 5):  # bounded: a hang fails here
+            async with running_keeper(store) as keeper:
+                assert keeper.store_healthy is False
+                assert await keeper.admit(lease(0), LIMITS) == STORE_UNAVAILABLE
+    finally:
+        await store.aclose()
+
+
+async def test_start_with_a_redis_that_never_answers_is_bounded() -> None:
+    # A host that accepts connections and says nothing (a hung server, a dropping firewall).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    store = RedisQuotaStore(connect_redis(f"redis://127.0.0.1:{port}/0"), key_prefix="relay")
+    try:
+        async with asyncio.timeout(WARM_UP_SECONDS + 5):  # bounded: a hang fails here
+            async with running_keeper(store, ttl=30) as keeper:
+                assert keeper.store_healthy is False
+    finally:
+        await store.aclose()
+        silent.close()
+
+
+async def test_after_redis_restarts_empty_a_users_sessions_over_the_user_cap_are_ended(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    limits = QuotaLimits(max_sessions=10, max_sessions_per_user=2, tokens_per_minute=1_000)
+    bob = [Lease("acme", "bob", f"bob-{n}", float(n)) for n in range(2)]
+    ended: list[Lease] = []
+    async with running_keeper(store, on_slot_lost=lambda lease, _: ended.append(lease)) as keeper:
+        for one in bob:
+            assert await keeper.admit(one, limits) is None
+        redis_server.restart()
+        # Before this relay's next beat, bob opens a session through another relay.
+        assert await store.acquire(Lease("acme", "bob", "elsewhere", 100.0), limits, 30) is None
+
+        await eventually(lambda: _ended(ended, 1), within=ONE_BEAT)
+
+        assert ended == [bob[1]]  # the newer one
+        assert keeper.live_leases == [bob[0]]
+        assert await held(store) == {"bob-0", "elsewhere"}

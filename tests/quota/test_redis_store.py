@@ -13,13 +13,13 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from app.quota.redis_connection import connect_redis
-from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key
+from app.quota.redis_store import KeyKind, RedisQuotaStore, quota_key, user_key
 from app.quota.types import Lease, QuotaLimits, QuotaStoreError, Renewal
 from tests.support.redis_server import RedisServer
 
 LIMITS = QuotaLimits(max_sessions=5, tokens_per_minute=1_000)
 LEASES = [Lease("acme", "bob", "s-1", 1.0), Lease("acme", None, "s-2", 2.0)]
-CAPS = {"acme": 5, "other": 5}
+CAPS = {"acme": QuotaLimits(max_sessions=5), "other": QuotaLimits(max_sessions=5)}
 
 
 @pytest.fixture
@@ -110,7 +110,12 @@ async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw
     await store.acquire(LEASES[0], LIMITS, 0.2)
 
     keys = await raw.keys("*")
-    assert len(keys) == 2
+    assert sorted(keys) == sorted(
+        [
+            *(quota_key("relay", "acme", kind) for kind in ("leases", "details", "counted")),
+            user_key("relay", "acme", "bob"),
+        ]
+    )
     for key in keys:
         assert 0 < await raw.pttl(key) <= 200
 
@@ -118,6 +123,7 @@ async def test_lease_keys_expire_with_the_last_lease(store: RedisQuotaStore, raw
 def test_every_key_of_a_project_is_in_the_projects_cluster_slot() -> None:
     for project in ("acme", "a}b", "{x}", "100%"):
         keys = [quota_key("relay", project, kind) for kind in get_args(KeyKind)]
+        keys += [user_key("relay", project, user) for user in ("bob", "}", "{a}")]
         assert len({key_slot(key.encode()) for key in keys}) == 1, keys
 
 
@@ -139,3 +145,43 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
     assert refusals == [None] * len(leases)
     await asyncio.gather(*(store.release(lease, 30) for lease in leases))
     assert await store.sessions("burst") == []
+
+
+# --- the per-user record -----------------------------------------------------------------
+
+
+async def test_a_users_expired_leases_leave_their_record(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=5)
+    for n in range(3):
+        await store.acquire(Lease("acme", "bob", f"old-{n}", 1.0), limits, 0.1)
+    await asyncio.sleep(0.2)
+
+    await store.acquire(Lease("acme", "bob", "new", 2.0), limits, 30)
+
+    assert await raw.zrange(user_key("relay", "acme", "bob"), 0, -1) == ["new"]
+    assert await raw.zrange(quota_key("relay", "acme", "counted"), 0, -1) == ["new"]
+
+
+async def test_leases_of_an_older_relay_version_still_count_against_the_users_cap(
+    store: RedisQuotaStore, raw: Redis
+) -> None:
+    # During a rolling deploy an older relay writes leases and details only (no per-user
+    # record). Until they are gone the per-user check counts from the details: never over.
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=2)
+    leases, details = quota_key("relay", "acme", "leases"), quota_key("relay", "acme", "details")
+    expiry = (await raw.time())[0] * 1000 + 30_000
+    for n in range(2):
+        await raw.zadd(leases, {f"old-relay-{n}": expiry})
+        await raw.hset(details, f"old-relay-{n}", '{"user":"bob","started_at":1.0}')
+
+    refusal = await store.acquire(Lease("acme", "bob", "new-relay", 2.0), limits, 30)
+    assert refusal is not None
+    assert refusal.kind == "user_sessions"
+    assert await store.acquire(Lease("acme", "carol", "c", 2.0), limits, 30) is None
+
+    for n in range(2):  # the older relay's sessions end: its release.lua
+        await raw.zrem(leases, f"old-relay-{n}")
+        await raw.hdel(details, f"old-relay-{n}")
+    assert await store.acquire(Lease("acme", "bob", "new-relay", 2.0), limits, 30) is None

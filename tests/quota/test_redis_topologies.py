@@ -30,13 +30,14 @@ from tests.support.redis_server import RedisServer
 from tests.support.wait import eventually
 
 LIMITS = QuotaLimits(max_sessions=2, max_sessions_per_user=1, tokens_per_minute=100)
-CAPS = {"acme": 2, "globex": 2}
+CAPS = {"acme": QuotaLimits(max_sessions=2), "globex": QuotaLimits(max_sessions=2)}
 KEY_PREFIX = "relay"
 
 
 async def exercise(store: QuotaStore) -> None:
     """Every operation once, checking the answers a working store gives."""
     leases = [Lease("acme", "bob", "s-1", 1.0), Lease("globex", "bob", "s-2", 2.0)]
+    await store.warm()
     await store.ping()
     for lease in leases:
         assert await store.acquire(lease, LIMITS, 30) is None
@@ -175,7 +176,7 @@ async def test_a_three_master_cluster_counts_each_project_exactly_on_whichever_m
             for project in projects:
                 assert len(await replicas[0].sessions(project)) == 3, project
                 assert (await replicas[1].charge(project, 400, limits)).used == 400
-            caps = dict.fromkeys(projects, 3)
+            caps = dict.fromkeys(projects, limits)
             assert await replicas[1].renew(admitted, caps, 30) == Renewal(0, ())
             for port, names in spread.items():
                 with redis.Redis(port=port, decode_responses=True) as node:

@@ -13,7 +13,7 @@ from tests.quota.conftest import Backend
 
 TTL = 30.0
 LIMITS = QuotaLimits(max_sessions=3, max_sessions_per_user=None, tokens_per_minute=1_000)
-CAPS = {"acme": 3, "other": 3}
+CAPS = {"acme": QuotaLimits(max_sessions=3), "other": QuotaLimits(max_sessions=3)}
 
 
 def lease(number: int, *, project: str = "acme", user: str | None = None) -> Lease:
@@ -130,7 +130,9 @@ async def test_renew_keeps_held_leases_even_over_a_cap_lowered_since(backend: Ba
     for number in range(3):
         await backend.store.acquire(lease(number), LIMITS, TTL)
 
-    renewal = await backend.store.renew([lease(0), lease(1), lease(2)], {"acme": 1}, TTL)
+    renewal = await backend.store.renew(
+        [lease(0), lease(1), lease(2)], {"acme": QuotaLimits(max_sessions=1)}, TTL
+    )
 
     assert renewal == Renewal(restored=0, over_cap=())
     assert len(await held(backend)) == 3
@@ -395,3 +397,91 @@ async def test_concurrent_uses_of_one_key_never_exceed_its_max(backend: Backend)
 
 async def test_ping_answers_when_the_store_is_reachable(backend: Backend) -> None:
     await backend.store.ping()
+
+
+# --- the per-user cap at scale (issue 15: one record per user, not a walk over all leases) ---
+
+
+async def test_per_user_cap_is_exact_for_each_user_among_many_leases(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=1_000, max_sessions_per_user=4, tokens_per_minute=10**9)
+    replicas = [backend.store, backend.replica()]
+    # 40 users x 7 attempts, raced through two replicas; 100 sessions without a user around.
+    attempts = [lease(n, user=f"user-{n % 40}") for n in range(280)]
+    attempts += [lease(1_000 + n) for n in range(100)]
+    random.Random(15).shuffle(attempts)
+
+    results = await asyncio.gather(
+        *(replicas[n % 2].acquire(a, limits, TTL) for n, a in enumerate(attempts))
+    )
+
+    admitted: dict[str | None, int] = {}
+    for attempt, result in zip(attempts, results, strict=True):
+        if result is None:
+            admitted[attempt.user] = admitted.get(attempt.user, 0) + 1
+        else:
+            assert result.kind == "user_sessions", result
+    assert admitted.pop(None) == 100
+    assert admitted == {f"user-{u}": 4 for u in range(40)}
+    assert len(await held(backend)) == 40 * 4 + 100
+
+
+async def test_expired_leases_leave_the_users_count(backend: Backend) -> None:
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=2)
+    for n in range(2):
+        assert await backend.store.acquire(lease(n, user="bob"), limits, ttl=0.2) is None
+    assert await backend.store.acquire(lease(2, user="bob"), limits, TTL) is not None
+
+    await asyncio.sleep(0.3)  # bob's two leases expire; nobody renews them
+
+    fresh = [await backend.store.acquire(lease(n, user="bob"), limits, TTL) for n in (3, 4, 5)]
+    assert fresh[:2] == [None, None]
+    assert fresh[2] is not None
+    assert fresh[2].kind == "user_sessions"
+
+
+async def test_a_user_at_the_cap_who_releases_is_admitted_again_exactly_to_the_cap(
+    backend: Backend,
+) -> None:
+    limits = QuotaLimits(max_sessions=100, max_sessions_per_user=3)
+    first = [lease(n, user="bob") for n in range(3)]
+    for held_lease in first:
+        assert await backend.store.acquire(held_lease, limits, TTL) is None
+
+    await asyncio.gather(*(backend.store.release(held_lease, TTL) for held_lease in first))
+    again = [await backend.store.acquire(lease(n, user="bob"), limits, TTL) for n in range(10, 14)]
+
+    assert again[:3] == [None, None, None]
+    assert again[3] is not None
+    assert again[3].kind == "user_sessions"
+
+
+async def test_renew_takes_lost_leases_back_only_within_the_users_cap_too(
+    backend: Backend,
+) -> None:
+    # This replica's sessions lost their leases; meanwhile another replica admitted one more
+    # session of bob's. Bob may hold 2: only his oldest lost session fits, carol's fits too.
+    limits = QuotaLimits(max_sessions=10, max_sessions_per_user=2)
+    assert await backend.store.acquire(lease(10, user="bob"), limits, TTL) is None
+    mine = [lease(2, user="bob"), lease(0, user="bob"), lease(1, user="bob")]
+    mine.append(lease(3, user="carol"))
+
+    renewal = await backend.store.renew(mine, {"acme": limits}, TTL)
+
+    assert renewal == Renewal(restored=2, over_cap=(lease(1, user="bob"), lease(2, user="bob")))
+    assert await held(backend) == {"session-0", "session-3", "session-10"}
+    refusal = await backend.store.acquire(lease(20, user="bob"), limits, TTL)
+    assert refusal is not None
+    assert refusal.kind == "user_sessions"
+
+
+async def test_renew_keeps_a_users_held_leases_even_over_a_user_cap_lowered_since(
+    backend: Backend,
+) -> None:
+    roomy = QuotaLimits(max_sessions=10, max_sessions_per_user=3)
+    mine = [lease(n, user="bob") for n in range(3)]
+    for held_lease in mine:
+        assert await backend.store.acquire(held_lease, roomy, TTL) is None
+
+    tight = QuotaLimits(max_sessions=10, max_sessions_per_user=1)
+    assert await backend.store.renew(mine, {"acme": tight}, TTL) == Renewal(0, ())
+    assert len(await held(backend)) == 3

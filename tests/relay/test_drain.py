@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import signal
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from app.logs import session_id_var
+from app.relay.drain import install_drain_on_sigterm
+from app.relay.registry import LiveSessions
 from tests.relay.conftest import API_KEY, MODEL, auth_headers
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.relay import RelayProcess
@@ -51,3 +57,37 @@ async def test_sigterm_drains_sessions_then_exits_zero(tmp_path: Path) -> None:
         assert exit_code == 0, relay.output()
     finally:
         relay.kill()
+
+
+async def test_the_drain_logs_outside_the_session_a_sigterm_interrupted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A signal handler runs inside whatever the main thread runs, often a session's task:
+    the drain must not log its lines as that session's."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    seen: list[str | None] = []
+
+    def uvicorns_handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(stopped.set)
+
+    def note_session(record: logging.LogRecord) -> bool:
+        seen.append(session_id_var.get())
+        return True
+
+    caplog.set_level(logging.INFO, logger="app.relay.registry")
+    drain_logger = logging.getLogger("app.relay.registry")
+    previous = signal.signal(signal.SIGTERM, uvicorns_handler)
+    drain_logger.addFilter(note_session)
+    try:
+        install_drain_on_sigterm(LiveSessions(), drain_seconds=0)
+        session = session_id_var.set("0123456789abcdef")
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            session_id_var.reset(session)
+        await asyncio.wait_for(stopped.wait(), timeout=5)
+    finally:
+        drain_logger.removeFilter(note_session)
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [None]

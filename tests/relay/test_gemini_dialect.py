@@ -12,8 +12,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
@@ -233,6 +235,39 @@ async def test_the_python_sdk_in_gemini_api_mode_gets_typed_usage(
     assert usage.response_token_count is not None
     assert usage.response_token_count > 0
     assert usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+
+
+async def test_the_python_sdk_starts_a_session_with_a_relay_token_as_its_ephemeral_token(
+    relay: RunningRelay, tls_files: TLSFiles
+) -> None:
+    """`api_key="auth_tokens/<token>"`: the SDK opens `...Constrained` on v1alpha and sends
+    the token as `Authorization: Token auth_tokens/<token>` and in `x-goog-api-key`."""
+    async with httpx.AsyncClient(verify=tls_files.client_context()) as http:
+        minted = await http.post(
+            f"{relay.http_url}/v1/tokens", json={}, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+    assert minted.status_code == 200, minted.text
+    client = genai.Client(
+        api_key=f"auth_tokens/{minted.json()['token']}",
+        http_options={
+            "base_url": relay.http_url,
+            "api_version": "v1alpha",
+            "async_client_args": {"ssl": tls_files.client_context()},
+        },
+    )
+    with pytest.warns(genai_errors.ExperimentalWarning, match="ephemeral token"):
+        messages = await sdk_text_turn(client, "Hello")
+    assert 'you said "Hello"' in texts(messages)
+
+
+async def sdk_text_turn(client: genai.Client, text: str) -> list[types.LiveServerMessage]:
+    async with client.aio.live.connect(
+        model=MODEL, config=types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    ) as session:
+        await session.send_client_content(
+            turns={"role": "user", "parts": [{"text": text}]}, turn_complete=True
+        )
+        return await receive_turn(session)
 
 
 async def test_deeply_nested_gemini_input_does_not_crash_the_session(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -61,19 +62,23 @@ async def test_concurrent_sessions_share_one_token_refresh(tmp_path: Path) -> No
     )
 
 
-async def test_a_token_near_expiry_is_refreshed_before_use(tmp_path: Path) -> None:
-    with token_server(expires_in=2) as tokens:
+async def test_a_token_is_refreshed_in_the_background_before_a_session_needs_it(
+    tmp_path: Path,
+) -> None:
+    with token_server(expires_in=4) as tokens:
         credentials = write_service_account(tmp_path / "sa.json", tokens.url)
         async with (
             Emulator(accepts_current_token(tokens)) as emulator,
             running_relay(
-                vertex_settings(emulator, credentials, token_refresh_margin_seconds=1.0)
+                vertex_settings(emulator, credentials, token_refresh_margin_seconds=2.0)
             ) as relay,
         ):
             await start_session(relay)
             await start_session(relay)
-            assert len(tokens.issued) == 1  # still fresh: reused
-            await asyncio.sleep(1.2)  # now within the margin of its expiry
+            assert len(tokens.issued) == 1  # fetched at start-up, still fresh: reused
+            # Past the margin before its expiry, with no session asking for a token.
+            await asyncio.sleep(tokens.expires_at[tokens.issued[0]] - 2.0 + 0.5 - time.time())
+            assert len(tokens.issued) == 2
             await start_session(relay)
             assert len(tokens.issued) == 2
             assert emulator.stats.last_authorization == "Bearer ya29.test-token-2"

@@ -1,39 +1,61 @@
 -- Heartbeat: extend the leases of one project's sessions running on one relay. A lease the
 -- store lost (a Redis restart without persistence, or expired while the relay was frozen) is
--- taken back only if the project has room: meanwhile other sessions may have taken its slot.
--- Lost leases are taken back oldest session first (the caller sorts them), so when the project
+-- taken back only if the project has room and, for a session with a user under a per-user
+-- cap, the user has room too: meanwhile other sessions may have taken the slot. Lost leases
+-- are taken back oldest session first (the caller sorts them), so when the project or the user
 -- is full the newest sessions are the ones left out. Released sessions are never taken back.
+-- A held lease missing from its user's record (written before the record existed) is added
+-- to it here.
 --
 -- KEYS[1]  leases of the project
 -- KEYS[2]  lease details of the project
 -- KEYS[3]  release marks of the project
+-- KEYS[4]  counted leases of the project
+-- KEYS[5], KEYS[6], ...  the leases of each user among the sessions below
 -- ARGV[1]  lease time to live, ms
 -- ARGV[2]  max concurrent sessions of the project
--- ARGV[3], ARGV[4], ...  pairs: session id, lease details JSON, oldest session first
+-- ARGV[3]  max concurrent sessions of a user (-1: no per-user cap)
+-- ARGV[4], ARGV[5], ARGV[6], ARGV[7], ...  quadruples: session id, lease details JSON, user id
+--          ("" without a user), index in KEYS of the user's leases (0 without a user);
+--          oldest session first
 -- Result:  {restored, session id, session id, ...}: how many lost leases were taken back, then
---          the ids of the lost leases left out because the project is full
+--          the ids of the lost leases left out because the project or the user is full
 local now = now_ms()
-purge_expired_leases(KEYS[1], KEYS[2], now)
+purge_expired_leases(KEYS[1], KEYS[2], KEYS[4], now)
 purge_expired_releases(KEYS[3], now)
 local expiry = now + tonumber(ARGV[1])
 local max_sessions = tonumber(ARGV[2])
+local max_user_sessions = tonumber(ARGV[3])
+
+local function user_key(i)
+  local index = tonumber(ARGV[i + 3])
+  if index > 0 then
+    return KEYS[index]
+  end
+  return nil
+end
+
 local lost = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 4 do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], expiry, ARGV[i])
+    record_lease(KEYS[1], KEYS[2], KEYS[4], user_key(i), ARGV[i], nil, expiry, now)
   elseif not was_released(KEYS[3], ARGV[i], now) then
     lost[#lost + 1] = i
   end
 end
 local result = {0}
 for _, i in ipairs(lost) do
-  if redis.call('ZCARD', KEYS[1]) < max_sessions then
-    redis.call('ZADD', KEYS[1], expiry, ARGV[i])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  local fits = redis.call('ZCARD', KEYS[1]) < max_sessions
+  local key = user_key(i)
+  if fits and key and max_user_sessions >= 0 then
+    fits = user_leases_held(KEYS[1], KEYS[2], KEYS[4], key, ARGV[i + 2], now) < max_user_sessions
+  end
+  if fits then
+    record_lease(KEYS[1], KEYS[2], KEYS[4], key, ARGV[i], ARGV[i + 1], expiry, now)
     result[1] = result[1] + 1
   else
     result[#result + 1] = ARGV[i]
   end
 end
-expire_with_last_lease(KEYS[1], KEYS[2], now)
+expire_with_last_lease(KEYS[1], KEYS[2], KEYS[4], now)
 return result
