@@ -119,12 +119,21 @@ class Session:
         self._queued: list[str | bytes] = []
         # Bytes waiting for setupComplete: held in memory, so bounded by one largest frame.
         self._queued_bytes = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        # One loop timer serves the time limit's goAway and end and the idle check: each
+        # TimerHandle is about 500 bytes of a held session (tests/bench/session_memory.py).
+        self._timer: asyncio.TimerHandle | None = None
+        self._goaway_at: float | None = None  # the time limit's goAway, until it is sent
+        self._end_at = 0.0
+        self._idle_check_at = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._last_client_frame = self._loop.time()
         self._rate = _RateWindow(started=self._last_client_frame)
         self._close_after_turn: str | None = None
         self._usage_frame_index = -1
+        # The task running the upstream pump inside run(), while it does. One pump runs in
+        # the caller's task instead of its own: a task is ~600 bytes of a held session.
+        self._runner: asyncio.Task[object] | None = None
+        self._runner_stopping = False
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -132,6 +141,11 @@ class Session:
         """Ask the session to end; the first ending wins."""
         if not self._ended.done():
             self._ended.set_result(ending)
+            runner = self._runner
+            if runner is not None and not self._runner_stopping:
+                # The upstream pump runs in run()'s own task: stop it there.
+                self._runner_stopping = True
+                runner.cancel()
 
     def send_goaway(self, seconds: float, why: str) -> None:
         """Tell the client the session ends in `seconds` (a Live API goAway), without waiting."""
@@ -141,36 +155,48 @@ class Session:
     async def run(self) -> Ending:
         """Forward until something ends the session; close both legs; return why it ended."""
         limits = self.limits
-        self._timers = [
-            self._loop.call_later(
-                limits.max_seconds - limits.goaway_notice_seconds,
-                self.send_goaway,
-                limits.goaway_notice_seconds,
-                "time_limit",
-            ),
-            self._loop.call_later(
-                limits.max_seconds,
-                self.end,
-                Ending("relay", NORMAL, "session time limit reached", "time_limit"),
-            ),
-            self._loop.call_later(limits.idle_seconds, self._check_idle),
-        ]
-        pumps = [
-            asyncio.create_task(self._pump_client(), name="client->upstream"),
-            asyncio.create_task(self._pump_upstream(), name="upstream->client"),
-        ]
-        for pump in pumps:
-            pump.add_done_callback(self._pump_finished)
+        now = self._loop.time()
+        self._goaway_at = now + limits.max_seconds - limits.goaway_notice_seconds
+        self._end_at = now + limits.max_seconds
+        self._idle_check_at = now + limits.idle_seconds
+        self._arm_timer()
+        client_pump = asyncio.create_task(self._pump_client(), name="client->upstream")
+        client_pump.add_done_callback(self._pump_finished)
         try:
-            self.ending = await self._ended
+            await self._run_upstream_pump()
+            self.ending = self._ended.result()
         finally:
-            for timer in self._timers:
-                timer.cancel()
-            for task in (*pumps, *self._background):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            for task in (client_pump, *self._background):
                 task.cancel()
-            await asyncio.gather(*pumps, *self._background, return_exceptions=True)
+            await asyncio.gather(client_pump, *self._background, return_exceptions=True)
             await self._close_legs(self.ending or Ending("relay", GOING_AWAY, "cancelled", "error"))
         return self.ending
+
+    async def _run_upstream_pump(self) -> None:
+        """Run the upstream pump in this task until it ends or `end()` stops it."""
+        runner = asyncio.current_task()
+        assert runner is not None
+        if self._ended.done():
+            return
+        self._runner = runner
+        try:
+            ending = await self._pump_upstream()
+        except asyncio.CancelledError:
+            self._runner = None
+            # Ours (end() stopped the pump) unless the task was also cancelled from outside.
+            if not self._runner_stopping or runner.uncancel() > 0:
+                raise
+            return
+        except Exception:
+            self._runner = None
+            logger.exception("session pump upstream->client failed")
+            self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
+            return
+        self._runner = None
+        self.end(ending)
 
     def _pump_finished(self, task: asyncio.Task[Ending]) -> None:
         if task.cancelled():
@@ -262,14 +288,33 @@ class Session:
             f"or {limits.bytes_per_second} bytes/s"
         )
 
-    def _check_idle(self) -> None:
-        idle_for = self._loop.time() - self._last_client_frame
-        remaining = self.limits.idle_seconds - idle_for
-        if remaining <= 0:
-            seconds = round(self.limits.idle_seconds)
-            self.end(Ending("relay", NORMAL, f"idle: no client frame for {seconds}s", "idle"))
-        else:
-            self._timers.append(self._loop.call_later(remaining, self._check_idle))
+    def _arm_timer(self) -> None:
+        due = min(self._end_at, self._idle_check_at)
+        if self._goaway_at is not None:
+            due = min(due, self._goaway_at)
+        self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._ended.done():
+            return
+        now = self._loop.time()
+        limits = self.limits
+        if self._goaway_at is not None and now >= self._goaway_at:
+            self._goaway_at = None
+            self.send_goaway(limits.goaway_notice_seconds, "time_limit")
+        if now >= self._end_at:
+            self.end(Ending("relay", NORMAL, "session time limit reached", "time_limit"))
+            return
+        if now >= self._idle_check_at:
+            idle_for = now - self._last_client_frame
+            remaining = limits.idle_seconds - idle_for
+            if remaining <= 0:
+                seconds = round(limits.idle_seconds)
+                self.end(Ending("relay", NORMAL, f"idle: no client frame for {seconds}s", "idle"))
+                return
+            self._idle_check_at = now + remaining
+        self._arm_timer()
 
     # --- upstream -> client ---------------------------------------------------------------
 

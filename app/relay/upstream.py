@@ -1,7 +1,10 @@
 """The upstream leg: a WebSocket to the Live API, Vertex AI or the emulator alike.
 
-The session code only sees a `websockets` client connection. What differs between Vertex and the
-emulator (the URL, the TLS context, the bearer token) lives in `UpstreamConnector`.
+The session code only sees an `UpstreamConnection` (send, recv, close, state). What differs
+between Vertex and the emulator (the URL, the TLS context, the bearer token) lives in
+`UpstreamConnector`. Without an HTTP proxy a connection is a `LeanConnection` (the `websockets`
+sans-I/O protocol on an asyncio Protocol, less memory and CPU per session); through a proxy it
+is the `websockets` asyncio client, which speaks HTTP CONNECT.
 
 A connection that cannot be opened raises `UpstreamUnavailable`, whose `cause` is one word from
 `FAILURE_CAUSES` (a metric label) and whose message is safe to send the client as a close reason.
@@ -14,17 +17,23 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
+from app.relay.lean_upstream import LeanConnection
 from app.relay.setup_policy import UpstreamTarget
+from app.relay.upstream_leg import UpstreamConnection
 from app.settings import Settings
 
 LIVE_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
 
 HeaderSource = Callable[[], Awaitable[Mapping[str, str]]]
+
+# Seconds the upstream gets to answer a close before the connection is dropped.
+CLOSE_TIMEOUT = 2.0
+USER_AGENT = "live-relay"
 
 # Why an upstream connection could not be opened; each is a value of the `cause` label.
 FAILURE_CAUSES = (
@@ -125,7 +134,7 @@ class UpstreamConnector:
         # environment on every connect, a measured 4 % of the CPU a connection storm costs.
         self._proxy = get_proxy(parse_uri(url))
 
-    async def connect(self) -> ClientConnection:
+    async def connect(self) -> UpstreamConnection:
         settings = self._settings
         deadline = settings.upstream_connect_timeout_seconds
         try:
@@ -139,21 +148,41 @@ class UpstreamConnector:
             ) from None
         try:
             async with asyncio.timeout(deadline):
-                return await connect(
-                    self.url,
-                    additional_headers=dict(headers),
-                    ssl=self._ssl,
-                    # Audio does not compress; deflate would cost CPU and memory per frame.
-                    compression="deflate" if settings.upstream_permessage_deflate else None,
-                    ping_interval=settings.upstream_ping_interval_seconds,
-                    # The real service answers pings slowly (seconds, not milliseconds).
-                    ping_timeout=settings.upstream_ping_timeout_seconds,
-                    # The service keeps its frames under 1 MiB; client frames are bounded by us.
-                    max_size=None,
-                    close_timeout=2,
-                    open_timeout=None,  # bounded by the asyncio.timeout above
-                    user_agent_header="live-relay",
-                    proxy=self._proxy,
-                )
+                if self._proxy is None:
+                    return await self._connect_lean(headers)
+                return await self._connect_through_proxy(headers)
         except (TimeoutError, OSError, WebSocketException) as exc:
             raise connect_failure(exc) from None
+
+    async def _connect_lean(self, headers: Mapping[str, str]) -> LeanConnection:
+        settings = self._settings
+        return await LeanConnection.open(
+            self.url,
+            headers=headers,
+            ssl_context=self._ssl,
+            # Audio does not compress; deflate would cost CPU and memory per frame.
+            compression=settings.upstream_permessage_deflate,
+            ping_interval=settings.upstream_ping_interval_seconds,
+            # The real service answers pings slowly (seconds, not milliseconds).
+            ping_timeout=settings.upstream_ping_timeout_seconds,
+            close_timeout=CLOSE_TIMEOUT,
+            # The service keeps its frames under 1 MiB; client frames are bounded by us.
+            max_size=None,
+            user_agent=USER_AGENT,
+        )
+
+    async def _connect_through_proxy(self, headers: Mapping[str, str]) -> UpstreamConnection:
+        settings = self._settings
+        return await connect(
+            self.url,
+            additional_headers=dict(headers),
+            ssl=self._ssl,
+            compression="deflate" if settings.upstream_permessage_deflate else None,
+            ping_interval=settings.upstream_ping_interval_seconds,
+            ping_timeout=settings.upstream_ping_timeout_seconds,
+            max_size=None,
+            close_timeout=CLOSE_TIMEOUT,
+            open_timeout=None,  # bounded by the caller's asyncio.timeout
+            user_agent_header=USER_AGENT,
+            proxy=self._proxy,
+        )

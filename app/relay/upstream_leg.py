@@ -1,13 +1,15 @@
 """What a session's pumps need from the upstream side, whatever sits behind it.
 
-A plain `websockets` client connection satisfies `UpstreamLeg`; so does `ResumableUpstream`,
-which keeps one session alive across several upstream connections. The session never knows
-which it has.
+One upstream connection (`UpstreamConnection`: a `LeanConnection` or a `websockets` asyncio
+client connection) satisfies `UpstreamLeg`; so does `ResumableUpstream`, which keeps one session
+alive across several upstream connections. The session never knows which it has.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from websockets.protocol import State
 
 
 class UpstreamLeg(Protocol):
@@ -16,6 +18,14 @@ class UpstreamLeg(Protocol):
     async def recv(self) -> str | bytes: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class UpstreamConnection(UpstreamLeg, Protocol):
+    """One WebSocket to the upstream. A closed connection raises `websockets`'
+    `ConnectionClosed` (with the received close frame) from `send` and `recv`."""
+
+    @property
+    def state(self) -> State: ...
 
 
 class UpstreamSwitchFailed(Exception):
