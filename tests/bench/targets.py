@@ -225,10 +225,13 @@ TARGETS = {
             "the relay with every handshake started at once (RELAY_HANDSHAKE_CONCURRENCY=0)",
             _relay(RELAY_HANDSHAKE_CONCURRENCY="0"),
         ),
-        Target(
-            "relay-paced-8",
-            "the relay with at most 8 handshakes in progress",
-            _relay(RELAY_HANDSHAKE_CONCURRENCY="8"),
+        *(
+            Target(
+                f"relay-paced-{limit}",
+                f"the relay with at most {limit} handshakes in progress",
+                _relay(RELAY_HANDSHAKE_CONCURRENCY=str(limit)),
+            )
+            for limit in (8, 16, 64, 128)
         ),
         Target(
             "relay-2-workers",
