@@ -36,13 +36,16 @@ def user_sessions_refusal(user: str, held: int, limit: int) -> Refusal:
     )
 
 
-def lost_slot_reason(project: str, limit: int) -> str:
+def lost_slot_reason(project: str, limit: int, user_limit: int | None = None) -> str:
     """The close reason of a running session ended because its slot was lost (the store
-    restarted empty, or this replica froze past the lease TTL) and the project filled up."""
-    return _fit(
-        f"RESOURCE_EXHAUSTED: slot lost in a quota store outage; project {_quoted(project)} "
-        f"is full ({limit} sessions)"
-    )
+    restarted empty, or this replica froze past the lease TTL) and the project filled up, or,
+    for a session with a user under a per-user cap (`user_limit`), the project or the user
+    (the store does not say which)."""
+    if user_limit is None:
+        full = f"project {_quoted(project)} is full ({limit} sessions)"
+    else:
+        full = f"project {_quoted(project)} ({limit} sessions) or its user ({user_limit}) is full"
+    return _fit(f"RESOURCE_EXHAUSTED: slot lost in a quota store outage; {full}")
 
 
 def tokens_refusal(project: str, limit: int, seconds_until_free: float) -> Refusal:

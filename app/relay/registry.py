@@ -40,9 +40,11 @@ class LiveSessions:
         return True
 
     def slot_lost(self, lease: Lease, limits: QuotaLimits) -> None:
-        """The quota store lost this session's slot and its project is full: end it (1013)
-        rather than run the project over its cap (`QuotaKeeper`'s `on_slot_lost`)."""
-        reason = lost_slot_reason(lease.project, limits.max_sessions)
+        """The quota store lost this session's slot and its project (or its user) is full: end
+        it (1013) rather than run the project over its cap (`QuotaKeeper`'s `on_slot_lost`)."""
+        user_capped = lease.user is not None and limits.max_sessions_per_user is not None
+        user_limit = limits.max_sessions_per_user if user_capped else None
+        reason = lost_slot_reason(lease.project, limits.max_sessions, user_limit)
         self.end(lease.session_id, Ending("relay", TRY_AGAIN_LATER, reason, "quota_lost"))
 
     def remove(self, session: Session, session_id: str) -> Traffic:

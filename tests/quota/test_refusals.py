@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.quota.refusals import (
     MAX_CLOSE_REASON_BYTES,
     STORE_UNAVAILABLE,
+    lost_slot_reason,
     sessions_refusal,
     tokens_refusal,
     user_sessions_refusal,
@@ -53,3 +54,16 @@ def test_absurd_numbers_still_fit_a_close_frame() -> None:
 
     assert len(reason.encode()) <= MAX_CLOSE_REASON_BYTES
     assert reason.startswith('RESOURCE_EXHAUSTED: project "acme" has 1000')
+
+
+def test_a_lost_slot_names_the_caps_that_may_have_left_it_out() -> None:
+    assert lost_slot_reason("acme", 10) == (
+        'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "acme" is full '
+        "(10 sessions)"
+    )
+    # With a capped user the store does not say which cap was full: both are named.
+    assert lost_slot_reason("acme", 10, 2) == (
+        'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "acme" (10 sessions) '
+        "or its user (2) is full"
+    )
+    assert len(lost_slot_reason("p" * 200, 10, 2).encode()) <= MAX_CLOSE_REASON_BYTES
