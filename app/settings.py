@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     handshake_concurrency: int = Field(
         32,
         ge=0,
-        description="WebSocket handshakes in progress at once per worker; more wait their turn "
-        "unread, so a connection storm does not stall live sessions (0: no limit).",
+        description="WebSocket handshakes in progress at once per worker (upgrade request to "
+        "101); more wait their turn unread, so a connection storm does not stall live "
+        "sessions (0: no limit).",
     )
     client_send_timeout_seconds: float = Field(
         10.0, gt=0, description="A client that reads nothing of what is sent for this long: abort."

@@ -350,11 +350,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 @dataclass(frozen=True)
 class _Admission:
-    """What the endpoint calls as a session is set up: `accepted` once the client has its 101
+    """What the endpoint calls as a session is set up: `started` once the client has its 101
     (the handshake's turn goes to the next upgrade waiting), `admit` once its quota slot is
     taken (full-size frames from then on)."""
 
-    accepted: Callable[[], None]
+    started: Callable[[], None]
     admit: Callable[[], None]
 
 
@@ -397,7 +397,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.max_message_size = self.limits.admitted_frame_bytes
 
     def hold_turn(self, turn: Turn) -> None:
-        """Keep the handshake's turn until the client is accepted or the connection ends."""
+        """Keep the handshake's turn until the client is answered or the connection ends."""
         if self.close_sent or self.disconnected:  # the handshake was refused already
             turn.done()
         else:
@@ -509,7 +509,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         try:
             await super().run_asgi()
         finally:
-            self._end_turn()  # refused, or over before it was accepted
+            self._end_turn()  # refused, or over before it was answered
         self._abort_later()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -549,7 +549,7 @@ def admit_full_frames(websocket: WebSocket) -> None:
 
 
 def handshake_done(websocket: WebSocket) -> None:
-    """The client is accepted: the next paced handshake may start."""
+    """The client is answered: the next paced handshake may start."""
     admission = _admission(websocket)
     if admission is not None:
-        admission.accepted()
+        admission.started()

@@ -69,7 +69,8 @@ async def serve_live(websocket: WebSocket, dialect: Dialect) -> None:
     context = session_id_var.set(session_id)
     try:
         await websocket.accept(subprotocol=select_subprotocol(websocket))
-        # The rest waits on the client (its setup) as much as on us: the next may start.
+        # The handshake's paced part ends with the 101: what follows waits on this client (its
+        # setup), which must not hold up the next handshake.
         handshake_done(websocket)
         await _serve(relay, websocket, principal, session_id, dialect, pending)
     except Exception as exc:

@@ -6,11 +6,16 @@ together and each loop pass runs all of them: frames of the sessions already str
 behind the whole storm (600 ms added p99 for 500 sessions at once over 100 streaming). Pacing
 bounds what one loop pass holds: an upgrade request waits, its socket not read, until fewer
 than `limit` handshakes are in progress; a handshake is in progress from its upgrade request
-until the relay has authenticated the client and answered 101 (or refused it). What follows
-(the client's setup, the quota, the upstream) waits on the client first, so holding a turn
-through it would let a client that never sends its setup stall everyone's handshakes; and it
-comes paced anyway, as the 101s went out. Frames of live sessions never wait here, and
-neither do plain HTTP requests (health checks, metrics, tokens): only upgrades.
+until the relay has authenticated the client, given it a pending-admission slot and answered
+101 (or refused it). The client's setup is not waited for inside a turn: a client that never
+sends one would stall everyone's handshakes. Waiting for a pending slot is: a storm from one
+credential then queues here, where waiting costs an unread socket and lasts up to the request
+timeout, rather than for the credential's few pending slots, which refuse after 2 s (measured:
+no 429 in a storm of 500 from one key, against 38 and 81 when the turn ended before the slot).
+The price is that such a burst, or an identity provider slow to serve its keys (at most its
+fetch timeout), holds turns the other handshakes queue behind, in arrival order. Frames of
+live sessions never wait here, and neither do plain HTTP requests (health checks, metrics,
+tokens): only upgrades.
 
 The storm's total work does not change, only its order: with a limit well above what keeps
 the CPU busy between round trips (Redis, the upstream), the storm is admitted as fast as

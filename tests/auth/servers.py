@@ -36,21 +36,17 @@ from app.settings import Settings
 
 
 class KeyServer:
-    """JSON documents by path, with a count of requests per path; `down` answers 503;
-    `answering` cleared holds every answer until it is set again (10 s at most)."""
+    """JSON documents by path, with a count of requests per path; `down` answers 503."""
 
     def __init__(self) -> None:
         self.documents: dict[str, bytes] = {}
         self.hits: Counter[str] = Counter()
         self.down = False
-        self.answering = threading.Event()
-        self.answering.set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.hits[self.path] += 1
-                server.answering.wait(timeout=10)
                 body = server.documents.get(self.path)
                 status = 503 if server.down else 200 if body is not None else 404
                 self.send_response(status)

@@ -1,87 +1,157 @@
 """Paced handshakes: past `RELAY_HANDSHAKE_CONCURRENCY`, an upgrade waits its turn unread.
 
-A handshake holds its turn from the upgrade request until the client is authenticated and
-answered. With a limit of 1 and a JWT whose issuer's keys are slow to come (the relay fetches
-them on first use), the next upgrade gets no 101 until the first is answered; health checks
-are answered all along; a turn that does not come within the request timeout is a 503.
+A handshake holds its turn from the upgrade request until the application's handler runs and
+says so (the relay's endpoint does at once). The protocol side is driven here by a small ASGI
+application on the relay's own uvicorn protocols that holds its handler until the test lets
+it go; the relay itself is checked to give its turn away before anything that can wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.auth.keys import hash_api_key
 from app.emulator import Emulator
+from app.relay.bounded_protocols import ConnectionLimits, RelayUvicornConfig
 from app.relay.handshake_pacing import HandshakePacer
-from tests.auth.keys import SigningKey, claims, jwks
-from tests.auth.servers import KeyServer
-from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
-from tests.reliability.conftest import refusals, soak_marks
-from tests.reliability.test_handshakes import UPGRADE, exchange, status_of
+from app.settings import Settings
+from tests.relay.conftest import MODEL, auth_headers, relay_settings
+from tests.reliability.conftest import soak_marks
+from tests.reliability.test_handshakes import UPGRADE, read_until_closed, status_of
+from tests.support.asgi import serving
 from tests.support.relay import RunningRelay, running_relay
 
 pytestmark = soak_marks()
 
 REQUEST_TIMEOUT = 1.5
-ISSUER = "https://login.acme.test"
-AUDIENCE = "live-relay"
-SIGNER = SigningKey.rsa("pacing-key")
+
+
+class HeldHandlers:
+    """An ASGI app: HTTP answers 200 at once; a WebSocket handler waits for `release` before
+    it says it runs (the relay's scope extension) and accepts."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+        elif scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+        else:
+            await receive()  # websocket.connect
+            self.started += 1
+            await self.release.wait()
+            scope["extensions"]["live-relay.admission"]["admission"].started()
+            await send({"type": "websocket.accept"})
+            await receive()  # until the client leaves
 
 
 @pytest.fixture
-def key_server() -> Iterator[KeyServer]:
-    server = KeyServer()
-    server.publish("/jwks.json", jwks(SIGNER))
-    server.start()
+async def held() -> AsyncIterator[tuple[HeldHandlers, str]]:
+    app = HeldHandlers()
+    defaults = ConnectionLimits.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    limits = dataclasses.replace(
+        defaults, request_timeout_seconds=REQUEST_TIMEOUT, handshake_concurrency=1
+    )
+    config = RelayUvicornConfig(app, connection_limits=limits, log_config=None)
+    async with serving(config) as port:
+        yield app, f"127.0.0.1:{port}"
+
+
+async def opened(url: str, **kwargs: Any) -> ClientConnection:
+    return await connect(url, **kwargs)
+
+
+async def answer_to(address: str, request: bytes) -> tuple[bytes, float]:
+    """Send `request`; what came back before the server closed, and how long that took."""
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    started = time.monotonic()
     try:
-        yield server
+        writer.write(request)
+        answer = await asyncio.wait_for(read_until_closed(reader), timeout=10)
+        return answer, time.monotonic() - started
     finally:
-        server.answering.set()
-        server.stop()
+        writer.close()
+
+
+async def test_an_upgrade_waits_while_the_handshake_ahead_holds_the_turn(
+    held: tuple[HeldHandlers, str],
+) -> None:
+    app, address = held
+    first = asyncio.create_task(opened(f"ws://{address}/"))
+    await asyncio.sleep(0.3)
+    second = asyncio.create_task(opened(f"ws://{address}/"))
+    await asyncio.sleep(0.5)
+    assert app.started == 1  # the second upgrade is not even read: no handler runs for it
+    assert not second.done()
+    async with httpx.AsyncClient() as http:  # plain HTTP never waits for a turn
+        answer = await asyncio.wait_for(http.get(f"http://{address}/healthz"), timeout=1)
+    assert answer.status_code == 200
+    app.release.set()
+    async with (
+        await asyncio.wait_for(first, timeout=5),
+        await asyncio.wait_for(second, timeout=5),
+    ):
+        assert app.started == 2
+
+
+async def test_a_client_that_leaves_while_waiting_does_not_hold_up_the_next(
+    held: tuple[HeldHandlers, str],
+) -> None:
+    app, address = held
+    first = asyncio.create_task(opened(f"ws://{address}/"))
+    await asyncio.sleep(0.3)
+    host, port = address.split(":")
+    _, leaving = await asyncio.open_connection(host, int(port))
+    leaving.write(UPGRADE.format(query="").encode() + b"\r\n")
+    await asyncio.sleep(0.2)
+    leaving.close()  # gives up while waiting for its turn
+    third = asyncio.create_task(opened(f"ws://{address}/"))
+    await asyncio.sleep(0.2)
+    app.release.set()
+    async with (
+        await asyncio.wait_for(first, timeout=5),
+        await asyncio.wait_for(third, timeout=5),
+    ):
+        pass
+
+
+async def test_an_upgrade_whose_turn_does_not_come_in_time_is_answered_503(
+    held: tuple[HeldHandlers, str],
+) -> None:
+    app, address = held
+    holder = asyncio.create_task(opened(f"ws://{address}/"))
+    await asyncio.sleep(0.3)
+    answer, waited = await answer_to(address, UPGRADE.format(query="").encode() + b"\r\n")
+    app.release.set()
+    async with await asyncio.wait_for(holder, timeout=5):
+        pass
+    assert status_of(answer) == 503
+    assert b"no handshake turn within 1.5s" in answer
+    assert waited >= REQUEST_TIMEOUT
 
 
 @pytest.fixture
-async def relay(
-    echo_emulator: Emulator, key_server: KeyServer, tmp_path: Path
-) -> AsyncIterator[RunningRelay]:
-    projects = tmp_path / "projects.toml"
-    projects.write_text(
-        f"""
-[projects.acme]
-api_keys = ["{hash_api_key(API_KEY)}"]
-[[projects.acme.issuers]]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-algorithm = "RS256"
-jwks_url = "{key_server.url("/jwks.json")}"
-"""
-    )
-    settings = relay_settings(
-        echo_emulator,
-        None,
-        api_keys=(),
-        projects_file=projects,
-        handshake_concurrency=1,
-        request_timeout_seconds=REQUEST_TIMEOUT,
-    )
+async def relay(echo_emulator: Emulator) -> AsyncIterator[RunningRelay]:
+    settings = relay_settings(echo_emulator, None, handshake_concurrency=1)
     async with running_relay(settings) as running:
         yield running
-
-
-def jwt_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {SIGNER.sign(claims(ISSUER, AUDIENCE))}"}
-
-
-async def opened(relay: RunningRelay, headers: dict[str, str]) -> ClientConnection:
-    return await connect(relay.url, additional_headers=headers)
 
 
 async def set_up(ws: ClientConnection) -> None:
@@ -90,50 +160,17 @@ async def set_up(ws: ClientConnection) -> None:
     assert "setupComplete" in reply
 
 
-async def test_an_upgrade_waits_until_the_one_ahead_is_answered(
-    relay: RunningRelay, key_server: KeyServer
+async def test_the_relay_gives_its_turn_away_before_anything_that_waits(
+    relay: RunningRelay,
 ) -> None:
-    key_server.answering.clear()  # the issuer's keys are slow: the first handshake holds on
-    first = asyncio.create_task(opened(relay, jwt_headers()))
-    await asyncio.sleep(0.3)
-    second = asyncio.create_task(opened(relay, auth_headers()))
-    await asyncio.sleep(0.5)
-    assert not first.done()
-    assert not second.done()  # an API key needs no fetch, but the only turn is taken
-    async with httpx.AsyncClient() as http:  # plain HTTP never waits for a turn
-        health = await asyncio.wait_for(http.get(f"{relay.http_url}/healthz"), timeout=1)
-    assert health.status_code == 200
-    key_server.answering.set()
+    """With one turn, a client that never sends its setup does not stop the next session."""
     async with (
-        await asyncio.wait_for(first, timeout=5) as one,
-        await asyncio.wait_for(second, timeout=5) as two,
-    ):
-        await set_up(one)
-        await set_up(two)
-
-
-async def test_a_client_that_waits_for_its_setup_holds_no_turn(relay: RunningRelay) -> None:
-    async with (
-        await opened(relay, auth_headers()),  # answered 101, sends no setup
-        await asyncio.wait_for(opened(relay, auth_headers()), timeout=5) as second,
+        await opened(relay.url, additional_headers=auth_headers()),  # sends no setup
+        await asyncio.wait_for(
+            opened(relay.url, additional_headers=auth_headers()), timeout=5
+        ) as second,
     ):
         await set_up(second)
-
-
-async def test_an_upgrade_whose_turn_does_not_come_in_time_is_answered_503(
-    relay: RunningRelay, key_server: KeyServer
-) -> None:
-    key_server.answering.clear()
-    holder = asyncio.create_task(opened(relay, jwt_headers()))
-    await asyncio.sleep(0.3)
-    request = UPGRADE.format(query=f"?key={API_KEY}").encode() + b"\r\n"
-    answer, waited = await exchange(relay, request)
-    key_server.answering.set()
-    (await asyncio.wait_for(holder, timeout=5)).transport.abort()
-    assert status_of(answer) == 503
-    assert b"no handshake turn within 1.5s" in answer
-    assert waited >= REQUEST_TIMEOUT
-    assert await refusals(relay, "handshakes_waiting") == 1
 
 
 async def test_turns_come_in_arrival_order_and_skip_those_that_left() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,6 +70,9 @@ class RelayProcess:
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # A group of its own: `kill` ends the workers of `--workers N` with their
+            # supervisor (a SIGKILLed supervisor leaves its workers running otherwise).
+            start_new_session=True,
         )
         try:
             wait_for_port(self.port, timeout=30)
@@ -90,9 +94,9 @@ class RelayProcess:
         return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
         self._log.close()
 
     def wait_for_log(self, text: str, timeout: float = 10) -> None:
