@@ -350,11 +350,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 @dataclass(frozen=True)
 class _Admission:
-    """What the endpoint calls as a session is set up: `started` once the client has its 101
+    """What the endpoint calls as a session is set up: `answered` once the client has its 101
     (the handshake's turn goes to the next upgrade waiting), `admit` once its quota slot is
     taken (full-size frames from then on)."""
 
-    started: Callable[[], None]
+    answered: Callable[[], None]
     admit: Callable[[], None]
 
 
@@ -552,4 +552,4 @@ def handshake_done(websocket: WebSocket) -> None:
     """The client is answered: the next paced handshake may start."""
     admission = _admission(websocket)
     if admission is not None:
-        admission.started()
+        admission.answered()

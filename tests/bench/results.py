@@ -65,7 +65,8 @@ MAX_CPU_RATIO_TO_BARE = 1.2
 MAX_RSS_KB_PER_SESSION = 100.0
 
 
-def _number(value: float | None, digits: int = 1) -> str:
+def number(value: float | None, digits: int = 1) -> str:
+    """A table cell: `-` for no figure."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -96,8 +97,8 @@ def markdown(steps: list[Step], machine: Machine, settings: list[str]) -> str:
             f"| {frames['offered_per_second']:.0f} → {frames['answered_per_second']:.0f} "
             f"| {step.p50:.2f} | {step.p99:.2f} | {_signed(added_p50)} | {_signed(added_p99)} "
             f"| {setup['p50']:.1f} / {setup['p99']:.1f} "
-            f"| {_number(step.proxy_cpu_percent)} | {_number(step.proxy_cpu_us_per_frame)} "
-            f"| {_number(step.proxy_rss_kb_per_session)} | {step.load_core_busy_percent:.0f} "
+            f"| {number(step.proxy_cpu_percent)} | {number(step.proxy_cpu_us_per_frame)} "
+            f"| {number(step.proxy_rss_kb_per_session)} | {step.load_core_busy_percent:.0f} "
             f"| {step.errors} |"
         )
     checks = verdicts(steps)

@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.bench.machine import Machine
 from tests.bench.procstat import Sampler
-from tests.bench.results import errors_and_lost
+from tests.bench.results import errors_and_lost, number
 
 SAMPLE_SECONDS = 0.05
 
@@ -92,10 +92,6 @@ def storm_step(
     return StormStep(target, streaming, report, cpu_per_admission, rss_per_session, load_busy)
 
 
-def _number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def storm_markdown(steps: list[StormStep], machine: Machine, settings: list[str]) -> str:
     lines = [
         "# live-relay benchmark: reconnect storm",
@@ -122,9 +118,9 @@ def storm_markdown(steps: list[StormStep], machine: Machine, settings: list[str]
             f"| {setup['p50']:.1f} / {setup['p99']:.1f} / {setup['max']:.1f} "
             f"| {before['p99']:.1f} → {during['p99']:.1f} "
             f"| {'-' if added is None else f'{added:+.1f}'} "
-            f"| {_number(step.proxy_cpu_ms_per_admission, 2)} "
-            f"| {_number(step.admissions_per_cpu_second, 0)} "
-            f"| {_number(step.proxy_rss_kb_per_session)} | {step.load_core_busy_percent:.0f} "
+            f"| {number(step.proxy_cpu_ms_per_admission, 2)} "
+            f"| {number(step.admissions_per_cpu_second, 0)} "
+            f"| {number(step.proxy_rss_kb_per_session)} | {step.load_core_busy_percent:.0f} "
             f"| {step.errors} |"
         )
     return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """Paced handshakes: past `RELAY_HANDSHAKE_CONCURRENCY`, an upgrade waits its turn unread.
 
-A handshake holds its turn from the upgrade request until the application's handler runs and
-says so (the relay's endpoint does at once). The protocol side is driven here by a small ASGI
-application on the relay's own uvicorn protocols that holds its handler until the test lets
-it go; the relay itself is checked to give its turn away before anything that can wait.
+A handshake holds its turn from the upgrade request until the application has answered it
+and says so (the relay's endpoint does right after its 101). The protocol side is driven
+here by a small ASGI application on the relay's own uvicorn protocols that holds its handler
+until the test lets it go; the relay itself is checked to give its turn away before the
+client's setup, which may never come.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.emulator import Emulator
-from app.relay.bounded_protocols import ConnectionLimits, RelayUvicornConfig
+from app.relay.bounded_protocols import (
+    ADMISSION_EXTENSION,
+    ConnectionLimits,
+    RelayUvicornConfig,
+)
 from app.relay.handshake_pacing import HandshakePacer
 from app.settings import Settings
 from tests.relay.conftest import MODEL, auth_headers, relay_settings
@@ -36,8 +41,8 @@ REQUEST_TIMEOUT = 1.5
 
 
 class HeldHandlers:
-    """An ASGI app: HTTP answers 200 at once; a WebSocket handler waits for `release` before
-    it says it runs (the relay's scope extension) and accepts."""
+    """An ASGI app: HTTP answers 200 at once; a WebSocket handler waits for `release`, then
+    accepts and says so (the relay's scope extension), as the relay's endpoint does."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
@@ -56,8 +61,8 @@ class HeldHandlers:
             await receive()  # websocket.connect
             self.started += 1
             await self.release.wait()
-            scope["extensions"]["live-relay.admission"]["admission"].started()
             await send({"type": "websocket.accept"})
+            scope["extensions"][ADMISSION_EXTENSION]["admission"].answered()
             await receive()  # until the client leaves
 
 
