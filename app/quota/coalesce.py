@@ -71,7 +71,7 @@ class ScriptCoalescer:
         self._max_in_flight = max_in_flight
         self._queue: deque[_Call] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._flush_scheduled = False
+        self._gathering = False  # a pipeline task is about to take the queue
         self._deadline_timer: asyncio.TimerHandle | None = None
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
@@ -81,31 +81,39 @@ class ScriptCoalescer:
             script, keys, args, time.monotonic() + self._queue_timeout, loop.create_future()
         )
         self._queue.append(call)
-        if not self._flush_scheduled:
-            # Wait for the rest of this loop iteration: calls made by the other tasks that
-            # are ready now join the same pipeline.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        if not self._gathering and len(self._in_flight) < self._max_in_flight:
+            self._start_pipeline()
         return await call.future
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def _start_pipeline(self) -> None:
+        """A pipeline task for the queue. It takes its batch when it first runs, in the next
+        loop iteration: calls made by the other tasks that are ready now join it. (One task,
+        not a `call_soon` that then makes one: each hop waits a whole loop iteration, and on a
+        busy loop that is milliseconds of every admission.)"""
+        self._gathering = True
+        task = asyncio.create_task(self._send_queued(), name="quota-pipeline")
+        self._in_flight.add(task)
+        task.add_done_callback(self._sent)
+
+    async def _send_queued(self) -> None:
+        self._gathering = False
         now = time.monotonic()
-        while self._queue and len(self._in_flight) < self._max_in_flight:
-            batch: list[_Call] = []
-            while self._queue and len(batch) < self._max_batch:
-                call = self._queue.popleft()
-                if call.future.done():  # cancelled while queued: never sent
-                    continue
-                if call.deadline <= now:
-                    _time_out(call)
-                    continue
-                batch.append(call)
-            if batch:
-                task = asyncio.create_task(self._send(batch), name="quota-pipeline")
-                self._in_flight.add(task)
-                task.add_done_callback(self._sent)
-        self._watch_deadlines(now)
+        batch: list[_Call] = []
+        while self._queue and len(batch) < self._max_batch:
+            call = self._queue.popleft()
+            if call.future.done():  # cancelled while queued: never sent
+                continue
+            if call.deadline <= now:
+                _time_out(call)
+                continue
+            batch.append(call)
+        if self._queue:
+            if len(self._in_flight) < self._max_in_flight:
+                self._start_pipeline()  # more than one batch is waiting
+            else:
+                self._watch_deadlines(now)
+        if batch:
+            await self._send(batch)
 
     def _watch_deadlines(self, now: float) -> None:
         """While calls wait for a free pipeline slot, fail each when its deadline passes."""
@@ -125,8 +133,8 @@ class ScriptCoalescer:
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        if self._queue and not self._flush_scheduled:
-            self._flush()
+        if self._queue and not self._gathering:
+            self._start_pipeline()
 
     async def _send(self, batch: list[_Call]) -> None:
         try:

@@ -18,8 +18,9 @@ this process was frozen past the TTL) is taken back by the heartbeat only if the
 room, and its user too under a per-user cap; the sessions left out, newest first, are handed
 to `on_slot_lost`, which ends them.
 
-Store calls that change something run in tasks the caller's cancellation cannot interrupt: a
-session cancelled while its lease is being recorded must not leave the slot taken.
+Releases and charges run in tasks the caller's cancellation cannot interrupt: a session
+cancelled while its slot is being given back must not leave it taken. An admission runs in the
+caller's task: cancelled, it is undone by a release (the mark above).
 """
 
 from __future__ import annotations
@@ -135,9 +136,11 @@ class QuotaKeeper:
 
     async def admit(self, lease: Lease, limits: QuotaLimits) -> Refusal | None:
         """Take a session slot for `lease`: None when admitted, else why not (close 1013)."""
-        acquiring = self._spawn(self._store.acquire(lease, limits, self._lease_ttl))
         try:
-            refusal = await asyncio.shield(acquiring)
+            # Awaited in the caller's task, not shielded in one of its own: a cancelled
+            # admission is undone by the release below, and each task hop would cost the
+            # session's set-up a whole pass of a busy event loop.
+            refusal = await self._store.acquire(lease, limits, self._lease_ttl)
         except asyncio.CancelledError:
             # Whatever the store does with the acquire, the release that follows undoes it.
             self._give_up(lease)
