@@ -14,6 +14,7 @@ from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
 from app.quota.types import Lease
+from app.quota.types import Refusal as QuotaRefusal
 from app.relay.bounded_protocols import admit_full_frames, handshake_done
 from app.relay.client_gone import client_left
 from app.relay.closes import (
@@ -119,49 +120,77 @@ async def _serve(
     pending: PendingSlot,
 ) -> None:
     project = principal.project
+    lease = Lease(project.name, principal.user, session_id, time.time())
+    # The quota answers while the client's setup is on its way: the admission's round trip to
+    # Redis and its passes of the event loop are off the set-up's critical path. A setup the
+    # policy refuses then gives back a slot it held for a moment.
+    admitting = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
+    try:
+        setup = await _accepted_setup(relay, websocket, principal, dialect)
+        if setup is None:
+            return
+        refusal = await admitting
+        pending.release()
+        if refusal is not None:
+            relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
+            relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
+            logger.info("session refused: %s", refusal.reason)
+            await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
+            return
+        admit_full_frames(websocket)
+        if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
+            relay.metrics.fail_open_admissions_total.labels(project.name).inc()
+        await _relay(relay, websocket, principal, setup, session_id, dialect)
+    finally:
+        if not admitting.done():
+            admitting.cancel()  # the keeper releases whatever the store may still record
+        elif _admitted(admitting):
+            # Shielded: a cancelled session (shutdown) must still give its slot back.
+            await asyncio.shield(relay.quota.release(lease))
+
+
+def _admitted(admitting: asyncio.Task[QuotaRefusal | None]) -> bool:
+    if admitting.cancelled() or admitting.exception() is not None:
+        return False
+    return admitting.result() is None
+
+
+async def _accepted_setup(
+    relay: Relay, websocket: WebSocket, principal: Principal, dialect: Dialect
+) -> AcceptedSetup | None:
+    """The client's setup after the project's policy, or None after closing the client."""
     frame = await _read_setup(relay, websocket)
     if frame is None:
-        return
+        return None
+    try:
+        return _apply_policy(relay, principal, dialect, frame)
+    except SetupRejected as rejected:
+        relay.metrics.sessions_total.labels(principal.project.name, "setup_rejected").inc()
+        logger.info("setup refused: %s", rejected.reason)
+        await _close(websocket, rejected.code, rejected.reason)
+        return None
+
+
+def _apply_policy(
+    relay: Relay, principal: Principal, dialect: Dialect, frame: str | bytes
+) -> AcceptedSetup:
+    """The setup as it goes upstream (SetupRejected: it cannot)."""
+    project = principal.project
     policy = SetupPolicy(
         allowed_models=project.models(relay.settings),
         locked=project.locked_setup,
         forced=principal.forced_setup,
         defaults=project.default_setup,
     )
-    try:
-        if dialect == "gemini":
-            frame = translate_setup(frame)
-        setup = apply_setup_policy(frame, policy, relay.connector.target)
-        if dialect == "gemini":
-            setup = default_to_audio(setup)
-    except SetupRejected as rejected:
-        relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
-        logger.info("setup refused: %s", rejected.reason)
-        await _close(websocket, rejected.code, rejected.reason)
-        return
+    if dialect == "gemini":
+        frame = translate_setup(frame)
+    setup = apply_setup_policy(frame, policy, relay.connector.target)
+    if dialect == "gemini":
+        setup = default_to_audio(setup)
     if principal.resume_only and split_setup(setup.frame)[1].handle is None:
         reason = "?resume=1 resumes a session: send setup.sessionResumption.handle"
-        relay.metrics.sessions_total.labels(project.name, "setup_rejected").inc()
-        logger.info("setup refused: %s", reason)
-        await _close(websocket, POLICY_VIOLATION, reason)
-        return
-    lease = Lease(project.name, principal.user, session_id, time.time())
-    refusal = await relay.quota.admit(lease, project.quota)
-    pending.release()
-    if refusal is not None:
-        relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
-        relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
-        logger.info("session refused: %s", refusal.reason)
-        await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
-        return
-    admit_full_frames(websocket)
-    if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
-        relay.metrics.fail_open_admissions_total.labels(project.name).inc()
-    try:
-        await _relay(relay, websocket, principal, setup, session_id, dialect)
-    finally:
-        # Shielded: a cancelled session (shutdown) must still give its slot back.
-        await asyncio.shield(relay.quota.release(lease))
+        raise SetupRejected(POLICY_VIOLATION, reason)
+    return setup
 
 
 async def _relay(
