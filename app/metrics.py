@@ -213,6 +213,13 @@ class RelayMetrics:
             registry=registry,
             buckets=UPSTREAM_CONNECT_BUCKETS,
         )
+        self.upstream_early_connects_total = Counter(
+            "relay_upstream_early_connects_total",
+            "Upstream connections opened while the session's quota admission answered, by "
+            "outcome: used, or unused (the session was refused or its client left; closed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.upstream_failures_total = Counter(
             "relay_upstream_failures_total",
             "Upstream connections that could not be opened, by cause (timeout, dns, refused, "

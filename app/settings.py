@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(
         10.0, gt=0, description="Upstream TCP + TLS + WebSocket handshake deadline."
     )
+    upstream_early_connect: bool = Field(
+        True,
+        description="Open a session's upstream connection while its quota admission answers "
+        "(a refused session then wastes one upstream handshake, bounded per project).",
+    )
     upstream_ping_interval_seconds: float = Field(
         20.0, gt=0, description="Keepalive ping interval on the upstream leg."
     )

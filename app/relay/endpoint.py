@@ -25,6 +25,7 @@ from app.relay.closes import (
     truncate_reason,
 )
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
+from app.relay.early_connect import UpstreamOpening
 from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
 from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
@@ -121,10 +122,13 @@ async def _serve(
 ) -> None:
     project = principal.project
     lease = Lease(project.name, principal.user, session_id, time.time())
-    # The quota answers while the client's setup is on its way: the admission's round trip to
-    # Redis and its passes of the event loop are off the set-up's critical path. A setup the
-    # policy refuses then gives back a slot it held for a moment.
+    # The quota answers, and the upstream connection opens (see early_connect.py), while the
+    # client's setup is on its way: their waits run side by side instead of in a row.
     admitting = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
+    upstream = UpstreamOpening(relay.connector.connect, relay.metrics)
+    early = relay.early_connects.take(project.name, project.quota.max_sessions)
+    if early:
+        upstream.start_early()
     try:
         setup = await _accepted_setup(relay, websocket, principal, dialect)
         if setup is None:
@@ -137,11 +141,17 @@ async def _serve(
             logger.info("session refused: %s", refusal.reason)
             await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
             return
+        if early:
+            relay.early_connects.answered(project.name, admitted=True)
+            early = False
         admit_full_frames(websocket)
         if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
             relay.metrics.fail_open_admissions_total.labels(project.name).inc()
-        await _relay(relay, websocket, principal, setup, session_id, dialect)
+        await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
     finally:
+        upstream.discard()
+        if early:
+            relay.early_connects.answered(project.name, admitted=False)
         if not admitting.done():
             admitting.cancel()  # the keeper releases whatever the store may still record
         elif _admitted(admitting):
@@ -200,24 +210,15 @@ async def _relay(
     setup: AcceptedSetup,
     session_id: str,
     dialect: Dialect,
+    upstream: UpstreamOpening,
 ) -> None:
     project = principal.project
     settings = relay.settings
     metrics = relay.metrics
-    started = time.perf_counter()
-    upstream: UpstreamLeg
-    setup_frame = setup.frame
     try:
-        if project.resumes(settings):
-            upstream = resumable = await ResumableUpstream.open(
-                relay.connector.connect, setup.frame, resumption_policy(settings), metrics
-            )
-            setup_frame = resumable.first_setup_frame
-        else:
-            upstream = await relay.connector.connect()
+        connection = await upstream.connection()
     except UpstreamUnavailable as exc:
         metrics.sessions_total.labels(project.name, "upstream_unavailable").inc()
-        metrics.record_upstream_failure(exc.cause, exc.status)
         logger.warning(
             "upstream connect failed: %s",
             exc,
@@ -225,7 +226,13 @@ async def _relay(
         )
         await _close(websocket, INTERNAL_ERROR, str(exc))
         return
-    metrics.upstream_connect_seconds.observe(time.perf_counter() - started)
+    leg: UpstreamLeg = connection
+    setup_frame = setup.frame
+    if project.resumes(settings):
+        leg = resumable = ResumableUpstream(
+            relay.connector.connect, connection, setup.frame, resumption_policy(settings), metrics
+        )
+        setup_frame = resumable.first_setup_frame
 
     async def charge(usage: Usage) -> str | None:
         metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)
@@ -250,7 +257,8 @@ async def _relay(
         frames_per_second=project.input_limits.frames_per_second,
         bytes_per_second=project.input_limits.bytes_per_second,
     )
-    leg = GeminiDialectLeg(upstream) if dialect == "gemini" else upstream
+    if dialect == "gemini":
+        leg = GeminiDialectLeg(leg)
     session = Session(websocket, leg, setup_frame, limits, charge)
     relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()

@@ -174,17 +174,6 @@ class ResumableUpstream:
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
         self._spare: asyncio.Task[UpstreamConnection] | None = None  # opened at a goAway
 
-    @classmethod
-    async def open(
-        cls,
-        connect: Connect,
-        setup_frame: str | bytes,
-        policy: ResumptionPolicy,
-        metrics: RelayMetrics | None = None,
-    ) -> ResumableUpstream:
-        """Open the first connection (UpstreamUnavailable when it cannot be opened)."""
-        return cls(connect, await connect(), setup_frame, policy, metrics)
-
     @property
     def first_setup_frame(self) -> str | bytes:
         """The setup for the first connection: the client's, asking for transparent resumption

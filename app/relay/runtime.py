@@ -8,6 +8,7 @@ from app.auth.authenticator import Authenticator
 from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
 from app.quota.types import QuotaStore
+from app.relay.early_connect import EarlyConnects
 from app.relay.pending import PendingAdmissions
 from app.relay.registry import LiveSessions
 from app.relay.upstream import UpstreamConnector
@@ -26,3 +27,4 @@ class Relay:
     sessions: LiveSessions
     google_tokens: GoogleTokenSource | None  # None when the upstream needs no Google credentials
     pending: PendingAdmissions  # connections authenticated but not yet admitted
+    early_connects: EarlyConnects  # which sessions open their upstream before admission

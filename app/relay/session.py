@@ -38,12 +38,9 @@ from app.relay.sniff import (
     Usage,
     read_usage,
 )
-from app.relay.upstream_leg import UpstreamLeg, UpstreamSwitchFailed
+from app.relay.upstream_leg import UpstreamLeg, UpstreamSwitchFailed, close_in_background
 
 logger = logging.getLogger(__name__)
-
-# Upstream closes in progress (each bounded by the upstream's close timeout), kept referenced.
-_closing_upstreams: set[asyncio.Future[None]] = set()
 
 # Called with each usage report; returns a refusal reason when the project is over budget.
 UsageHook = Callable[[Usage], Awaitable[str | None]]
@@ -216,12 +213,8 @@ class Session:
                 await self.client.close(*client_close)
         upstream_close = ending.upstream_close
         if upstream_close is not None:
-            # Not awaited: an upstream backed up behind frames a stalled client never read
-            # answers the close only at its close timeout, and the slot must not wait for that.
-            _closing_upstreams.add(
-                task := asyncio.ensure_future(self.upstream.close(*upstream_close))
-            )
-            task.add_done_callback(_closing_upstreams.discard)
+            # Not awaited: the slot must not wait for a backed-up upstream's close timeout.
+            close_in_background(self.upstream, *upstream_close)
 
     # --- client -> upstream ---------------------------------------------------------------
 

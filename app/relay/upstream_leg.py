@@ -7,6 +7,7 @@ alive across several upstream connections. The session never knows which it has.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from websockets.protocol import State
@@ -39,3 +40,15 @@ class UpstreamSwitchFailed(Exception):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+
+
+# Upstream closes in progress (each bounded by the upstream's close timeout), kept referenced.
+_closing: set[asyncio.Future[None]] = set()
+
+
+def close_in_background(upstream: UpstreamLeg, code: int, reason: str) -> None:
+    """Close `upstream` without waiting: an upstream backed up behind frames a stalled client
+    never read answers the close only at its close timeout, and nothing should wait for that."""
+    closing = asyncio.ensure_future(upstream.close(code, reason))
+    _closing.add(closing)
+    closing.add_done_callback(_closing.discard)

@@ -225,6 +225,11 @@ TARGETS = {
             "the relay with every handshake started at once (RELAY_HANDSHAKE_CONCURRENCY=0)",
             _relay(RELAY_HANDSHAKE_CONCURRENCY="0"),
         ),
+        Target(
+            "relay-late-connect",
+            "the relay connecting upstream only once admitted (RELAY_UPSTREAM_EARLY_CONNECT=false)",
+            _relay(RELAY_UPSTREAM_EARLY_CONNECT="false"),
+        ),
         *(
             Target(
                 f"relay-paced-{limit}",

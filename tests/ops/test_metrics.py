@@ -42,6 +42,7 @@ EXPECTED_METRICS = {
     "relay_connections_refused": "counter",  # issue 13's bounds: refusals and aborts
     "relay_client_aborts": "counter",
     "relay_upstream_connect_seconds": "histogram",
+    "relay_upstream_early_connects": "counter",  # issue 15: opened while the quota answered
     "relay_upstream_failures": "counter",  # issue 10: why upstream connections failed
     "relay_closes": "counter",
     "relay_goaways": "counter",

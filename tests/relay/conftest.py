@@ -13,6 +13,7 @@ from app.emulator import Emulator, EmulatorConfig
 from app.settings import Settings
 from tests.support.relay import RunningRelay, running_relay
 from tests.support.tls import TLSFiles
+from tests.support.wait import eventually
 
 API_KEY = "lr_test_" + "k" * 32
 MODEL = "gemini-live-2.5-flash"
@@ -49,6 +50,18 @@ def sdk_client(relay: RunningRelay, tls_files: TLSFiles, api_key: str = API_KEY)
 
 def auth_headers(api_key: str = API_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+async def assert_reached_no_upstream(emulator: Emulator) -> None:
+    """A refused session sent the upstream nothing and left no connection open there. (The
+    relay may have opened one while the quota answered, app/relay/early_connect.py: it must
+    be closed unused.)"""
+    assert not emulator.stats.frames_received
+
+    async def none_open() -> bool:
+        return emulator.stats.connections_open == 0
+
+    await eventually(none_open, within=5)
 
 
 def client_ssl(relay: RunningRelay, tls_files: TLSFiles) -> ssl.SSLContext | None:

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.auth.keys import hash_api_key
 from app.emulator import Emulator
-from tests.relay.conftest import MODEL, relay_settings
+from tests.relay.conftest import MODEL, assert_reached_no_upstream, relay_settings
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.relay import RunningRelay, running_relay
 
@@ -123,7 +123,7 @@ async def test_a_setup_breaking_a_project_lock_closes_1008_naming_the_field(
         code, reason = await close_of(ws)
     assert code == 1008
     assert "generationConfig.responseModalities" in reason
-    assert emulator.stats.connections_accepted == 0
+    await assert_reached_no_upstream(emulator)
 
 
 async def test_a_client_over_its_frame_rate_is_closed_1008(acme: RunningRelay) -> None:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig, Faults
-from tests.relay.conftest import MODEL, auth_headers, relay_settings
+from tests.relay.conftest import MODEL, assert_reached_no_upstream, auth_headers, relay_settings
 from tests.support.net import free_port
 from tests.support.relay import RunningRelay, running_relay
 
@@ -100,7 +100,7 @@ async def test_a_refused_model_closes_1008_naming_it_and_reaches_no_upstream(
         code, reason = await close_of(ws)
     assert code == 1008
     assert named in reason
-    assert emulator.stats.connections_accepted == 0
+    await assert_reached_no_upstream(emulator)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ async def test_a_first_frame_that_is_not_a_setup_closes_1007(
         code, reason = await close_of(ws)
     assert code == 1007
     assert "setup" in reason
-    assert emulator.stats.connections_accepted == 0
+    await assert_reached_no_upstream(emulator)
 
 
 async def test_an_oversize_frame_after_setup_closes_1009(emulator: Emulator) -> None:
@@ -142,7 +142,7 @@ async def test_an_oversize_setup_frame_closes_1009(emulator: Emulator) -> None:
         await ws.send(setup_message(systemInstruction={"parts": [{"text": "x" * 5000}]}))
         code, _ = await close_of(ws)
     assert code == 1009
-    assert emulator.stats.connections_accepted == 0
+    await assert_reached_no_upstream(emulator)
 
 
 async def test_an_unreachable_upstream_closes_1011_saying_so(emulator: Emulator) -> None:
