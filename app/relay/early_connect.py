@@ -75,8 +75,9 @@ class EarlyConnects:
 
 
 class UpstreamOpening:
-    """One session's upstream connection: opening since the session began (early), or opened
-    when the session asks for it. An early connection the session never takes is closed."""
+    """One session's upstream connection: opening from the session's start when `early` lets
+    it, else opened when the session asks for it. An early connection the session does not
+    take (it was refused, or its client left) is closed."""
 
     def __init__(
         self, connect: Callable[[], Awaitable[UpstreamConnection]], metrics: RelayMetrics
@@ -84,9 +85,17 @@ class UpstreamOpening:
         self._connect = connect
         self._metrics = metrics
         self._early: asyncio.Task[UpstreamConnection] | None = None
+        self._undecided: tuple[EarlyConnects, str] | None = None  # (bounds, project)
 
-    def start_early(self) -> None:
-        self._early = asyncio.create_task(self._timed_connect(), name="upstream-connect")
+    def start_early(self, early: EarlyConnects, project: str, max_sessions: int) -> None:
+        """Start connecting now, if the project's bounds allow; then call `admitted` once the
+        session is admitted, and `discard` in any case when it is set up or ends."""
+        if early.take(project, max_sessions):
+            self._undecided = (early, project)
+            self._early = asyncio.create_task(self._timed_connect(), name="upstream-connect")
+
+    def admitted(self) -> None:
+        self._decide(admitted=True)
 
     async def connection(self) -> UpstreamConnection:
         """The open connection (UpstreamUnavailable when it cannot be opened)."""
@@ -103,6 +112,7 @@ class UpstreamOpening:
     def discard(self) -> None:
         """Cancel or close an early connection the session did not take (it was refused, or
         its client left). Not waited for: a close is bounded by the upstream's close timeout."""
+        self._decide(admitted=False)
         early, self._early = self._early, None
         if early is None:
             return
@@ -111,6 +121,12 @@ class UpstreamOpening:
             early.cancel()
         elif not early.cancelled() and early.exception() is None:
             close_in_background(early.result(), 1000, "session refused")
+
+    def _decide(self, *, admitted: bool) -> None:
+        if self._undecided is not None:
+            early, project = self._undecided
+            self._undecided = None
+            early.answered(project, admitted=admitted)
 
     async def _timed_connect(self) -> UpstreamConnection:
         """Connect, counting the attempt (used or not) in the upstream's metrics."""

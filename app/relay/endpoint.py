@@ -126,9 +126,7 @@ async def _serve(
     # client's setup is on its way: their waits run side by side instead of in a row.
     admitting = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
     upstream = UpstreamOpening(relay.connector.connect, relay.metrics)
-    early = relay.early_connects.take(project.name, project.quota.max_sessions)
-    if early:
-        upstream.start_early()
+    upstream.start_early(relay.early_connects, project.name, project.quota.max_sessions)
     try:
         setup = await _accepted_setup(relay, websocket, principal, dialect)
         if setup is None:
@@ -141,17 +139,13 @@ async def _serve(
             logger.info("session refused: %s", refusal.reason)
             await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
             return
-        if early:
-            relay.early_connects.answered(project.name, admitted=True)
-            early = False
+        upstream.admitted()
         admit_full_frames(websocket)
         if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
             relay.metrics.fail_open_admissions_total.labels(project.name).inc()
         await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
     finally:
         upstream.discard()
-        if early:
-            relay.early_connects.answered(project.name, admitted=False)
         if not admitting.done():
             admitting.cancel()  # the keeper releases whatever the store may still record
         elif _admitted(admitting):
