@@ -32,7 +32,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from app.quota.refusals import STORE_UNAVAILABLE
-from app.quota.types import Lease, QuotaLimits, QuotaStore, QuotaStoreError, Refusal, Renewal
+from app.quota.types import (
+    Lease,
+    LostSlot,
+    QuotaLimits,
+    QuotaStore,
+    QuotaStoreError,
+    Refusal,
+    Renewal,
+)
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,12 +60,12 @@ MAX_PENDING_RELEASES = 10_000
 """Releases kept for an unreachable store. Past this (a long outage under a flood of refused
 clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
 
-SlotLostHook = Callable[[Lease, QuotaLimits], None]
+SlotLostHook = Callable[[LostSlot, QuotaLimits], None]
 """Called for each running session whose slot the store lost and could not take back."""
 
 
-def _ignore_lost_slot(lease: Lease, limits: QuotaLimits) -> None:
-    logger.warning("session %s lost its quota slot and nothing ends it", lease.session_id)
+def _ignore_lost_slot(lost: LostSlot, limits: QuotaLimits) -> None:
+    logger.warning("session %s lost its quota slot and nothing ends it", lost.lease.session_id)
 
 
 class QuotaKeeper:
@@ -234,16 +242,18 @@ class QuotaKeeper:
             logger.warning(
                 "quota store had lost %d leases of this relay: restored", renewal.restored
             )
-        for lease in renewal.over_cap:
+        for lost in renewal.over_cap:
+            lease = lost.lease
             if self._live.pop(lease.session_id, None) is not None:
                 self.slots_lost += 1
                 logger.warning(
-                    "quota store had lost the slot of session %s and project %r (or its user) "
+                    "quota store had lost the slot of session %s and the %s cap of project %r "
                     "is full: ending it",
                     lease.session_id,
+                    lost.full,
                     lease.project,
                 )
-                self._on_slot_lost(lease, live[lease.session_id][1])
+                self._on_slot_lost(lost, live[lease.session_id][1])
         self._retry_writes()
 
     def _retry_writes(self) -> None:

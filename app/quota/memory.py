@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from app.quota.refusals import (
     ALREADY_RELEASED,
@@ -17,7 +18,15 @@ from app.quota.refusals import (
     tokens_refusal,
     user_sessions_refusal,
 )
-from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, Renewal, TokenWindow
+from app.quota.types import (
+    WINDOW_SECONDS,
+    Lease,
+    LostSlot,
+    QuotaLimits,
+    Refusal,
+    Renewal,
+    TokenWindow,
+)
 
 
 @dataclass
@@ -73,11 +82,12 @@ class MemoryQuotaStore:
         restored, over_cap = 0, []
         for lease in sorted(lost, key=lambda lease: lease.started_at):
             project = self._live_project(lease.project, now)
-            if self._has_room(project, lease, limits[lease.project]):
+            full = self._full_cap(project, lease, limits[lease.project])
+            if full is None:
                 self._record(project, lease, now + ttl)
                 restored += 1
             else:
-                over_cap.append(lease)
+                over_cap.append(LostSlot(lease, full))
         for name in {lease.project for lease in leases}:
             self._forget_if_idle(name, self._live_project(name, now))
         return Renewal(restored, tuple(over_cap))
@@ -169,13 +179,17 @@ class MemoryQuotaStore:
         return None
 
     @staticmethod
-    def _has_room(project: _Project, lease: Lease, limits: QuotaLimits) -> bool:
+    def _full_cap(
+        project: _Project, lease: Lease, limits: QuotaLimits
+    ) -> Literal["project", "user"] | None:
+        """The cap that leaves no room for `lease`, or None when it fits."""
         if len(project.leases) >= limits.max_sessions:
-            return False
+            return "project"
         user_cap = limits.max_sessions_per_user
         if lease.user is None or user_cap is None:
-            return True
-        return sum(1 for other in project.leases.values() if other.user == lease.user) < user_cap
+            return None
+        held = sum(1 for other in project.leases.values() if other.user == lease.user)
+        return "user" if held >= user_cap else None
 
     @staticmethod
     def _record(project: _Project, lease: Lease, expiry: float) -> None:

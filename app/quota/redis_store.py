@@ -35,6 +35,7 @@ from app.quota.refusals import (
 from app.quota.types import (
     WINDOW_SECONDS,
     Lease,
+    LostSlot,
     QuotaLimits,
     QuotaStoreError,
     Refusal,
@@ -164,7 +165,11 @@ class RedisQuotaStore:
         by_id = {lease.session_id: lease for lease in leases}
         return Renewal(
             restored=sum(int(restored) for restored, *_ in results),
-            over_cap=tuple(by_id[str(left_out)] for _, *ids in results for left_out in ids),
+            over_cap=tuple(
+                LostSlot(by_id[str(left_out)], _full_cap(full))
+                for _, *left in results
+                for left_out, full in zip(left[::2], left[1::2], strict=True)
+            ),
         )
 
     async def release(self, lease: Lease, ttl: float) -> None:
@@ -288,6 +293,12 @@ def _command_timeout(client: Redis) -> float:
     longer than that for its pipeline to be sent."""
     timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
     return float(timeout) if timeout else COMMAND_TIMEOUT_SECONDS
+
+
+def _full_cap(answer: object) -> Literal["project", "user"]:
+    """renew.lua's word for the cap that left a lost lease out (bytes or str, per decoding)."""
+    word = answer.decode() if isinstance(answer, bytes) else str(answer)
+    return "user" if word == "user" else "project"
 
 
 def _details(lease: Lease) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from app.quota.types import Refusal
+from app.quota.types import LostSlot, QuotaLimits, Refusal
 
 MAX_CLOSE_REASON_BYTES = 123
 MAX_NAME_BYTES = 32
@@ -36,15 +36,15 @@ def user_sessions_refusal(user: str, held: int, limit: int) -> Refusal:
     )
 
 
-def lost_slot_reason(project: str, limit: int, user_limit: int | None = None) -> str:
+def lost_slot_reason(lost: LostSlot, limits: QuotaLimits) -> str:
     """The close reason of a running session ended because its slot was lost (the store
-    restarted empty, or this replica froze past the lease TTL) and the project filled up, or,
-    for a session with a user under a per-user cap (`user_limit`), the project or the user
-    (the store does not say which)."""
-    if user_limit is None:
-        full = f"project {_quoted(project)} is full ({limit} sessions)"
+    restarted empty, or this replica froze past the lease TTL) and, meanwhile, its project or
+    its user (under a per-user cap) filled up."""
+    lease = lost.lease
+    if lost.full == "user" and lease.user is not None:
+        full = f"user {_quoted(lease.user)} has its {limits.max_sessions_per_user} sessions"
     else:
-        full = f"project {_quoted(project)} ({limit} sessions) or its user ({user_limit}) is full"
+        full = f"project {_quoted(lease.project)} is full ({limits.max_sessions} sessions)"
     return _fit(f"RESOURCE_EXHAUSTED: slot lost in a quota store outage; {full}")
 
 

@@ -60,13 +60,21 @@ class TokenWindow:
 
 
 @dataclass(frozen=True)
+class LostSlot:
+    """A lease the store lost and could not take back, and which cap was full."""
+
+    lease: Lease
+    full: Literal["project", "user"]
+
+
+@dataclass(frozen=True)
 class Renewal:
     """What a heartbeat's renewal found."""
 
     restored: int
     """Leases the store had lost (let expire, or a Redis that restarted empty) and took back
     because their project had room for them."""
-    over_cap: tuple[Lease, ...]
+    over_cap: tuple[LostSlot, ...]
     """Lost leases the store did not take back because their project (or their user, under a
     per-user cap) is full: other sessions took the slots meanwhile. Their sessions must end,
     or the project would exceed its cap."""

@@ -8,7 +8,7 @@ import logging
 from dataclasses import astuple
 
 from app.quota.refusals import lost_slot_reason
-from app.quota.types import Lease, QuotaLimits
+from app.quota.types import LostSlot, QuotaLimits
 from app.relay.closes import GOING_AWAY, TRY_AGAIN_LATER, Ending
 from app.relay.session import Session, Traffic
 
@@ -39,13 +39,11 @@ class LiveSessions:
         session.end(ending)
         return True
 
-    def slot_lost(self, lease: Lease, limits: QuotaLimits) -> None:
+    def slot_lost(self, lost: LostSlot, limits: QuotaLimits) -> None:
         """The quota store lost this session's slot and its project (or its user) is full: end
         it (1013) rather than run the project over its cap (`QuotaKeeper`'s `on_slot_lost`)."""
-        user_capped = lease.user is not None and limits.max_sessions_per_user is not None
-        user_limit = limits.max_sessions_per_user if user_capped else None
-        reason = lost_slot_reason(lease.project, limits.max_sessions, user_limit)
-        self.end(lease.session_id, Ending("relay", TRY_AGAIN_LATER, reason, "quota_lost"))
+        reason = lost_slot_reason(lost, limits)
+        self.end(lost.lease.session_id, Ending("relay", TRY_AGAIN_LATER, reason, "quota_lost"))
 
     def remove(self, session: Session, session_id: str) -> Traffic:
         """Forget a session; return the traffic not yet taken by `take_traffic`."""

@@ -8,18 +8,18 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
 
-from app.quota.keeper import WARM_UP_SECONDS, QuotaKeeper
+from app.quota.keeper import WARM_UP_SECONDS, QuotaKeeper, SlotLostHook
 from app.quota.memory import MemoryQuotaStore
 from app.quota.redis_connection import WARM_CONNECTIONS, connect_redis
 from app.quota.redis_store import RedisQuotaStore
 from app.quota.refusals import STORE_UNAVAILABLE
-from app.quota.types import Lease, QuotaLimits, QuotaStore, Refusal
+from app.quota.types import Lease, LostSlot, QuotaLimits, QuotaStore, Refusal
 from app.settings import load_settings
 from tests.support.redis_server import RedisServer
 from tests.support.wait import eventually
@@ -37,8 +37,8 @@ async def held(store: QuotaStore) -> set[str]:
     return {lease.session_id for lease in await store.sessions("acme")}
 
 
-def _nothing_ends(lease: Lease, limits: QuotaLimits) -> None:
-    raise AssertionError(f"{lease.session_id} lost its slot")
+def _nothing_ends(lost: LostSlot, limits: QuotaLimits) -> None:
+    raise AssertionError(f"{lost.lease.session_id} lost its slot")
 
 
 @asynccontextmanager
@@ -47,7 +47,7 @@ async def running_keeper(
     *,
     ttl: float = TTL,
     fail_open: bool = False,
-    on_slot_lost: Callable[[Lease, QuotaLimits], None] = _nothing_ends,
+    on_slot_lost: SlotLostHook = _nothing_ends,
 ) -> AsyncIterator[QuotaKeeper]:
     keeper = QuotaKeeper(
         store,
@@ -230,7 +230,9 @@ async def test_after_redis_restarts_empty_and_fills_up_the_newest_sessions_lose_
     store: RedisQuotaStore, redis_server: RedisServer
 ) -> None:
     ended: list[Lease] = []
-    async with running_keeper(store, on_slot_lost=lambda lease, _: ended.append(lease)) as keeper:
+    async with running_keeper(
+        store, on_slot_lost=lambda lost, _: ended.append(lost.lease)
+    ) as keeper:
         for number in range(4):
             assert await keeper.admit(lease(number), LIMITS) is None
         redis_server.restart()
@@ -425,7 +427,9 @@ async def test_after_redis_restarts_empty_a_users_sessions_over_the_user_cap_are
     limits = QuotaLimits(max_sessions=10, max_sessions_per_user=2, tokens_per_minute=1_000)
     bob = [Lease("acme", "bob", f"bob-{n}", float(n)) for n in range(2)]
     ended: list[Lease] = []
-    async with running_keeper(store, on_slot_lost=lambda lease, _: ended.append(lease)) as keeper:
+    async with running_keeper(
+        store, on_slot_lost=lambda lost, _: ended.append(lost.lease)
+    ) as keeper:
         for one in bob:
             assert await keeper.admit(one, limits) is None
         redis_server.restart()

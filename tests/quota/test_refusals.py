@@ -10,7 +10,7 @@ from app.quota.refusals import (
     tokens_refusal,
     user_sessions_refusal,
 )
-from app.quota.types import Refusal
+from app.quota.types import Lease, LostSlot, QuotaLimits, Refusal
 
 
 def test_each_refusal_names_its_limit() -> None:
@@ -56,14 +56,16 @@ def test_absurd_numbers_still_fit_a_close_frame() -> None:
     assert reason.startswith('RESOURCE_EXHAUSTED: project "acme" has 1000')
 
 
-def test_a_lost_slot_names_the_caps_that_may_have_left_it_out() -> None:
-    assert lost_slot_reason("acme", 10) == (
+def test_a_lost_slot_names_the_cap_that_left_it_out() -> None:
+    limits = QuotaLimits(max_sessions=10, max_sessions_per_user=2)
+    bobs = Lease("acme", "bob", "s1", 0.0)
+    assert lost_slot_reason(LostSlot(bobs, "project"), limits) == (
         'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "acme" is full '
         "(10 sessions)"
     )
-    # With a capped user the store does not say which cap was full: both are named.
-    assert lost_slot_reason("acme", 10, 2) == (
-        'RESOURCE_EXHAUSTED: slot lost in a quota store outage; project "acme" (10 sessions) '
-        "or its user (2) is full"
+    assert lost_slot_reason(LostSlot(bobs, "user"), limits) == (
+        'RESOURCE_EXHAUSTED: slot lost in a quota store outage; user "bob" has its 2 sessions'
     )
-    assert len(lost_slot_reason("p" * 200, 10, 2).encode()) <= MAX_CLOSE_REASON_BYTES
+    long_names = Lease("p" * 200, "u" * 200, "s2", 0.0)
+    for lost in (LostSlot(long_names, "project"), LostSlot(long_names, "user")):
+        assert len(lost_slot_reason(lost, limits).encode()) <= MAX_CLOSE_REASON_BYTES

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.quota.types import WINDOW_SECONDS, Lease, QuotaLimits, Refusal, Renewal
+from app.quota.types import WINDOW_SECONDS, Lease, LostSlot, QuotaLimits, Refusal, Renewal
 from tests.quota.conftest import Backend
 
 TTL = 30.0
@@ -122,7 +122,8 @@ async def test_renew_takes_lost_leases_back_only_up_to_the_cap_oldest_first(
 
     renewal = await backend.store.renew(mine, CAPS, TTL)
 
-    assert renewal == Renewal(restored=1, over_cap=(lease(1), lease(2), lease(3)))
+    over_cap = tuple(LostSlot(lease(n), "project") for n in (1, 2, 3))
+    assert renewal == Renewal(restored=1, over_cap=over_cap)
     assert await held(backend) == {"session-0", "session-10", "session-11"}
 
 
@@ -467,7 +468,8 @@ async def test_renew_takes_lost_leases_back_only_within_the_users_cap_too(
 
     renewal = await backend.store.renew(mine, {"acme": limits}, TTL)
 
-    assert renewal == Renewal(restored=2, over_cap=(lease(1, user="bob"), lease(2, user="bob")))
+    over_cap = tuple(LostSlot(lease(n, user="bob"), "user") for n in (1, 2))
+    assert renewal == Renewal(restored=2, over_cap=over_cap)
     assert await held(backend) == {"session-0", "session-3", "session-10"}
     refusal = await backend.store.acquire(lease(20, user="bob"), limits, TTL)
     assert refusal is not None

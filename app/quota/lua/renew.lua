@@ -18,8 +18,8 @@
 -- ARGV[4], ARGV[5], ARGV[6], ARGV[7], ...  quadruples: session id, lease details JSON, user id
 --          ("" without a user), index in KEYS of the user's leases (0 without a user);
 --          oldest session first
--- Result:  {restored, session id, session id, ...}: how many lost leases were taken back, then
---          the ids of the lost leases left out because the project or the user is full
+-- Result:  {restored, session id, full, session id, full, ...}: how many lost leases were taken
+--          back, then each lost lease left out, with the cap that was full ("project" or "user")
 local now = now_ms()
 purge_expired_leases(KEYS[1], KEYS[2], KEYS[4], now)
 purge_expired_releases(KEYS[3], now)
@@ -45,16 +45,20 @@ for i = 4, #ARGV, 4 do
 end
 local result = {0}
 for _, i in ipairs(lost) do
-  local fits = redis.call('ZCARD', KEYS[1]) < max_sessions
+  local full = nil
   local key = user_key(i)
-  if fits and key and max_user_sessions >= 0 then
-    fits = user_leases_held(KEYS[1], KEYS[2], KEYS[4], key, ARGV[i + 2], now) < max_user_sessions
+  if redis.call('ZCARD', KEYS[1]) >= max_sessions then
+    full = 'project'
+  elseif key and max_user_sessions >= 0
+      and user_leases_held(KEYS[1], KEYS[2], KEYS[4], key, ARGV[i + 2], now) >= max_user_sessions then
+    full = 'user'
   end
-  if fits then
+  if full then
+    result[#result + 1] = ARGV[i]
+    result[#result + 1] = full
+  else
     record_lease(KEYS[1], KEYS[2], KEYS[4], key, ARGV[i], ARGV[i + 1], expiry, now)
     result[1] = result[1] + 1
-  else
-    result[#result + 1] = ARGV[i]
   end
 end
 expire_with_last_lease(KEYS[1], KEYS[2], KEYS[4], now)
