@@ -19,7 +19,7 @@ ARGS ?=
 # what to do: make adds no error of its own for it (see app/ports.py).
 PORT_TAKEN_STATUS := 3
 
-.PHONY: run test lint typecheck pytest bench system-deps js-deps prometheus-bin docs config-docs lock clean
+.PHONY: run test lint typecheck pytest bench bench-deps system-deps js-deps prometheus-bin docs config-docs lock clean
 JS_STAMP := tests/js/node_modules/.installed-stamp
 
 # Debian and Ubuntu ship venv's ensurepip in a package of its own, named after the exact Python
@@ -117,7 +117,14 @@ pytest: $(STAMP) system-deps js-deps prometheus-bin
 
 test: lint typecheck pytest
 
-bench: $(STAMP) system-deps
+# `make bench` measures nginx on the same core as the yardstick of a C proxy (tests/bench/targets.py).
+bench-deps:
+	@command -v nginx >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "nginx is missing: install it (apt-get install nginx / brew install nginx)"; exit 1; fi; }
+
+bench: $(STAMP) system-deps bench-deps
 	$(PY) -m tests.bench.run
 
 clean:

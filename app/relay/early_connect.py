@@ -79,6 +79,8 @@ class UpstreamOpening:
     it, else opened when the session asks for it. An early connection the session does not
     take (it was refused, or its client left) is closed."""
 
+    __slots__ = ("_connect", "_early", "_metrics", "_undecided")  # held by every live session
+
     def __init__(
         self, connect: Callable[[], Awaitable[UpstreamConnection]], metrics: RelayMetrics
     ) -> None:

@@ -122,41 +122,69 @@ async def _serve(
 ) -> None:
     project = principal.project
     lease = Lease(project.name, principal.user, session_id, time.time())
-    # The quota answers, and the upstream connection opens (see early_connect.py), while the
-    # client's setup is on its way: their waits run side by side instead of in a row.
-    admitting = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
+    # The upstream connection opens (see early_connect.py) while the setup is read and the
+    # quota answers: their waits run side by side instead of in a row.
     upstream = UpstreamOpening(relay.connector.connect, relay.metrics)
     upstream.start_early(relay.early_connects, project.name, project.quota.max_sessions)
     try:
-        setup = await _accepted_setup(relay, websocket, principal, dialect)
+        setup = await _admitted_setup(relay, websocket, principal, dialect, pending, lease)
         if setup is None:
             return
-        refusal = await admitting
-        pending.release()
-        if refusal is not None:
-            relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
-            relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
-            logger.info("session refused: %s", refusal.reason)
-            await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
-            return
         upstream.admitted()
-        admit_full_frames(websocket)
-        if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
-            relay.metrics.fail_open_admissions_total.labels(project.name).inc()
-        await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
-    finally:
-        upstream.discard()
-        if not admitting.done():
-            admitting.cancel()  # the keeper releases whatever the store may still record
-        elif _admitted(admitting):
+        try:
+            await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
+        finally:
             # Shielded: a cancelled session (shutdown) must still give its slot back.
             await asyncio.shield(relay.quota.release(lease))
+    finally:
+        upstream.discard()
 
 
-def _admitted(admitting: asyncio.Task[QuotaRefusal | None]) -> bool:
-    if admitting.cancelled() or admitting.exception() is not None:
+async def _admitted_setup(
+    relay: Relay,
+    websocket: WebSocket,
+    principal: Principal,
+    dialect: Dialect,
+    pending: PendingSlot,
+    lease: Lease,
+) -> AcceptedSetup | None:
+    """The client's setup, once both it and the session's quota slot are accepted; else None
+    after closing the client, with no slot left taken.
+
+    The quota answers while the setup is on its way: the admission's round trip to Redis and
+    its passes of the event loop are off the set-up's critical path. A setup the policy
+    refuses then gives back a slot it held for a moment."""
+    project = principal.project
+    admission = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
+    setup: AcceptedSetup | None = None
+    try:
+        setup = await _accepted_setup(relay, websocket, principal, dialect)
+        if setup is None:
+            return None
+        refusal = await admission
+    finally:
+        if not admission.done():
+            admission.cancel()  # the keeper releases whatever the store may still record
+        elif setup is None and _admitted(admission):
+            # Admitted, but the setup was refused or the client left: give the slot back.
+            await asyncio.shield(relay.quota.release(lease))
+    pending.release()
+    if refusal is not None:
+        relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
+        relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
+        logger.info("session refused: %s", refusal.reason)
+        await _close(websocket, TRY_AGAIN_LATER, refusal.reason)
+        return None
+    admit_full_frames(websocket)
+    if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
+        relay.metrics.fail_open_admissions_total.labels(project.name).inc()
+    return setup
+
+
+def _admitted(admission: asyncio.Task[QuotaRefusal | None]) -> bool:
+    if admission.cancelled() or admission.exception() is not None:
         return False
-    return admitting.result() is None
+    return admission.result() is None
 
 
 async def _accepted_setup(
