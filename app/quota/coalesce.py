@@ -3,8 +3,10 @@
 A reconnect storm asks for hundreds of admissions at once. Sent one per pooled connection,
 they queue for the pool (64 connections) and, past its wait, count as a store outage although
 Redis is up; each also costs a round trip and, on a cold pool, a new connection. Coalesced,
-the calls pending when the event loop gets to them go out as one pipeline on one connection:
-a storm of 2000 admissions is a few dozen round trips on a handful of connections.
+the calls made while `MAX_IN_FLIGHT` pipelines are out wait, and go out together as one
+pipeline on one connection when one is answered: a storm of 2000 admissions is a few dozen
+round trips on a handful of connections. A call made while nothing waits goes out at once,
+from its caller's task: off-storm, an admission waits for Redis and nothing else.
 
 What each call keeps of its own:
 
@@ -70,7 +72,8 @@ class ScriptCoalescer:
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._queue: deque[_Call] = deque()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # pipelines sent and not yet answered (a lone call is one)
+        self._pipeline_tasks: set[asyncio.Task[None]] = set()  # kept referenced
         self._gathering = False  # a pipeline task is about to take the queue
         self._deadline_timer: asyncio.TimerHandle | None = None
 
@@ -80,10 +83,26 @@ class ScriptCoalescer:
         call = _Call(
             script, keys, args, time.monotonic() + self._queue_timeout, loop.create_future()
         )
+        if not self._queue and self._in_flight < self._max_in_flight:
+            # Nothing waits: send it now from the caller's task, a pipeline of one. A task
+            # would cost a pass of the loop; calls made while this one is out gather into the
+            # next batch.
+            return await self._send_lone(call)
         self._queue.append(call)
-        if not self._gathering and len(self._in_flight) < self._max_in_flight:
+        if not self._gathering and self._in_flight < self._max_in_flight:
             self._start_pipeline()
         return await call.future
+
+    async def _send_lone(self, call: _Call) -> Any:
+        self._in_flight += 1
+        try:
+            [result] = await self._execute([call])
+        finally:
+            self._in_flight -= 1
+            self._next_pipeline()
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _start_pipeline(self) -> None:
         """A pipeline task for the queue. It takes its batch when it first runs, in the next
@@ -91,8 +110,9 @@ class ScriptCoalescer:
         not a `call_soon` that then makes one: each hop waits a whole loop iteration, and on a
         busy loop that is milliseconds of every admission.)"""
         self._gathering = True
+        self._in_flight += 1
         task = asyncio.create_task(self._send_queued(), name="quota-pipeline")
-        self._in_flight.add(task)
+        self._pipeline_tasks.add(task)
         task.add_done_callback(self._sent)
 
     async def _send_queued(self) -> None:
@@ -108,7 +128,7 @@ class ScriptCoalescer:
                 continue
             batch.append(call)
         if self._queue:
-            if len(self._in_flight) < self._max_in_flight:
+            if self._in_flight < self._max_in_flight:
                 self._start_pipeline()  # more than one batch is waiting
             else:
                 self._watch_deadlines(now)
@@ -132,8 +152,13 @@ class ScriptCoalescer:
         self._watch_deadlines(now)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        if self._queue and not self._gathering:
+        self._pipeline_tasks.discard(task)
+        self._in_flight -= 1
+        self._next_pipeline()
+
+    def _next_pipeline(self) -> None:
+        """A pipeline was answered: send the calls that gathered meanwhile."""
+        if self._queue and not self._gathering and self._in_flight < self._max_in_flight:
             self._start_pipeline()
 
     async def _send(self, batch: list[_Call]) -> None:
