@@ -4,8 +4,8 @@
     python -m tests.bench.run --sessions 1,50 --duration 5 --targets direct,relay
     python -m tests.bench.run --sessions 100 --storm 500 --duration 6   # reconnect storm
 
-The proxy under test is pinned to one core, the load generator, the upstream and Redis to the
-other (`taskset`), so figures are comparable run to run. The upstream is the emulator's echo
+The proxy under test and Redis (which only the relay uses) are pinned to one core, the load
+generator and the upstream to the other (`taskset`; `--redis-core load` puts Redis there), so figures are comparable run to run. The upstream is the emulator's echo
 contract served by `tests.bench.echo_upstream` (lean enough to leave the load core room), or
 the emulator itself with `--upstream emulator`. Each step starts its proxy afresh,
 warms it up with one short session, then samples it from /proc while `live-relay loadtest`
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.targets
         ]
     settings = [
-        f"- Pinning: proxy on core {args.proxy_core}; load generator, upstream and Redis on "
-        f"core {args.load_core}; upstream: {UPSTREAMS[args.upstream][1]}",
+        _pinning(args),
         f"- Each step: sessions opened over max(1 s, sessions/100 s), then {args.duration:g} s "
         f"measured; {args.chunk_ms} ms of 16 kHz PCM per frame both ways; no compression "
         "unless the target says so",
@@ -92,8 +91,7 @@ def _storm_run(args: argparse.Namespace, workdir: Path, stamp: str, machine: Mac
             for name in args.targets
         ]
     settings = [
-        f"- Pinning: proxy on core {args.proxy_core}; load generator, upstream and Redis on "
-        f"core {args.load_core}; upstream: {UPSTREAMS[args.upstream][1]}",
+        _pinning(args),
         f"- Each step: the streaming sessions open over max(1 s, sessions/100 s) and stream "
         f"{args.chunk_ms} ms chunks; {args.duration / 3:g} s into the {args.duration:g} s window "
         f"{args.storm} more sessions connect at once, set up, and hold their session idle",
@@ -105,6 +103,18 @@ def _storm_run(args: argparse.Namespace, workdir: Path, stamp: str, machine: Mac
     (args.out / f"storm-{stamp}.json").write_text(json.dumps(raw, indent=2))
     print(table)
     return 0
+
+
+def _redis_core(args: argparse.Namespace) -> int:
+    return int(args.proxy_core if args.redis_core == "proxy" else args.load_core)
+
+
+def _pinning(args: argparse.Namespace) -> str:
+    return (
+        f"- Pinning: proxy on core {args.proxy_core}; load generator and upstream on core "
+        f"{args.load_core}; Redis on core {_redis_core(args)}; upstream: "
+        f"{UPSTREAMS[args.upstream][1]}"
+    )
 
 
 def _measure_storm(
@@ -170,6 +180,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
+    parser.add_argument(
+        "--redis-core",
+        choices=("proxy", "load"),
+        default="proxy",
+        help="where Redis runs (proxy): beside the load generator, a busy generator starves it "
+        "and the relay's admissions wait for Redis's turn on that core, not for the relay",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     return parser
 
@@ -210,7 +227,7 @@ def _start_services(
     redis.start()
     stack.callback(redis.stop)
     assert redis.process is not None
-    pin_existing(args.load_core, redis.process.pid)
+    pin_existing(_redis_core(args), redis.process.pid)
 
     port = free_port()
     module = UPSTREAMS[args.upstream][0]
