@@ -5,11 +5,11 @@
     python -m tests.bench.run --sessions 100 --storm 500 --duration 6   # reconnect storm
 
 The proxy under test and Redis (which only the relay uses) are pinned to one core, the load
-generator and the upstream to the other (`taskset`; `--redis-core load` puts Redis there), so figures are comparable run to run. The upstream is the emulator's echo
-contract served by `tests.bench.echo_upstream` (lean enough to leave the load core room), or
-the emulator itself with `--upstream emulator`. Each step starts its proxy afresh,
-warms it up with one short session, then samples it from /proc while `live-relay loadtest`
-measures. The Markdown table (and the raw figures as JSON) go to bench-results/ and stdout.
+generator and the upstream to the other (`taskset`; `--redis-core load` puts Redis there), so
+figures are comparable run to run. The upstream is the emulator's echo contract served by
+`tests.bench.echo_upstream` (lean enough to leave the load core room), or the emulator itself
+with `--upstream emulator`. Each step starts its proxy afresh, warms it up with one short
+session, then samples it from /proc while `live-relay loadtest` measures. The Markdown table (and the raw figures as JSON) go to bench-results/ and stdout.
 Everything is bounded: session counts, durations, and every process's lifetime.
 With `--storm N`, each step instead opens N sessions at once while `--sessions` stream, and the
 table reports admissions (see `tests.bench.storm`).
