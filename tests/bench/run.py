@@ -9,7 +9,8 @@ generator and the upstream to the other (`taskset`; `--redis-core load` puts Red
 figures are comparable run to run. The upstream is the emulator's echo contract served by
 `tests.bench.echo_upstream` (lean enough to leave the load core room), or the emulator itself
 with `--upstream emulator`. Each step starts its proxy afresh, warms it up with one short
-session, then samples it from /proc while `live-relay loadtest` measures. The Markdown table (and the raw figures as JSON) go to bench-results/ and stdout.
+session, then samples it from /proc while `live-relay loadtest` measures. The Markdown table
+(and the raw figures as JSON) go to bench-results/ and stdout.
 Everything is bounded: session counts, durations, and every process's lifetime.
 With `--storm N`, each step instead opens N sessions at once while `--sessions` stream, and the
 table reports admissions (see `tests.bench.storm`).
