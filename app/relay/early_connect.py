@@ -68,11 +68,6 @@ class EarlyConnects:
         if not admitted:
             self._refused_at[project] = time.monotonic()
 
-    @property
-    def in_flight(self) -> int:
-        """Early connects whose session is not yet admitted or refused, in all projects."""
-        return sum(self._in_flight.values())
-
 
 class UpstreamOpening:
     """One session's upstream connection: opening from the session's start when `early` lets
