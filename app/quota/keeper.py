@@ -20,7 +20,10 @@ to `on_slot_lost`, which ends them.
 
 Releases and charges run in tasks the caller's cancellation cannot interrupt: a session
 cancelled while its slot is being given back must not leave it taken. An admission runs in the
-caller's task: cancelled, it is undone by a release (the mark above).
+caller's task, and a caller that stops waiting for one should not cancel it but give the slot
+back once it answers (`release_soon`, as the endpoint does): measured, cancelling admissions of
+clients that left took slots that were never released (a command cut off inside the Redis
+client can still take its slot). A cancellation that does reach `admit` is undone by a release.
 """
 
 from __future__ import annotations
@@ -178,6 +181,11 @@ class QuotaKeeper:
         """Free the session's slot. Never raises: an unreachable store gets the release later."""
         self._live.pop(lease.session_id, None)
         await asyncio.shield(self._spawn(self._release_or_retry(lease)))
+
+    def release_soon(self, lease: Lease) -> None:
+        """`release`, not waited for (from a callback)."""
+        self._live.pop(lease.session_id, None)
+        self._spawn(self._release_or_retry(lease))
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> bool:
         """Count tokens the upstream reported; True when the project is now over its budget.

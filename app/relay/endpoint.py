@@ -7,12 +7,14 @@ import contextlib
 import logging
 import secrets
 import time
+from functools import partial
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
+from app.quota.keeper import QuotaKeeper
 from app.quota.types import Lease
 from app.quota.types import Refusal as QuotaRefusal
 from app.relay.bounded_protocols import admit_full_frames, handshake_done
@@ -164,7 +166,11 @@ async def _admitted_setup(
         refusal = await admission
     finally:
         if not admission.done():
-            admission.cancel()  # the keeper releases whatever the store may still record
+            # The client left (or the session was cancelled) before the quota answered. The
+            # admission is not cancelled: a Redis command cut off half-way may still take the
+            # slot, and the client library may not pass the cancellation on. Once it answers,
+            # a slot it took goes back.
+            admission.add_done_callback(partial(_give_back_if_admitted, relay.quota, lease))
         elif setup is None and _admitted(admission):
             # Admitted, but the setup was refused or the client left: give the slot back.
             await asyncio.shield(relay.quota.release(lease))
@@ -185,6 +191,13 @@ def _admitted(admission: asyncio.Task[QuotaRefusal | None]) -> bool:
     if admission.cancelled() or admission.exception() is not None:
         return False
     return admission.result() is None
+
+
+def _give_back_if_admitted(
+    quota: QuotaKeeper, lease: Lease, admission: asyncio.Task[QuotaRefusal | None]
+) -> None:
+    if _admitted(admission):
+        quota.release_soon(lease)
 
 
 async def _accepted_setup(

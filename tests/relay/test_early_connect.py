@@ -65,9 +65,10 @@ async def test_a_full_project_wastes_one_upstream_handshake_then_connects_only_w
         for _ in range(5):
             async with connect(relay.url, additional_headers=auth_headers()) as refused:
                 assert await first_answer(refused) == 1013
-        # The first refused session had connected early; the next four waited for the quota.
-        assert emulator.stats.connections_accepted == 2
+        # The first refused session had started connecting early (cancelled, or closed unused
+        # if it got there first); the next four waited for the quota.
         assert await early_connects(relay, "unused") == 1
+        assert emulator.stats.connections_accepted <= 2
 
         async def only_the_held_one_open() -> bool:
             return emulator.stats.connections_open == 1

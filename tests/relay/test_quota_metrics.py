@@ -90,9 +90,11 @@ async def test_real_sessions_show_in_refusal_auth_connect_duration_and_usage_met
     assert total(samples, "relay_auth_failures_total") == 1
     assert value(samples, "relay_quota_rejections_total", project="default", reason="sessions") == 1
     assert value(samples, "relay_sessions_total", project="default", outcome="quota_refused") == 1
-    # The refused session had opened its upstream connection while the quota answered.
+    # The refused session had started its upstream connection while the quota answered: it
+    # was cancelled, or closed unused if it had opened by then (and counted as a connect).
     assert value(samples, "relay_upstream_early_connects_total", outcome="unused") == 1
-    assert value(samples, "relay_upstream_connect_seconds_count") == MAX_SESSIONS + 1
+    connects = value(samples, "relay_upstream_connect_seconds_count")
+    assert MAX_SESSIONS <= connects <= MAX_SESSIONS + 1
     assert value(samples, "relay_upstream_connect_seconds_sum") > 0
     assert value(samples, "relay_quota_sessions_held", project="default") == MAX_SESSIONS
     assert value(samples, "relay_quota_sessions_limit", project="default") == MAX_SESSIONS
