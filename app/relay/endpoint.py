@@ -1,4 +1,4 @@
-"""`WS /v1/live`: authenticate, read the setup, take a quota slot, connect upstream, relay."""
+"""`WS /v1/live`: authenticate; read the setup as the quota answers and the upstream connects."""
 
 from __future__ import annotations
 
