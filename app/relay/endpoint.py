@@ -1,4 +1,5 @@
-"""`WS /v1/live`: authenticate; read the setup as the quota answers and the upstream connects."""
+"""`WS /v1/live`: authenticate; read the setup, take a quota slot, connect upstream, side by side;
+relay."""
 
 from __future__ import annotations
 
