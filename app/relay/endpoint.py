@@ -8,16 +8,13 @@ import contextlib
 import logging
 import secrets
 import time
-from functools import partial
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
-from app.quota.keeper import QuotaKeeper
 from app.quota.types import Lease
-from app.quota.types import Refusal as QuotaRefusal
 from app.relay.bounded_protocols import admit_full_frames, handshake_done
 from app.relay.client_gone import client_left
 from app.relay.closes import (
@@ -158,7 +155,7 @@ async def _admitted_setup(
     its passes of the event loop are off the set-up's critical path. A setup the policy
     refuses then gives back a slot it held for a moment."""
     project = principal.project
-    admission = asyncio.create_task(relay.quota.admit(lease, project.quota), name="admission")
+    admission = relay.quota.admit_in_background(lease, project.quota)
     setup: AcceptedSetup | None = None
     try:
         setup = await _accepted_setup(relay, websocket, principal, dialect)
@@ -166,15 +163,10 @@ async def _admitted_setup(
             return None
         refusal = await admission
     finally:
-        if not admission.done():
-            # The client left (or the session was cancelled) before the quota answered. The
-            # admission is not cancelled: a Redis command cut off half-way may still take the
-            # slot, and the client library may not pass the cancellation on. Once it answers,
-            # a slot it took goes back.
-            admission.add_done_callback(partial(_give_back_if_admitted, relay.quota, lease))
-        elif setup is None and _admitted(admission):
-            # Admitted, but the setup was refused or the client left: give the slot back.
-            await asyncio.shield(relay.quota.release(lease))
+        if setup is None or not admission.done():
+            # The setup was refused or the client left (or the session was cancelled) before
+            # the slot was in use.
+            relay.quota.abandon(admission, lease)
     pending.release()
     if refusal is not None:
         relay.metrics.quota_rejections_total.labels(project.name, refusal.kind).inc()
@@ -186,19 +178,6 @@ async def _admitted_setup(
     if not relay.quota.store_healthy:  # admitted although the store is away: fail-open
         relay.metrics.fail_open_admissions_total.labels(project.name).inc()
     return setup
-
-
-def _admitted(admission: asyncio.Task[QuotaRefusal | None]) -> bool:
-    if admission.cancelled() or admission.exception() is not None:
-        return False
-    return admission.result() is None
-
-
-def _give_back_if_admitted(
-    quota: QuotaKeeper, lease: Lease, admission: asyncio.Task[QuotaRefusal | None]
-) -> None:
-    if _admitted(admission):
-        quota.release_soon(lease)
 
 
 async def _accepted_setup(

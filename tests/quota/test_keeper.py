@@ -321,6 +321,35 @@ async def test_an_admission_cancelled_while_redis_records_it_leaves_no_slot_take
         assert keeper.live_leases == []
 
 
+async def test_an_admission_abandoned_before_redis_answers_gives_its_slot_back_after(
+    store: RedisQuotaStore, redis_server: RedisServer
+) -> None:
+    assert redis_server.process is not None
+    async with running_keeper(store, ttl=30) as keeper:
+        await store.ping()
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            admission = keeper.admit_in_background(lease(0), LIMITS)
+            await asyncio.sleep(0.2)  # the script is in Redis's socket, waiting to run
+            keeper.abandon(admission, lease(0))  # its client left
+            assert not admission.done()
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+
+        assert await admission is None  # it ran to its answer: admitted...
+        await eventually(lambda: _exact(keeper, store, set()), within=2)  # ...and given back
+        assert keeper.live_leases == []
+
+
+async def test_an_admitted_slot_abandoned_before_use_is_given_back(store: RedisQuotaStore) -> None:
+    async with running_keeper(store, ttl=30) as keeper:
+        admission = keeper.admit_in_background(lease(0), LIMITS)
+        assert await admission is None
+        keeper.abandon(admission, lease(0))  # its setup was refused
+        await eventually(lambda: _exact(keeper, store, set()), within=2)
+        assert keeper.live_leases == []
+
+
 async def _ended(ended: list[Lease], count: int) -> bool:
     return len(ended) == count
 
