@@ -10,6 +10,7 @@ import pytest
 from app.auth.token_api import MAX_SESSION_TOKEN_LENGTH
 from app.bounded_json import MAX_JSON_DEPTH
 from app.relay import bounded_protocols as bounds
+from app.relay.early_connect import QUIET_SECONDS
 from app.relay.handshake_pacing import MAX_WAITING
 from app.relay.pending import PENDING_WAIT_SECONDS
 from app.settings import Settings
@@ -44,6 +45,7 @@ def test_the_doc_names_only_settings_that_exist() -> None:
         ("PENDING_WAIT_SECONDS", f"{PENDING_WAIT_SECONDS:g} s"),
         ("app.bounded_json.MAX_JSON_DEPTH", f"{MAX_JSON_DEPTH} levels"),
         ("handshake_pacing.MAX_WAITING", f"{MAX_WAITING:,} waiting"),
+        ("early_connect.QUIET_SECONDS", f"none for {QUIET_SECONDS:g} s"),
     ],
 )
 def test_the_limits_table_states_the_constants_the_code_uses(name: str, stated: str) -> None:
