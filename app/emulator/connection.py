@@ -30,19 +30,19 @@ from app.emulator.resumption import (
     HandleStore,
     SessionState,
 )
-from app.emulator.schema import check_client_message
 from app.emulator.session import LiveSession
 from app.emulator.setup import parse_setup, refused_fields
 from app.emulator.speech import OUTPUT_MIME_TYPE
 from app.emulator.stats import EmulatorStats
 from app.emulator.wire import (
     INVALID_ARGUMENT,
-    ProtocolViolation,
     duration_text,
     encode_server_message,
     interpret,
     load_frame,
 )
+from app.protocol.canonical import check_client_message
+from app.protocol.errors import ProtocolViolation
 
 UNAUTHENTICATED = "Request had invalid authentication credentials."
 LIFETIME_REACHED = "The operation was cancelled."

@@ -47,7 +47,8 @@ from app.emulator.tokens import (
     usage_metadata,
 )
 from app.emulator.vad import ActivityStarted, VoiceActivityDetector
-from app.emulator.wire import INVALID_ARGUMENT, ProtocolViolation, decode_base64, encode_base64
+from app.emulator.wire import INVALID_ARGUMENT, decode_base64, encode_base64
+from app.protocol.errors import ProtocolViolation
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -97,7 +98,8 @@ class LiveSession:
     ) -> None:
         self._setup = setup
         self._config = config
-        # What schema.check_client_message must treat as unknown in this session's messages.
+        # What `check_client_message` (app.protocol.canonical) must treat as unknown in this
+        # session's messages.
         self.refused_fields = refused_fields(config, setup)
         # What the session duration cap counts: the conversation's media or this connection's.
         self.media = (
@@ -259,6 +261,7 @@ class LiveSession:
     def _context_update(self, value: dict[str, Any]) -> None:
         """New system instruction and/or tools for the turns to come (`[]` clears the tools)."""
         self._stats.frames_received["context_update"] += 1
+        self._stats.context_updates.append(value)
         setup = self._setup
         if "systemInstruction" in value:
             setup = dataclasses.replace(

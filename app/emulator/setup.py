@@ -9,7 +9,8 @@ from typing import Any, Literal
 from app.emulator.config import EmulatorConfig
 from app.emulator.speech import DEFAULT_VOICE
 from app.emulator.vad import VadSettings
-from app.emulator.wire import INVALID_ARGUMENT, ProtocolViolation
+from app.emulator.wire import INVALID_ARGUMENT
+from app.protocol.errors import ProtocolViolation
 
 _VERTEX_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/publishers/google/models/([^/]+)")
 _VERTEX_PROJECT = re.compile(r"projects/([^/]+)/")
@@ -41,7 +42,8 @@ class SessionSetup:
 def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> SessionSetup:
     """Raises ProtocolViolation with the close the service would send.
 
-    The message has passed `schema.check_client_message`: only its values are checked here.
+    The message has passed `app.protocol.canonical.check_client_message`: only its values
+    are checked here.
     """
     if not isinstance(setup, dict):
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
@@ -115,8 +117,8 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
 def refused_fields(
     config: EmulatorConfig, setup: SessionSetup | None = None
 ) -> dict[str, frozenset[str]]:
-    """Fields of `schema.MESSAGES` this emulator treats as unknown, by message: what the
-    configuration turned off and, once the setup is known, what its model lacks."""
+    """Fields of `app.protocol.messages.MESSAGES` this emulator treats as unknown, by message:
+    what the configuration turned off and, once the setup is known, what its model lacks."""
     refused: dict[str, set[str]] = {}
     if config.audio_stream_end == "refuse":
         refused.setdefault("BidiGenerateContentRealtimeInput", set()).add("audioStreamEnd")

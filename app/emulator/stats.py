@@ -35,6 +35,8 @@ class EmulatorStats:
     last_authorization: str | None = None
     # Every accepted setup message, normalized to camelCase.
     setups: list[dict[str, Any]] = field(default_factory=list)
+    # Every accepted contextUpdate message (its value), normalized to camelCase.
+    context_updates: list[dict[str, Any]] = field(default_factory=list)
     # realtimeInput.text messages in the order they arrived (ordering tests of a proxy).
     texts: list[str] = field(default_factory=list)
     # Client frames that arrived as binary WebSocket frames (setup included).

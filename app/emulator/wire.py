@@ -14,8 +14,9 @@ import json
 import re
 from typing import Any
 
+from app.protocol.errors import ProtocolViolation
+
 INVALID_ARGUMENT = "Request contains an invalid argument."
-MAX_CLOSE_REASON_BYTES = 123
 
 # Fields whose value is user data: copied verbatim, never renamed.
 _OPAQUE_FIELDS = frozenset(
@@ -26,23 +27,6 @@ _MAP_FIELDS = frozenset({"properties"})
 
 _SNAKE_PART = re.compile(r"_([a-z0-9])")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
-
-
-class ProtocolViolation(Exception):
-    """A client message the service refuses: the connection closes with `code` and `reason`."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = close_reason(reason)
-
-
-def close_reason(text: str) -> str:
-    """`text` cut to what a close frame can carry (123 bytes of UTF-8, RFC 6455)."""
-    encoded = text.encode()
-    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
-        return text
-    return encoded[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 def camel(name: str) -> str:

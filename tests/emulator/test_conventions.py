@@ -8,13 +8,8 @@ from app.emulator.replies import Entry, find_tool_call
 from app.emulator.resumption import Conversation, HandleStore, SessionState, Snapshot
 from app.emulator.tokens import TokenCounts, audio_tokens, text_tokens, usage_metadata
 from app.emulator.vad import ActivityEnded, ActivityStarted, VadSettings, VoiceActivityDetector
-from app.emulator.wire import (
-    ProtocolViolation,
-    close_reason,
-    decode_base64,
-    duration_text,
-    normalize,
-)
+from app.emulator.wire import decode_base64, duration_text, normalize
+from app.protocol.errors import ProtocolViolation, close_reason
 from tests.support.audio import silence, speech
 
 

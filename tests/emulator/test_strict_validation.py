@@ -9,7 +9,7 @@ import pytest
 from google.genai import errors, types
 
 from app.emulator import Emulator, EmulatorConfig
-from app.emulator.wire import close_reason
+from app.protocol.errors import close_reason
 from tests.emulator.support import (
     MODEL,
     TEXT,
