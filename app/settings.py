@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     allowed_models: CommaList = Field(
         DEFAULT_ALLOWED_MODELS, description="Models clients may request (comma-separated)."
     )
+    forward_unknown_client_fields: bool = Field(
+        False,
+        description="Forward client message types and fields the relay's protocol model does "
+        "not know, as sent (for a new Vertex field before the relay learns it); off: close 1007 "
+        "naming them, since a new field could carry configuration no lock covers.",
+    )
     max_session_seconds: float = Field(
         1800.0, gt=0, description="Hard limit on one client session."
     )

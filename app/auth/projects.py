@@ -81,6 +81,7 @@ class Project:
     allowed_origins: tuple[str, ...] = ()
     allowed_models: tuple[str, ...] | None = None  # None: settings.allowed_models
     locked_setup: Mapping[str, Any] = field(default_factory=dict)  # client value differs: 1008
+    on_locked_update: Literal["refuse", "drop"] = "refuse"  # a contextUpdate touching a lock
     default_setup: Mapping[str, Any] = field(default_factory=dict)  # filled in when left out
     resumption: bool | None = None  # None: settings.resumption_enabled
     quota: QuotaLimits = field(default_factory=QuotaLimits)
@@ -133,6 +134,7 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
         allowed_origins=entry.allowed_origins,
         allowed_models=entry.allowed_models,
         locked_setup=entry.locked_setup,
+        on_locked_update=entry.on_locked_update,
         default_setup=entry.default_setup,
         resumption=entry.resumption,
         quota=QuotaLimits(

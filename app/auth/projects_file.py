@@ -23,7 +23,7 @@ from pydantic import (
 
 from app.auth.keys import check_key_hash
 from app.auth.origins import normalize_origin
-from app.auth.setup_locks import check_defaultable, check_lockable
+from app.auth.setup_locks import canonical_setup_fields, check_defaultable, check_lockable
 
 # Project names appear in metric labels, quota keys and logs: keep them plain.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -99,6 +99,9 @@ class ProjectEntry(_Strict):
     allowed_models: tuple[NonEmpty, ...] | None = None
     firebase_projects: tuple[NonEmpty, ...] = ()
     locked_setup: dict[str, Any] = Field(default_factory=dict)
+    # What a later `contextUpdate` that would change a locked field gets: "refuse" closes the
+    # session 1008 naming the field; "drop" forwards the update without the locked fields.
+    on_locked_update: Literal["refuse", "drop"] = "refuse"
     # Filled in when the client's setup leaves them out (unlike locked_setup, which refuses
     # a different value), e.g. contextWindowCompression for audio sessions past 15 minutes.
     default_setup: dict[str, Any] = Field(default_factory=dict)
@@ -123,14 +126,16 @@ class ProjectEntry(_Strict):
     @field_validator("locked_setup")
     @classmethod
     def _lockable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_lockable(value)
-        return value
+        fields = canonical_setup_fields(value, "locked_setup")
+        check_lockable(fields)
+        return fields
 
     @field_validator("default_setup")
     @classmethod
     def _defaultable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_defaultable(value)
-        return value
+        fields = canonical_setup_fields(value, "default_setup")
+        check_defaultable(fields)
+        return fields
 
 
 class ProjectsFile(_Strict):

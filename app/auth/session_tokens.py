@@ -18,6 +18,7 @@ import jwt
 
 from app.auth.jwt_tokens import verify_jwt
 from app.auth.principal import AuthFailure
+from app.auth.setup_locks import canonical_setup_fields
 from app.settings import MIN_SIGNING_KEY_BYTES, Settings
 
 logger = logging.getLogger(__name__)
@@ -110,9 +111,13 @@ class SessionTokens:
                 uses=_typed(claims["uses"], int),
                 expire_time=_typed(claims["exp"], int),
                 new_session_expire_time=_typed(claims["new_session_exp"], int),
-                forced_setup=_typed(claims.get("setup", {}), dict),
+                # Canonical again: a token minted before locks were kept canonical may spell
+                # a field the other way.
+                forced_setup=canonical_setup_fields(
+                    _typed(claims.get("setup", {}), dict), "setup claim"
+                ),
             )
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             raise AuthFailure.unauthenticated(
                 "invalid", "the session token's claims are not understood by this relay"
             ) from None

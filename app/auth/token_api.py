@@ -23,7 +23,12 @@ from app import bounded_json
 from app.auth.authenticator import Authenticator
 from app.auth.principal import AuthFailure, Principal
 from app.auth.session_tokens import SessionGrant, new_token_id
-from app.auth.setup_locks import bare_model_name, check_lockable, first_conflict
+from app.auth.setup_locks import (
+    bare_model_name,
+    canonical_setup_fields,
+    check_lockable,
+    first_conflict,
+)
 from app.settings import Settings
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -124,7 +129,7 @@ def _grant(
         raise AuthFailure.forbidden(
             "not_allowed", "a user's credential cannot mint tokens for another user"
         )
-    _check_locked_setup(asked.locked_setup, principal, settings)
+    locked_setup = _checked_locked_setup(asked.locked_setup, principal, settings)
     return SessionGrant(
         token_id=new_token_id(),
         project=project.name,
@@ -132,7 +137,7 @@ def _grant(
         uses=uses,
         expire_time=math.floor(expire_time),
         new_session_expire_time=math.floor(new_session_expire_time),
-        forced_setup=asked.locked_setup,
+        forced_setup=locked_setup,
     )
 
 
@@ -145,7 +150,15 @@ def _not_after(asked: datetime | None, ceiling: float, now: float, name: str) ->
     return min(wanted, ceiling)
 
 
-def _check_locked_setup(locked: dict[str, Any], principal: Principal, settings: Settings) -> None:
+def _checked_locked_setup(
+    asked: dict[str, Any], principal: Principal, settings: Settings
+) -> dict[str, Any]:
+    """The token's locks in canonical form; 400 if they are not a valid part of a setup, 403 if
+    they contradict what the project locks (in either spelling)."""
+    try:
+        locked = canonical_setup_fields(asked, "lockedSetup")
+    except ValueError as exc:
+        raise AuthFailure.bad_request("invalid", str(exc)) from None
     try:
         check_lockable(locked)
     except ValueError as exc:
@@ -159,9 +172,10 @@ def _check_locked_setup(locked: dict[str, Any], principal: Principal, settings: 
         )
     conflict = first_conflict(project.locked_setup, locked)
     if conflict is not None:
-        raise AuthFailure.bad_request(
-            "invalid", f"lockedSetup.{conflict} differs from the value the project locks"
+        raise AuthFailure.forbidden(
+            "locked", f"lockedSetup.{conflict} differs from the value the project locks"
         )
+    return locked
 
 
 def _timestamp(seconds: int) -> str:

@@ -42,8 +42,9 @@ from typing import Any, Literal
 from websockets.typing import Data
 
 from app import bounded_json
+from app.protocol.errors import ProtocolViolation
 from app.relay.closes import POLICY_VIOLATION
-from app.relay.setup_policy import AcceptedSetup, SetupRejected, parse_setup_frame
+from app.relay.setup_policy import AcceptedSetup, parse_setup_frame
 from app.relay.upstream_leg import UpstreamLeg
 
 # What a client speaks, chosen once per session by the path it connected to.
@@ -116,13 +117,13 @@ def _find(value: Any, path: tuple[str, ...], shown: str) -> str | None:
 
 
 def translate_setup(frame: str | bytes) -> str | bytes:
-    """A Gemini API setup frame in Vertex's shape, or SetupRejected naming what cannot go."""
+    """A Gemini API setup frame in Vertex's shape, or ProtocolViolation naming what cannot go."""
     setup = parse_setup_frame(frame)
     model = _get(setup, "model")
     if isinstance(model, str):
         name = model.strip()
         if name.startswith("tunedModels/"):
-            raise SetupRejected(
+            raise ProtocolViolation(
                 POLICY_VIOLATION,
                 f'tuned model "{name[:60]}" exists only on the Gemini API: use a Live model id',
             )
@@ -132,7 +133,7 @@ def translate_setup(frame: str | bytes) -> str | bytes:
     for path in GEMINI_ONLY_FIELDS:
         found = _find(setup, path, "setup")
         if found is not None:
-            raise SetupRejected(
+            raise ProtocolViolation(
                 POLICY_VIOLATION, f"{found} is a Gemini API field that Vertex AI does not accept"
             )
     generation = _get(setup, "generationConfig")

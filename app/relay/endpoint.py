@@ -14,8 +14,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
 from app.logs import hash_user, session_id_var
+from app.protocol.errors import ProtocolViolation
 from app.quota.types import Lease
 from app.relay.bounded_protocols import admit_full_frames, handshake_done
+from app.relay.client_frames import ClientFrames, FrameRules
 from app.relay.client_gone import client_left
 from app.relay.closes import (
     INTERNAL_ERROR,
@@ -31,7 +33,7 @@ from app.relay.refusals import Refusal, refuse
 from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
 from app.relay.runtime import Relay
 from app.relay.session import Session, SessionLimits
-from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
+from app.relay.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
 from app.relay.upstream_leg import UpstreamLeg
@@ -189,24 +191,29 @@ async def _accepted_setup(
         return None
     try:
         return _apply_policy(relay, principal, dialect, frame)
-    except SetupRejected as rejected:
+    except ProtocolViolation as rejected:
         relay.metrics.sessions_total.labels(principal.project.name, "setup_rejected").inc()
         logger.info("setup refused: %s", rejected.reason)
         await _close(websocket, rejected.code, rejected.reason)
         return None
 
 
-def _apply_policy(
-    relay: Relay, principal: Principal, dialect: Dialect, frame: str | bytes
-) -> AcceptedSetup:
-    """The setup as it goes upstream (SetupRejected: it cannot)."""
+def _setup_policy(relay: Relay, principal: Principal) -> SetupPolicy:
     project = principal.project
-    policy = SetupPolicy(
+    return SetupPolicy(
         allowed_models=project.models(relay.settings),
         locked=project.locked_setup,
         forced=principal.forced_setup,
         defaults=project.default_setup,
+        keep_unknown=relay.settings.forward_unknown_client_fields,
     )
+
+
+def _apply_policy(
+    relay: Relay, principal: Principal, dialect: Dialect, frame: str | bytes
+) -> AcceptedSetup:
+    """The setup as it goes upstream (ProtocolViolation: it cannot)."""
+    policy = _setup_policy(relay, principal)
     if dialect == "gemini":
         frame = translate_setup(frame)
     setup = apply_setup_policy(frame, policy, relay.connector.target)
@@ -214,7 +221,7 @@ def _apply_policy(
         setup = default_to_audio(setup)
     if principal.resume_only and split_setup(setup.frame)[1].handle is None:
         reason = "?resume=1 resumes a session: send setup.sessionResumption.handle"
-        raise SetupRejected(POLICY_VIOLATION, reason)
+        raise ProtocolViolation(POLICY_VIOLATION, reason)
     return setup
 
 
@@ -274,7 +281,14 @@ async def _relay(
     )
     if dialect == "gemini":
         leg = GeminiDialectLeg(leg)
-    session = Session(websocket, leg, setup_frame, limits, charge)
+    frames = ClientFrames(
+        FrameRules(
+            locks=_setup_policy(relay, principal).session_locks(),
+            drop_locked_updates=project.on_locked_update == "drop",
+            keep_unknown=settings.forward_unknown_client_fields,
+        )
+    )
+    session = Session(websocket, leg, setup_frame, limits, charge, frames)
     relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(
@@ -323,5 +337,6 @@ async def _relay(
             "bytes_out": t.bytes_out,
             "prompt_tokens": t.prompt_tokens,
             "response_tokens": t.response_tokens,
+            "locked_updates_dropped": frames.dropped_updates,
         },
     )

@@ -1,6 +1,7 @@
 """One live session: two pumps joining a client WebSocket to an upstream connection.
 
-The pumps forward frames untouched. Whatever ends the session first (either leg closing, a
+The pumps forward frames untouched, but for the client frames the session's policy rewrites
+or refuses (`client_frames.py`). Whatever ends the session first (either leg closing, a
 timer, a drain, the token budget, an error) calls `end()` once; `run()` then stops both pumps and
 sends each leg the close it is owed (see `Ending`). Nothing here is done per frame that could be
 done per session: counters are plain integers, timers are loop callbacks, usage is parsed only
@@ -21,6 +22,8 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
+from app.protocol.errors import ProtocolViolation
+from app.relay.client_frames import ClientFrames
 from app.relay.closes import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -104,6 +107,7 @@ class Session:
     setup_frame: str | bytes
     limits: SessionLimits
     on_usage: UsageHook
+    frames: ClientFrames  # what each client frame may be, and what of it goes upstream
     traffic: Traffic = field(default_factory=Traffic)
     started_at: float = field(default_factory=time.time)
     ending: Ending | None = None
@@ -221,6 +225,7 @@ class Session:
     async def _pump_client(self) -> Ending:
         receive = self.client.receive
         send = self.upstream.send
+        admit = self.frames.admit
         traffic = self.traffic
         limits = self.limits
         loop_time = self._loop.time
@@ -249,6 +254,12 @@ class Session:
             traffic.bytes_in += size
             if limits.frames_per_second is not None and self._over_rate(now, size):
                 return Ending("relay", POLICY_VIOLATION, self._rate_reason(), "rate_limited")
+            try:
+                frame = admit(frame)
+            except ProtocolViolation as refused:
+                return Ending("relay", refused.code, refused.reason, "message_refused")
+            if frame is None:
+                continue
             if self._ready:
                 await send(frame)
                 continue

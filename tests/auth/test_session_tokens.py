@@ -146,10 +146,7 @@ async def test_times_past_the_projects_ceiling_are_cut_to_it(relay: AuthServer) 
         ({"lifetime": 5}, "lifetime"),
         ({"lockedSetup": {"sessionResumption": {}}}, "cannot be locked"),
         ({"lockedSetup": {"model": "gemini-9-ultra"}}, "not allowed"),
-        (
-            {"lockedSetup": {"generationConfig": {"responseModalities": ["TEXT"]}}},
-            "generationConfig.responseModalities",
-        ),
+        ({"lockedSetup": {"generation_config": {"foo": 1}}}, 'Unknown name "foo"'),
         ({"lockedSetup": {"systemInstruction": {"parts": [{"text": "x" * 9000}]}}}, "lock fewer"),
         ([1, 2], "object"),
     ],
@@ -161,7 +158,7 @@ async def test_times_past_the_projects_ceiling_are_cut_to_it(relay: AuthServer) 
         "unknown-field",
         "unlockable-field",
         "model-not-allowed",
-        "conflicts-with-project-lock",
+        "not-a-setup-field",
         "too-large-for-a-url",
         "not-an-object",
     ],
@@ -174,6 +171,22 @@ async def test_token_request_the_relay_cannot_grant_is_refused_400(
     error = response.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT"
     assert expected in error["message"]
+
+
+@pytest.mark.parametrize(
+    "locked",
+    [
+        {"generationConfig": {"responseModalities": ["TEXT"]}},
+        {"generation_config": {"response_modalities": ["TEXT"]}},
+    ],
+    ids=["camelCase", "snake_case"],
+)
+async def test_a_token_lock_that_contradicts_the_projects_lock_is_refused_403(
+    relay: AuthServer, locked: dict[str, Any]
+) -> None:
+    response = await mint(relay, bearer(ACME_KEY), {"lockedSetup": locked})
+    assert response.status_code == 403
+    assert "generationConfig.responseModalities" in response.json()["error"]["message"]
 
 
 async def test_empty_body_takes_every_default_and_broken_json_is_refused_400(
