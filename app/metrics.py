@@ -111,7 +111,7 @@ class RelayMetrics:
             "Client sessions ended, by outcome: refused before relaying (setup_rejected, "
             "quota_refused, upstream_unavailable) or how an admitted one ended (client_closed, "
             "upstream_closed, upstream_lost, time_limit, idle, tokens, quota_lost, rate_limited, "
-            "frame_too_big, drain, error).",
+            "frame_too_big, message_refused, switch_failed, drain, error).",
             ["project", "outcome"],
             registry=registry,
         )
