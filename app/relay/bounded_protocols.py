@@ -31,7 +31,7 @@ from typing import Any
 
 import httptools
 import uvicorn
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -454,6 +454,12 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] != "websocket.close":
+            if self.close_sent and self.handshake_complete and not self.disconnected:
+                # uvicorn closed the connection itself (an oversized frame, a keepalive
+                # timeout) and queued the disconnect: a frame sent after that is a leg that
+                # ended, said the way every other end of the client leg is said, not
+                # uvicorn's RuntimeError.
+                raise WebSocketDisconnect(*_close_sent(self.conn))
             await super().send(message)  # frames: bounded by the write deadline
             return
         if self.handshake_complete and not self.close_sent and not self.writable.is_set():
@@ -553,3 +559,9 @@ def handshake_done(websocket: WebSocket) -> None:
     admission = _admission(websocket)
     if admission is not None:
         admission.answered()
+
+
+def _close_sent(conn: Any) -> tuple[int, str]:
+    """The code and reason of the close frame a websockets connection sent (1006: none)."""
+    sent = conn.close_sent
+    return (sent.code, sent.reason) if sent is not None else (1006, "")

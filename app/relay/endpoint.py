@@ -20,6 +20,7 @@ from app.relay.bounded_protocols import admit_full_frames, handshake_done
 from app.relay.client_frames import ClientFrames, FrameRules
 from app.relay.client_gone import client_left
 from app.relay.closes import (
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
@@ -36,7 +37,7 @@ from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
-from app.relay.upstream_leg import UpstreamLeg
+from app.relay.upstream_leg import UpstreamLeg, close_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +248,15 @@ async def _relay(
             extra={"project": project.name, "cause": exc.cause, "status": exc.status},
         )
         await _close(websocket, INTERNAL_ERROR, str(exc))
+        return
+    if relay.sessions.draining:
+        # A client answered before SIGTERM whose setup came during the drain: refused as a
+        # new handshake is. No await from here to `sessions.add`, so no session can join the
+        # live ones after the drain counted them.
+        close_in_background(connection, 1000, "session refused")
+        metrics.sessions_total.labels(project.name, "drain").inc()
+        logger.info("session refused: the relay is draining")
+        await _close(websocket, GOING_AWAY, "the relay is shutting down: reconnect")
         return
     leg: UpstreamLeg = connection
     setup_frame = setup.frame

@@ -167,8 +167,13 @@ class ResumableUpstream:
         self._goaway_deadline: float | None = None
         self._error_switch_spent = False  # a 1011 gets one switch until the upstream answers
         self._unstable_switches = 0
-        # Relay-made frames for the client, sent first. Rare: a list (a deque is 760 bytes).
-        self._out: list[bytes] = []
+        # Frames for the client that recv() returns first: relay-made ones, and a resumed
+        # connection's setupComplete while the session still waits for its first one. Rare:
+        # a list (a deque is 760 bytes).
+        self._out: list[str | bytes] = []
+        # The session's first setupComplete, whichever connection delivers it, reaches it
+        # once: a switch before it came hands on the resumed connection's.
+        self._setup_completed = False
         self._candidate: UpstreamConnection | None = None  # a connection being resumed
         self._retiring: set[asyncio.Task[None]] = set()
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
@@ -250,6 +255,7 @@ class ResumableUpstream:
                 # The upstream answers: a later failure is a new one, worth a switch again.
                 self._unstable_switches = 0
                 self._error_switch_spent = False
+                self._setup_completed = True  # the first frame of all is setupComplete
                 return frame
 
     def _on_update(self, frame: str | bytes) -> str | bytes | None:
@@ -460,6 +466,11 @@ class ResumableUpstream:
             raise UpstreamSwitchFailed(
                 "refused", "upstream answered a resumed setup with something else"
             )
+        if not self._setup_completed:
+            # The connection the session's setup went to ended before answering it: this
+            # answer is the session's, not the switch's.
+            self._setup_completed = True
+            self._out.append(first)
 
     async def _new_connection(self) -> UpstreamConnection:
         """The spare opened at the goAway if it is still good, else a fresh connection."""

@@ -73,6 +73,27 @@ class Traffic:
     goaways_from_upstream: int = 0
 
 
+# What a frame held back until setupComplete costs beyond its payload: the str or bytes object
+# and its slot in the list. Held frames are charged this too, or 8 MiB of 2-byte frames would
+# hold some 30 times that in memory.
+HELD_FRAME_OVERHEAD_BYTES = 64
+
+
+def upstream_ended(closed: ConnectionClosed) -> Ending:
+    """The upstream leg's end, whichever call saw it (a recv, a send): one value."""
+    received = closed.rcvd
+    if received is None:
+        return Ending("upstream", 1006, "", "upstream_lost")
+    return Ending("upstream", received.code, received.reason, "upstream_closed")
+
+
+def client_ended(code: int | None, reason: str | None) -> Ending:
+    """The client leg's end, whichever call saw it: a disconnect message from a receive, or a
+    WebSocketDisconnect from a send (the bounded protocol turns a send after uvicorn's own
+    close into one, with the code uvicorn sent)."""
+    return Ending("client", code or 1005, reason or "", "client_closed")
+
+
 def _outgoing(frame: str | bytes) -> tuple[bytes, Message]:
     """An upstream frame as bytes to sniff, and the ASGI message that forwards it unchanged:
     binary stays binary, text stays text."""
@@ -232,9 +253,7 @@ class Session:
         while True:
             message = await receive()
             if message["type"] != "websocket.receive":
-                code = message.get("code") or 1005
-                reason = message.get("reason") or ""
-                return Ending("client", code, reason, "client_closed")
+                return client_ended(message.get("code"), message.get("reason"))
             frame: str | bytes | None = message.get("bytes")
             if frame is None:
                 frame = message["text"]
@@ -261,9 +280,12 @@ class Session:
             if frame is None:
                 continue
             if self._ready:
-                await send(frame)
+                try:
+                    await send(frame)
+                except ConnectionClosed as closed:  # the upstream pump may not have seen it yet
+                    return upstream_ended(closed)
                 continue
-            self._queued_bytes += size
+            self._queued_bytes += size + HELD_FRAME_OVERHEAD_BYTES
             if self._queued_bytes > limits.max_frame_bytes:
                 return Ending(
                     "relay",
@@ -344,12 +366,9 @@ class Session:
                 if self._close_after_turn is not None and TURN_COMPLETE_KEY in probe:
                     return Ending("relay", TRY_AGAIN_LATER, self._close_after_turn, "tokens")
         except ConnectionClosed as closed:
-            received = closed.rcvd
-            if received is None:
-                return Ending("upstream", 1006, "", "upstream_lost")
-            return Ending("upstream", received.code, received.reason, "upstream_closed")
+            return upstream_ended(closed)
         except WebSocketDisconnect as gone:
-            return Ending("client", gone.code, gone.reason or "", "client_closed")
+            return client_ended(gone.code, gone.reason)
         except UpstreamSwitchFailed as failed:
             return Ending("relay", INTERNAL_ERROR, failed.reason, "switch_failed")
         except _UpstreamStalled:
@@ -370,11 +389,15 @@ class Session:
         self.traffic.bytes_out += len(probe)
         await self.client.send(message)
         queued = self._queued
-        while queued:
-            await self.upstream.send(queued.pop(0))
-        # No await between the last emptiness check and this flag: the client pump cannot slip
+        sent = 0
+        while sent < len(queued):  # the client pump may append while a frame is sent
+            await self.upstream.send(queued[sent])
+            sent += 1
+        # No await between the last length check and this flag: the client pump cannot slip
         # a frame into the queue that would then be left behind.
         self._ready = True
+        self._queued = []
+        self._queued_bytes = 0
 
     def _account(self, frame: bytes) -> None:
         usage = read_usage(frame)

@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig, Faults
+from app.relay.session import HELD_FRAME_OVERHEAD_BYTES
 from tests.relay.conftest import MODEL, assert_reached_no_upstream, auth_headers, relay_settings
 from tests.support.net import free_port
 from tests.support.relay import RunningRelay, running_relay
@@ -223,7 +224,8 @@ async def test_input_held_for_setup_complete_is_bounded_by_one_largest_frame() -
             await ws.send(chunk)
         code, reason = await close_of(ws)
     assert code == 1009
-    assert f"{3 * len(chunk)} bytes sent before setupComplete" in reason
+    held = 3 * (len(chunk) + HELD_FRAME_OVERHEAD_BYTES)  # each frame's object counts too
+    assert f"{held} bytes sent before setupComplete" in reason
     assert slow.stats.texts == []
 
 
