@@ -32,6 +32,7 @@ from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.bounded_protocols import METRICS_STATE
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.early_connect import EarlyConnects
+from app.relay.handles import ResumptionHandles
 from app.relay.heap import freeze_startup_heap
 from app.relay.metrics_port import metrics_port
 from app.relay.pending import PendingAdmissions
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.max_pending_admissions_per_credential,
                 ),
                 early_connects=EarlyConnects(enabled=settings.upstream_early_connect),
+                handles=ResumptionHandles.from_settings(settings),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
