@@ -161,7 +161,7 @@ async def _admitted_setup(
         setup = await _accepted_setup(relay, websocket, principal, dialect)
         if setup is None:
             return None
-        refusal = await admission
+        refusal = await relay.quota.confirm(admission, lease, project.quota)
     finally:
         if setup is None or not admission.done():
             # The setup was refused or the client left (or the session was cancelled) before
