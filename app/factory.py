@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
             app.include_router(build_token_router(authenticator, settings))
-            if settings.metrics_enabled and settings.metrics_port is not None:
+            if settings.metrics_enabled and not settings.metrics_on_client_port:
                 port = stack.enter_context(metrics_port(registry, settings))
                 logger.info("metrics on port %d", port)
             flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
@@ -165,6 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TokenCors)
     app.include_router(health.router)
     app.include_router(admin.router)
-    if settings.metrics_enabled and settings.metrics_port is None:
+    if settings.metrics_enabled and settings.metrics_on_client_port:
         app.router.routes.append(metrics_route(registry, settings.metrics_token))
     return app
