@@ -43,8 +43,9 @@ def hash_user(user: str | None) -> str | None:
     return hashlib.sha256(b"live-relay user:" + user.encode()).hexdigest()[:16]
 
 
-# The user-information part of an absolute-form target (`http://user:secret@host/...`).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+# The user information of an absolute URL (`http://user:secret@host/...`) anywhere in a target,
+# also percent-encoded as uvicorn logs it (`http%3A//user%3Asecret%40host/...`).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*(?::|%3[Aa])//)[^/?#\s\"]*(?:@|%40)")
 
 # Characters that would end a text log line, or restyle a terminal, if written as they are:
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
@@ -63,9 +64,15 @@ def escape_controls(text: str) -> str:
     return text.translate(_CONTROL_ESCAPES)
 
 
+def _may_carry_credentials(text: str) -> bool:
+    """Whether a uvicorn argument may be a request target carrying credentials."""
+    return "?" in text or "@" in text or "%40" in text
+
+
 def redact_target(target: str) -> str:
-    """A request target in any form (`/p?q`, `*?q`, `http://user:pw@host/p?q`) without the
-    credentials it may carry: query values and user information become `REDACTED`."""
+    """A request target in any form (`/p?q`, `*?q`, `http://user:pw@host/p?q`, and these
+    percent-encoded) without the credentials it may carry: query values and user information
+    become `REDACTED`."""
     return redact_query(_USERINFO.sub(rf"\1{REDACTED}@", target))
 
 
@@ -93,7 +100,7 @@ class RedactQueryFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                redact_target(arg) if isinstance(arg, str) and ("?" in arg or "@" in arg) else arg
+                redact_target(arg) if isinstance(arg, str) and _may_carry_credentials(arg) else arg
                 for arg in record.args
             )
         return True

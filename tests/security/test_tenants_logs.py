@@ -17,11 +17,19 @@ from tests.support.relay import RelayProcess
 FORGED = "2026-01-01T00:00:00.000+00:00 INFO app.relay.endpoint: session started project=beta"
 
 
-async def raw_request(port: int, request_line: str) -> bytes:
+UPGRADE = (
+    "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+async def raw_request(port: int, request_line: str, *, upgrade: bool = False) -> bytes:
+    """Send one request (a WebSocket upgrade with `upgrade`); what came back before the close."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    headers = UPGRADE if upgrade else "Connection: close\r\n"
+    writer.write(f"{request_line}\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     try:
-        return await asyncio.wait_for(reader.read(), timeout=10)
+        return await asyncio.wait_for(reader.read(12), timeout=10)
     finally:
         writer.close()
 
@@ -62,6 +70,12 @@ async def test_a_key_in_any_form_of_request_target_is_never_logged(
     )
     try:
         answers = [
+            await raw_request(relay.port, f"GET *?key={ALPHA_KEY} HTTP/1.1", upgrade=True),
+            await raw_request(
+                relay.port,
+                f"GET http://u:{ALPHA_KEY}@127.0.0.1/v1/live?key={ALPHA_KEY} HTTP/1.1",
+                upgrade=True,
+            ),
             await raw_request(relay.port, f"OPTIONS *?key={ALPHA_KEY} HTTP/1.1"),
             await raw_request(relay.port, f"GET *?access_token={ALPHA_KEY} HTTP/1.1"),
             await raw_request(
