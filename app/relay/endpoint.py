@@ -121,7 +121,7 @@ async def _serve(
     pending: PendingSlot,
 ) -> None:
     project = principal.project
-    lease = Lease(project.name, principal.user, session_id, time.time())
+    lease = Lease(project.name, principal.quota_user(), session_id, time.time())  # issuer-scoped
     # The upstream connection opens (see early_connect.py) while the setup is read and the
     # quota answers: their waits run side by side instead of in a row.
     upstream = UpstreamOpening(relay.connector.connect, relay.metrics)
