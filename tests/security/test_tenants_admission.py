@@ -137,7 +137,7 @@ async def test_random_connect_abort_cycles_under_the_cap_refuse_no_valid_setup(
         async with semaphore:
             await cycle(index)
 
-    await asyncio.gather(*(bounded(i) for i in range(400)))
+    await asyncio.gather(*(bounded(i) for i in range(1000)))
     assert failures == []
     assert refused == []
 
