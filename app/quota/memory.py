@@ -83,6 +83,7 @@ class MemoryQuotaStore:
         lost: list[Lease] = []
         for lease in leases:
             project = self._live_project(lease.project, now)
+            project.provisional.discard(lease.session_id)  # renewed: a session's lease
             if lease.session_id in project.leases:
                 project.expiries[lease.session_id] = now + ttl
             elif lease.session_id not in project.released:

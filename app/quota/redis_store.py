@@ -153,7 +153,9 @@ class RedisQuotaStore:
         for project, project_leases in by_project.items():
             project_limits = limits[project]
             user_cap = project_limits.max_sessions_per_user
-            keys = self._project_keys(project, "leases", "details", "released", "counted")
+            keys = self._project_keys(
+                project, "leases", "details", "released", "counted", "provisional"
+            )
             user_keys: dict[str, int] = {}  # user -> its key's index in KEYS (from 1, as Lua)
             args: list[str | int] = [
                 _milliseconds(ttl),
