@@ -223,7 +223,7 @@ class QuotaKeeper:
             # In time: the lease is held. Made the session's off the set-up's path; should it
             # have lapsed meanwhile (a store stall), the renewal that follows decides.
             self._live[lease.session_id] = (lease, limits)
-            self._spawn(self._make_sessions(lease, limits))
+            self._spawn(self._confirm_in_store(lease, limits))
             return None
         if refusal.kind not in ("sessions", "user_sessions"):
             return refusal
@@ -233,7 +233,7 @@ class QuotaKeeper:
         await self._settled(lease.project, lapse)
         return await self.admit(lease, limits)
 
-    async def _make_sessions(self, lease: Lease, limits: QuotaLimits) -> None:
+    async def _confirm_in_store(self, lease: Lease, limits: QuotaLimits) -> None:
         try:
             refusal = await self._store.acquire(lease, limits, self._lease_ttl)
         except QuotaStoreError as exc:

@@ -63,7 +63,8 @@ _AAD = b"live-relay resumption handle v1"
 _KEY_LABEL = b"live-relay resumption handles v1"
 _SPELLINGS = ("sessionResumption", "session_resumption")
 _UPDATE_KEY = "sessionResumptionUpdate"
-_UPDATE_KEY_BYTES = b'"sessionResumptionUpdate"'
+_UPDATE_KEY_TEXT = '"sessionResumptionUpdate"'
+_UPDATE_KEY_BYTES = _UPDATE_KEY_TEXT.encode()
 _MAX_HANDLE_CHARS = 8192  # longer than any sealed handle of a real upstream handle
 
 
@@ -211,10 +212,11 @@ class _SealingLeg:
     async def recv(self) -> str | bytes:
         while True:
             frame = await self._upstream.recv()
+            # A whole-frame search (memchr-fast, as for usage): an update must never slip by.
             found = (
                 _UPDATE_KEY_BYTES in frame
                 if isinstance(frame, bytes)
-                else _UPDATE_KEY_BYTES.decode() in frame
+                else _UPDATE_KEY_TEXT in frame
             )
             if not found:
                 return frame
