@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app import bounded_json
 from app.auth.principal import Principal
-from app.relay.closes import POLICY_VIOLATION
+from app.relay.closes import INVALID_PAYLOAD, POLICY_VIOLATION
 from app.relay.setup_policy import AcceptedSetup, SetupRejected
 from app.relay.upstream_leg import UpstreamLeg
 from app.settings import Settings
@@ -153,19 +153,19 @@ class ResumptionHandles:
         message: dict[str, Any] = json.loads(frame)
         body: dict[str, Any] = message["setup"]
         fields = [body.pop(spelling) for spelling in _SPELLINGS if spelling in body]
-        handles = [
-            value.get("handle")
-            for value in fields
-            if isinstance(value, dict) and value.get("handle") not in (None, "")
-        ]
+        if not all(isinstance(value, dict) for value in fields):
+            # What the upstream answers too (a message field given a non-object).
+            raise SetupRejected(
+                INVALID_PAYLOAD, 'setup field "sessionResumption" must be an object'
+            )
+        handles = [value.get("handle") for value in fields if value.get("handle") not in (None, "")]
         if principal.resume_only and (len(fields) != 1 or len(handles) != 1):
             raise SetupRejected(POLICY_VIOLATION, RESUME_NEEDS_HANDLE)
         if not fields:
             return setup
         resumption: dict[str, Any] = {}
         for value in fields:
-            if isinstance(value, dict):
-                resumption.update(value)
+            resumption.update(value)
         resumption.pop("handle", None)
         upstream_handles = {self._open_or_refuse(handle, principal) for handle in handles}
         if len(upstream_handles) > 1:
