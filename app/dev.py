@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             allowed_origins=("*",),
             token_signing_key=secrets.token_urlsafe(32),
             demo_page=True,
+            # One port on a laptop: /metrics beside the relay, unprotected.
+            metrics_on_client_port=True,
             log_format=args.log_format,
         )
     except SettingsError as exc:

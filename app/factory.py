@@ -32,6 +32,7 @@ from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.bounded_protocols import METRICS_STATE
 from app.relay.drain import install_drain_on_sigterm
 from app.relay.early_connect import EarlyConnects
+from app.relay.handles import ResumptionHandles
 from app.relay.heap import freeze_startup_heap
 from app.relay.metrics_port import metrics_port
 from app.relay.pending import PendingAdmissions
@@ -131,11 +132,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.max_pending_admissions_per_credential,
                 ),
                 early_connects=EarlyConnects(enabled=settings.upstream_early_connect),
+                handles=ResumptionHandles.from_settings(settings),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
             app.include_router(build_token_router(authenticator, settings))
-            if settings.metrics_enabled and settings.metrics_port is not None:
+            if settings.metrics_enabled and not settings.metrics_on_client_port:
                 port = stack.enter_context(metrics_port(registry, settings))
                 logger.info("metrics on port %d", port)
             flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
@@ -163,6 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TokenCors)
     app.include_router(health.router)
     app.include_router(admin.router)
-    if settings.metrics_enabled and settings.metrics_port is None:
+    if settings.metrics_enabled and settings.metrics_on_client_port:
         app.router.routes.append(metrics_route(registry, settings.metrics_token))
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,39 @@ def hash_user(user: str | None) -> str | None:
     return hashlib.sha256(b"live-relay user:" + user.encode()).hexdigest()[:16]
 
 
+# The user information of an absolute URL (`http://user:secret@host/...`) anywhere in a target,
+# also percent-encoded as uvicorn logs it (`http%3A//user%3Asecret%40host/...`).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*(?::|%3[Aa])//)[^/?#\s\"]*(?:@|%40)")
+
+# Characters that would end a text log line, or restyle a terminal, if written as they are:
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`): one log
+    record stays one line, whatever a client put in a name or a reason."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _may_carry_credentials(text: str) -> bool:
+    """Whether a uvicorn argument may be a request target carrying credentials."""
+    return "?" in text or "@" in text or "%40" in text
+
+
+def redact_target(target: str) -> str:
+    """A request target in any form (`/p?q`, `*?q`, `http://user:pw@host/p?q`, and these
+    percent-encoded) without the credentials it may carry: query values and user information
+    become `REDACTED`."""
+    return redact_query(_USERINFO.sub(rf"\1{REDACTED}@", target))
+
+
 def redact_query(path: str) -> str:
     """`/v1/live?access_token=abc&x` -> `/v1/live?access_token=REDACTED&REDACTED`."""
     path_only, question_mark, query = path.partition("?")
@@ -55,16 +89,18 @@ def redact_query(path: str) -> str:
 
 
 class RedactQueryFilter(logging.Filter):
-    """Redact query-string values in the path arguments of uvicorn's lines.
+    """Redact credentials in the request-target arguments of uvicorn's lines.
 
-    uvicorn passes the request path as a `%s` argument that starts with `/`; only such
-    arguments are touched, so other messages keep their text.
+    uvicorn passes the request target as a `%s` argument, in whatever form the client sent it:
+    `/v1/live?key=...`, but also `*?key=...` (an OPTIONS request) or an absolute URL. Every
+    argument with a query or user information is treated as one; the others (the client's
+    address, the method, the status) have neither and keep their text.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                redact_query(arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                redact_target(arg) if isinstance(arg, str) and _may_carry_credentials(arg) else arg
                 for arg in record.args
             )
         return True
@@ -150,7 +186,8 @@ class TextFormatter(logging.Formatter):
         fields = " ".join(
             f"{name}={_text_value(value)}" for name, value in _extra_fields(record).items()
         )
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        message = escape_controls(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {message}"
         if fields:
             line = f"{line} {fields}"
         if record.exc_info:
@@ -162,7 +199,9 @@ class TextFormatter(logging.Formatter):
 
 def _text_value(value: object) -> str:
     text = str(value)
-    return json.dumps(text) if not text or any(char.isspace() for char in text) else text
+    if not text or any(char.isspace() for char in text):
+        return json.dumps(text, ensure_ascii=False).translate(_CONTROL_ESCAPES)
+    return escape_controls(text)
 
 
 def configure_logging(settings: Settings) -> dict[str, Any]:

@@ -239,8 +239,17 @@ class Settings(BaseSettings):
 
     # --- observability --------------------------------------------------------------------
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics.")
-    metrics_port: int | None = Field(
-        None, ge=0, le=65535, description="Serve /metrics on this separate port instead."
+    metrics_port: int = Field(
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of its own serving /metrics, on RELAY_HOST, for scrapes from inside "
+        "the cluster (0: any free one).",
+    )
+    metrics_on_client_port: bool = Field(
+        False,
+        description="Serve /metrics on the clients' port instead of RELAY_METRICS_PORT; "
+        "`live-relay serve` then requires RELAY_METRICS_TOKEN.",
     )
     metrics_token: SecretStr | None = Field(
         None, description="Require `Authorization: Bearer <token>` on /metrics."

@@ -19,5 +19,11 @@ def check_startup(settings: Settings) -> None:
             check_vertex_settings(settings)
         except SettingsError as exc:
             problems.append(str(exc))
+    if settings.metrics_enabled and settings.metrics_on_client_port and not settings.metrics_token:
+        # Every project's names, sessions, token use and limits, on the port clients reach.
+        problems.append(
+            "RELAY_METRICS_ON_CLIENT_PORT=true serves /metrics where clients connect: set "
+            "RELAY_METRICS_TOKEN too, or scrape RELAY_METRICS_PORT (the default) instead"
+        )
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))

@@ -32,6 +32,18 @@ class Principal:
     # A session token presented with `?resume=1`: it spent no use, so its session must resume
     # one it started (setup.sessionResumption.handle); see docs/resumption.md.
     resume_only: bool = False
+    # Who vouches for `user`: the JWT's issuer, the Firebase project's issuer, or the issuer a
+    # session token recorded. One `sub` from two issuers is two users.
+    issuer: str | None = None
+    # A stable, non-secret name of the credential itself: a session token's id (`jti`), an API
+    # key's fingerprint; None for JWTs (a user's tokens change, the user does not).
+    credential_id: str | None = None
+
+    def quota_user(self) -> str | None:
+        """The user as quotas and resumption handles know it: scoped by its issuer."""
+        if self.user is None or self.issuer is None:
+            return self.user
+        return f"{self.user} ({self.issuer})"
 
 
 class AuthFailure(Exception):

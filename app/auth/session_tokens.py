@@ -40,6 +40,9 @@ class SessionGrant:
     expire_time: int
     new_session_expire_time: int
     forced_setup: Mapping[str, Any] = field(default_factory=dict)
+    user_issuer: str | None = None
+    """Who vouched for `user` when a JWT or Firebase user minted the token for itself: the
+    token's sessions then count as that issuer's user (per-user caps, resumption handles)."""
 
     @property
     def use_key(self) -> str:
@@ -87,6 +90,8 @@ class SessionTokens:
             claims["sub"] = grant.user
         if grant.forced_setup:
             claims["setup"] = dict(grant.forced_setup)
+        if grant.user_issuer is not None:
+            claims["uis"] = grant.user_issuer
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def read(self, token: str) -> SessionGrant:
@@ -116,6 +121,7 @@ class SessionTokens:
                 forced_setup=canonical_setup_fields(
                     _typed(claims.get("setup", {}), dict), "setup claim"
                 ),
+                user_issuer=_typed(claims["uis"], str) if "uis" in claims else None,
             )
         except (KeyError, TypeError, ValueError):
             raise AuthFailure.unauthenticated(

@@ -134,6 +134,7 @@ def _grant(
         token_id=new_token_id(),
         project=project.name,
         user=asked.user or principal.user,
+        user_issuer=principal.issuer,
         uses=uses,
         expire_time=math.floor(expire_time),
         new_session_expire_time=math.floor(new_session_expire_time),

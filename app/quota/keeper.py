@@ -18,6 +18,14 @@ this process was frozen past the TTL) is taken back by the heartbeat only if the
 room, and its user too under a per-user cap; the sessions left out, newest first, are handed
 to `on_slot_lost`, which ends them.
 
+Never refused for a phantom: the admission that starts while a client's setup is on its way
+(`admit_in_background`) takes a provisional lease, which lapses after `PROVISIONAL_SECONDS`
+unless `confirm` makes it a session's once the setup is accepted. Sockets that never send a
+valid setup thus hold a slot for moments only, and a valid setup refused while such leases
+help fill the cap (the store says how many, and when the first lapses), or while this
+process still gives back slots of sessions that ended, waits for them to settle and tries once
+more before it is refused. Its refusal then counts sessions, not sockets.
+
 Releases and charges run in tasks the caller's cancellation cannot interrupt: a session
 cancelled while its slot is being given back must not leave it taken. An admission is not
 cancelled: `admit_in_background` runs it in a task, and a caller that stops waiting calls
@@ -33,6 +41,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -60,6 +69,11 @@ WARM_UP_SECONDS = 3.0
 """At most this long at start-up opening connections to the store: an unreachable store
 (down, or a host that drops packets) delays the start by this, never more, and the relay
 starts refusing (or, fail-open, admitting) as it would later in an outage."""
+
+PROVISIONAL_SECONDS = 2.0
+"""How long a provisional lease (a socket whose setup is on its way) holds its slot unless
+confirmed. Setups normally arrive within a round trip; a slower client's setup is admitted
+when it comes (see `confirm`)."""
 
 MAX_PENDING_RELEASES = 10_000
 """Releases kept for an unreachable store. Past this (a long outage under a flood of refused
@@ -89,6 +103,7 @@ class QuotaKeeper:
     ) -> None:
         self._store = store
         self._lease_ttl = settings.lease_ttl_seconds
+        self._provisional_ttl = min(PROVISIONAL_SECONDS, settings.lease_ttl_seconds)
         self._fail_open = settings.quota_fail_open
         self._on_slot_lost = on_slot_lost
         self._live: dict[str, tuple[Lease, QuotaLimits]] = {}
@@ -150,13 +165,17 @@ class QuotaKeeper:
         """Releases and project charges the store has not confirmed yet."""
         return len(self._unreleased) + len(self._uncharged)
 
-    async def admit(self, lease: Lease, limits: QuotaLimits) -> Refusal | None:
-        """Take a session slot for `lease`: None when admitted, else why not (close 1013)."""
+    async def admit(
+        self, lease: Lease, limits: QuotaLimits, *, provisional: bool = False
+    ) -> Refusal | None:
+        """Take a session slot for `lease`: None when admitted, else why not (close 1013).
+        A `provisional` slot (the setup is on its way) lapses unless `confirm`ed."""
+        ttl = self._provisional_ttl if provisional else self._lease_ttl
         try:
             # Awaited in the caller's task, not shielded in one of its own: a cancelled
             # admission is undone by the release below, and each task hop would cost the
             # session's set-up a whole pass of a busy event loop.
-            refusal = await self._store.acquire(lease, limits, self._lease_ttl)
+            refusal = await self._store.acquire(lease, limits, ttl, provisional=provisional)
         except asyncio.CancelledError:
             # Whatever the store does with the acquire, the release that follows undoes it.
             self._give_up(lease)
@@ -178,14 +197,75 @@ class QuotaKeeper:
             self._live[lease.session_id] = (lease, limits)
             return None
         self._found_store()
-        if refusal is None:
+        if refusal is None and not provisional:
             self._live[lease.session_id] = (lease, limits)
         return refusal
 
     def admit_in_background(self, lease: Lease, limits: QuotaLimits) -> Admission:
-        """`admit` in a task of its own, for a caller that does something else meanwhile and
-        may stop waiting: it must not cancel the task but call `abandon`."""
-        return asyncio.create_task(self.admit(lease, limits), name="admission")
+        """A provisional `admit` in a task of its own, for a caller still reading the setup:
+        once the setup is accepted it calls `confirm`; if it stops waiting, `abandon` (it must
+        not cancel the task)."""
+        return asyncio.create_task(self.admit(lease, limits, provisional=True), name="admission")
+
+    async def confirm(
+        self, admission: Admission, lease: Lease, limits: QuotaLimits
+    ) -> Refusal | None:
+        """The slot of a session whose setup was accepted: `admission`'s, made the session's,
+        or, refused while provisional leases or slots this process is giving back filled the
+        cap, a second admission once they settled. None when admitted, else why not."""
+        refusal = await admission
+        if refusal is None:
+            if lease.session_id in self._live:
+                return None  # admitted while the store was away (fail-open): nothing to confirm
+            if time.time() - lease.started_at > self._provisional_ttl / 2:
+                # A slow setup: its provisional lease may have lapsed and its slot gone.
+                return await self.admit(lease, limits)
+            # In time: the lease is held. Made the session's off the set-up's path; should it
+            # have lapsed meanwhile (a store stall), the renewal that follows decides.
+            self._live[lease.session_id] = (lease, limits)
+            self._spawn(self._confirm_in_store(lease, limits))
+            return None
+        if refusal.kind not in ("sessions", "user_sessions"):
+            return refusal
+        lapse = refusal.provisional_lapse_seconds
+        if lapse is None and not self._releasing(lease.project):
+            return refusal
+        await self._settled(lease.project, lapse)
+        return await self.admit(lease, limits)
+
+    async def _confirm_in_store(self, lease: Lease, limits: QuotaLimits) -> None:
+        try:
+            refusal = await self._store.acquire(lease, limits, self._lease_ttl)
+        except QuotaStoreError as exc:
+            self._lost_store(exc)
+            return  # the heartbeat renews it (or takes it back) once the store answers
+        self._found_store()
+        if refusal is not None and lease.session_id in self._live:
+            # Its provisional lease lapsed before the confirmation and the cap filled up: the
+            # renewal of a lost lease takes it back if there is room, else ends the session.
+            try:
+                renewal = await self._store.renew([lease], {lease.project: limits}, self._lease_ttl)
+            except QuotaStoreError as exc:
+                self._lost_store(exc)
+                return
+            self._end_over_cap(renewal, {lease.session_id: (lease, limits)})
+
+    def _releasing(self, project: str) -> bool:
+        """Whether this process is still giving back a slot of `project`."""
+        return any(lease.project == project for lease in self._unreleased.values())
+
+    async def _settled(self, project: str, lapse: float | None) -> None:
+        """Wait (at most a provisional lease's life) until this process gave back the slots of
+        `project` it was giving back, and the first provisional lease lapsed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._provisional_ttl
+        lapsed_at = loop.time() + min(lapse or 0.0, self._provisional_ttl)
+        # Polled: a rare path (a refusal), bounded, and releases are written by many tasks.
+        while self._releasing(project) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(RETRY_SECONDS / 10)
+        if (wait := lapsed_at - loop.time()) > 0:
+            # A store clock tick later than the lapse itself, so the lease is surely gone.
+            await asyncio.sleep(wait + 0.01)
 
     def abandon(self, admission: Admission, lease: Lease) -> None:
         """The caller no longer wants `admission`'s slot: give it back, now or once the store
@@ -270,6 +350,10 @@ class QuotaKeeper:
             logger.warning(
                 "quota store had lost %d leases of this relay: restored", renewal.restored
             )
+        self._end_over_cap(renewal, live)
+        self._retry_writes()
+
+    def _end_over_cap(self, renewal: Renewal, live: dict[str, tuple[Lease, QuotaLimits]]) -> None:
         for lost in renewal.over_cap:
             lease = lost.lease
             if self._live.pop(lease.session_id, None) is not None:
@@ -282,7 +366,6 @@ class QuotaKeeper:
                     lease.project,
                 )
                 self._on_slot_lost(lost, live[lease.session_id][1])
-        self._retry_writes()
 
     def _retry_writes(self) -> None:
         """Write what is pending now, then every `RETRY_SECONDS` until the store takes it."""

@@ -38,6 +38,8 @@ class _Project:
     """unix second -> tokens charged during that second."""
     released: dict[str, float] = field(default_factory=dict)
     """session id -> unix time until which its lease may not be taken again."""
+    provisional: set[str] = field(default_factory=set)
+    """Session ids of `leases` taken while their setup was on its way."""
 
 
 @dataclass
@@ -55,7 +57,9 @@ class MemoryQuotaStore:
         self._projects: dict[str, _Project] = {}
         self._uses: dict[str, _UseCounter] = {}
 
-    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+    async def acquire(
+        self, lease: Lease, limits: QuotaLimits, ttl: float, *, provisional: bool = False
+    ) -> Refusal | None:
         now = self._clock()
         project = self._live_project(lease.project, now)
         if lease.session_id in project.released:
@@ -66,6 +70,10 @@ class MemoryQuotaStore:
                 self._forget_if_idle(lease.project, project)
                 return refusal
         self._record(project, lease, now + ttl)
+        if provisional:
+            project.provisional.add(lease.session_id)
+        else:
+            project.provisional.discard(lease.session_id)
         return None
 
     async def renew(
@@ -75,6 +83,7 @@ class MemoryQuotaStore:
         lost: list[Lease] = []
         for lease in leases:
             project = self._live_project(lease.project, now)
+            project.provisional.discard(lease.session_id)  # renewed: a session's lease
             if lease.session_id in project.leases:
                 project.expiries[lease.session_id] = now + ttl
             elif lease.session_id not in project.released:
@@ -97,6 +106,7 @@ class MemoryQuotaStore:
         project = self._live_project(lease.project, now)
         project.leases.pop(lease.session_id, None)
         project.expiries.pop(lease.session_id, None)
+        project.provisional.discard(lease.session_id)
         project.released[lease.session_id] = now + ttl
 
     async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
@@ -151,6 +161,7 @@ class MemoryQuotaStore:
         for session_id in [sid for sid, expiry in project.expiries.items() if expiry <= now]:
             del project.expiries[session_id]
             del project.leases[session_id]
+            project.provisional.discard(session_id)
         for session_id in [sid for sid, until in project.released.items() if until <= now]:
             del project.released[session_id]
         oldest = math.floor(now) - WINDOW_SECONDS + 1
@@ -169,13 +180,23 @@ class MemoryQuotaStore:
         window = cls._window(project, limits, now)
         if window.seconds_until_free is not None:
             return tokens_refusal(lease.project, window.limit, window.seconds_until_free)
+        starting = len(project.provisional)
+        lapse = None
+        if starting:
+            lapse = min(project.expiries[sid] for sid in project.provisional) - now
         if len(project.leases) >= limits.max_sessions:
-            return sessions_refusal(lease.project, len(project.leases), limits.max_sessions)
+            return sessions_refusal(
+                lease.project,
+                len(project.leases) - starting,
+                limits.max_sessions,
+                starting,
+                lapse,
+            )
         user_cap = limits.max_sessions_per_user
         if lease.user is not None and user_cap is not None:
             held = sum(1 for other in project.leases.values() if other.user == lease.user)
             if held >= user_cap:
-                return user_sessions_refusal(lease.user, held, user_cap)
+                return user_sessions_refusal(lease.user, held, user_cap, starting, lapse)
         return None
 
     @staticmethod

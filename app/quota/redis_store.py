@@ -43,7 +43,7 @@ from app.quota.types import (
     TokenWindow,
 )
 
-KeyKind = Literal["leases", "details", "tokens", "released", "counted", "uses"]
+KeyKind = Literal["leases", "details", "tokens", "released", "counted", "provisional", "uses"]
 ScriptCall = tuple[list[str], list[str | int]]
 """KEYS and ARGV of one script run."""
 
@@ -104,12 +104,16 @@ class RedisQuotaStore:
             else ScriptCoalescer(self._client, queue_timeout=_command_timeout(self._client))
         )
 
-    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+    async def acquire(
+        self, lease: Lease, limits: QuotaLimits, ttl: float, *, provisional: bool = False
+    ) -> Refusal | None:
         user_cap = limits.max_sessions_per_user
         with _store_errors("acquire"):
             result = await self._call(
                 self._acquire,
-                self._lease_keys(lease, "leases", "details", "tokens", "released", "counted"),
+                self._lease_keys(
+                    lease, "leases", "details", "tokens", "released", "counted", "provisional"
+                ),
                 [
                     lease.session_id,
                     _details(lease),
@@ -119,6 +123,7 @@ class RedisQuotaStore:
                     -1 if lease.user is None or user_cap is None else user_cap,
                     limits.tokens_per_minute,
                     WINDOW_SECONDS,
+                    1 if provisional else 0,
                 ],
             )
         match result:
@@ -128,10 +133,14 @@ class RedisQuotaStore:
                 return ALREADY_RELEASED
             case ["tokens", _, limit, ms_until_free]:
                 return tokens_refusal(lease.project, int(limit), int(ms_until_free) / 1000)
-            case ["sessions", held, limit, _]:
-                return sessions_refusal(lease.project, int(held), int(limit))
-            case ["user_sessions", held, limit, _] if lease.user is not None:
-                return user_sessions_refusal(lease.user, int(held), int(limit))
+            case ["sessions", held, limit, ms_until_lapse, starting]:
+                return sessions_refusal(
+                    lease.project, int(held), int(limit), int(starting), _lapse(int(ms_until_lapse))
+                )
+            case ["user_sessions", held, limit, ms_until_lapse, starting] if lease.user is not None:
+                return user_sessions_refusal(
+                    lease.user, int(held), int(limit), int(starting), _lapse(int(ms_until_lapse))
+                )
         raise QuotaStoreError(f"quota store: unexpected answer from acquire.lua: {result!r}")
 
     async def renew(
@@ -144,7 +153,9 @@ class RedisQuotaStore:
         for project, project_leases in by_project.items():
             project_limits = limits[project]
             user_cap = project_limits.max_sessions_per_user
-            keys = self._project_keys(project, "leases", "details", "released", "counted")
+            keys = self._project_keys(
+                project, "leases", "details", "released", "counted", "provisional"
+            )
             user_keys: dict[str, int] = {}  # user -> its key's index in KEYS (from 1, as Lua)
             args: list[str | int] = [
                 _milliseconds(ttl),
@@ -176,7 +187,7 @@ class RedisQuotaStore:
         with _store_errors("release"):
             await self._call(
                 self._release,
-                self._lease_keys(lease, "leases", "details", "released", "counted"),
+                self._lease_keys(lease, "leases", "details", "released", "counted", "provisional"),
                 [lease.session_id, _milliseconds(ttl)],
             )
 
@@ -309,6 +320,11 @@ def _details(lease: Lease) -> str:
         ensure_ascii=False,  # the user id then reaches Lua byte for byte, as in ARGV
         separators=(",", ":"),
     )
+
+
+def _lapse(ms_until_lapse: int) -> float | None:
+    """acquire.lua's ms until the first provisional lease lapses, in seconds (None: none)."""
+    return None if ms_until_lapse < 0 else ms_until_lapse / 1000
 
 
 def _milliseconds(seconds: float) -> int:

@@ -19,21 +19,33 @@ ALREADY_RELEASED = Refusal("UNAVAILABLE: admission given up after a quota store 
 """What `acquire` answers for a session whose admission was given up (released) before it ran."""
 
 
-def sessions_refusal(project: str, held: int, limit: int) -> Refusal:
+def sessions_refusal(
+    project: str, held: int, limit: int, starting: int = 0, lapse: float | None = None
+) -> Refusal:
+    """`held` counts sessions; `starting`, the provisional leases of sockets whose setup is
+    on its way (the first lapses in `lapse` seconds)."""
     return Refusal(
         _fit(
             f"RESOURCE_EXHAUSTED: project {_quoted(project)} has {held} of {limit} "
-            "concurrent sessions"
+            f"concurrent sessions{_starting(starting)}"
         ),
         "sessions",
+        lapse,
     )
 
 
-def user_sessions_refusal(user: str, held: int, limit: int) -> Refusal:
+def user_sessions_refusal(
+    user: str, held: int, limit: int, starting: int = 0, lapse: float | None = None
+) -> Refusal:
     return Refusal(
         _fit(f"RESOURCE_EXHAUSTED: user {_quoted(user)} has {held} of {limit} concurrent sessions"),
         "user_sessions",
+        lapse if starting else None,
     )
+
+
+def _starting(starting: int) -> str:
+    return f" and {starting} starting" if starting else ""
 
 
 def lost_slot_reason(lost: LostSlot, limits: QuotaLimits) -> str:

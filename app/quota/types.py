@@ -43,6 +43,9 @@ class Refusal:
     reason: str
     kind: RefusalKind
     """Low-cardinality metric label."""
+    provisional_lapse_seconds: float | None = None
+    """For a session cap that provisional leases (setups still on their way) helped fill: how
+    long until the first of them lapses; None when none is held."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,16 @@ class QuotaStore(Protocol):
     Every method raises `QuotaStoreError` when the store cannot answer.
     """
 
-    async def acquire(self, lease: Lease, limits: QuotaLimits, ttl: float) -> Refusal | None:
+    async def acquire(
+        self, lease: Lease, limits: QuotaLimits, ttl: float, *, provisional: bool = False
+    ) -> Refusal | None:
         """Record `lease` until now+ttl unless the token window is spent, a session limit is
         reached or the session was released already (`release` ran first: the admission was
-        given up); expired leases are purged first. Atomic. Acquiring a held lease extends it."""
+        given up); expired leases are purged first. Atomic. Acquiring a held lease extends it.
+
+        A `provisional` lease is taken for a socket whose setup is still on its way: it counts
+        like any other, but a refusal says how many of the held leases are provisional and
+        when the first lapses. Acquiring it again without `provisional` makes it a session's."""
 
     async def renew(
         self, leases: Sequence[Lease], limits: Mapping[str, QuotaLimits], ttl: float

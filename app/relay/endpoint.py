@@ -31,7 +31,7 @@ from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, trans
 from app.relay.early_connect import UpstreamOpening
 from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
-from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
+from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
 from app.relay.runtime import Relay
 from app.relay.session import Session, SessionLimits
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
@@ -124,7 +124,7 @@ async def _serve(
     pending: PendingSlot,
 ) -> None:
     project = principal.project
-    lease = Lease(project.name, principal.user, session_id, time.time())
+    lease = Lease(project.name, principal.quota_user(), session_id, time.time())  # issuer-scoped
     # The upstream connection opens (see early_connect.py) while the setup is read and the
     # quota answers: their waits run side by side instead of in a row.
     upstream = UpstreamOpening(relay.connector.connect, relay.metrics)
@@ -164,7 +164,7 @@ async def _admitted_setup(
         setup = await _accepted_setup(relay, websocket, principal, dialect)
         if setup is None:
             return None
-        refusal = await admission
+        refusal = await relay.quota.confirm(admission, lease, project.quota)
     finally:
         if setup is None or not admission.done():
             # The setup was refused or the client left (or the session was cancelled) before
@@ -220,10 +220,8 @@ def _apply_policy(
     setup = apply_setup_policy(frame, policy, relay.connector.target)
     if dialect == "gemini":
         setup = default_to_audio(setup)
-    if principal.resume_only and split_setup(setup.frame)[1].handle is None:
-        reason = "?resume=1 resumes a session: send setup.sessionResumption.handle"
-        raise ProtocolViolation(POLICY_VIOLATION, reason)
-    return setup
+    # The client's handle is the relay's, bound to its tenant: the upstream gets its own.
+    return relay.handles.admit_setup(setup, principal)
 
 
 async def _relay(
@@ -260,11 +258,15 @@ async def _relay(
         return
     leg: UpstreamLeg = connection
     setup_frame = setup.frame
+    client_sees_updates = True
     if project.resumes(settings):
         leg = resumable = ResumableUpstream(
             relay.connector.connect, connection, setup.frame, resumption_policy(settings), metrics
         )
         setup_frame = resumable.first_setup_frame
+        client_sees_updates = resumable.client.asked
+    if client_sees_updates:
+        leg = relay.handles.sealing_leg(leg, principal)  # never an upstream handle to a client
 
     async def charge(usage: Usage) -> str | None:
         metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)

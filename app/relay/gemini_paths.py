@@ -22,6 +22,7 @@ import logging
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.logs import redact_target
 from app.relay.endpoint import serve_live
 from app.relay.refusals import refuse, unknown_path
 
@@ -61,5 +62,8 @@ def refuse_unknown_websocket_paths(app: FastAPI) -> None:
 
 async def _refuse_path(websocket: WebSocket) -> None:
     refusal = unknown_path(websocket.url.path)
-    logger.info("handshake refused (404): %s", refusal.message)
+    # Logged without what an absolute-form target may carry (`http://user:key@host/...`).
+    logger.info(
+        "handshake refused (404): %s", unknown_path(redact_target(websocket.url.path)).message
+    )
     await refuse(websocket, refusal)

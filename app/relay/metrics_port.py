@@ -32,7 +32,6 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 @contextmanager
 def metrics_port(registry: CollectorRegistry, settings: Settings) -> Iterator[int]:
     """Serve `registry` on settings.metrics_port until the block ends; yield the bound port."""
-    assert settings.metrics_port is not None
     sock = _listening_socket(settings.host, settings.metrics_port)
     config = uvicorn.Config(
         build_metrics_app(registry, settings.metrics_token),

@@ -9,6 +9,7 @@ from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
 from app.quota.types import QuotaStore
 from app.relay.early_connect import EarlyConnects
+from app.relay.handles import ResumptionHandles
 from app.relay.pending import PendingAdmissions
 from app.relay.registry import LiveSessions
 from app.relay.upstream import UpstreamConnector
@@ -28,3 +29,4 @@ class Relay:
     google_tokens: GoogleTokenSource | None  # None when the upstream needs no Google credentials
     pending: PendingAdmissions  # connections authenticated but not yet admitted
     early_connects: EarlyConnects  # which sessions open their upstream before admission
+    handles: ResumptionHandles  # the resumption handles clients see (tenant-bound)

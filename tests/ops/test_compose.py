@@ -208,8 +208,8 @@ def test_prometheus_scrapes_the_relays_metrics_endpoint(
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     [target] = [t for group in job["static_configs"] for t in group["targets"]]
-    metrics_port = settings.metrics_port or settings.port
-    assert target == f"relay:{metrics_port}"
+    assert not settings.metrics_on_client_port  # metrics stay off the port clients reach
+    assert target == f"relay:{settings.metrics_port}"
     assert settings.metrics_enabled
     assert settings.metrics_token is None, "the scrape config sends no token"
     mounted = compose["services"]["prometheus"]["volumes"]

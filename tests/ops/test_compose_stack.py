@@ -113,7 +113,7 @@ def test_the_target_prometheus_is_configured_with_serves_the_relays_metrics(
 ) -> None:
     scrape = report["config_target_scrape"]
     assert scrape == {
-        "url": "http://relay:8080/metrics",
+        "url": "http://relay:9100/metrics",
         "status": 200,
         "has_relay_build_info": True,
     }
@@ -124,6 +124,6 @@ def test_prometheus_scrapes_the_relay_with_the_monitoring_config(report: dict[st
         pytest.skip("no Prometheus binary (`make test` unpacks Debian's into .cache/)")
     view = report["prometheus"]
     assert view["targets"] == [
-        {"url": "http://relay:8080/metrics", "health": "up", "job": "live-relay"}
+        {"url": "http://relay:9100/metrics", "health": "up", "job": "live-relay"}
     ]
     assert view["relay_build_info_series"] == 1

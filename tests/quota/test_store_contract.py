@@ -41,6 +41,38 @@ async def test_acquire_admits_up_to_max_sessions_then_refuses_naming_the_limit(
     assert await held(backend) == {"session-0", "session-1", "session-2"}
 
 
+async def test_provisional_leases_count_but_a_refusal_names_them_apart_until_they_lapse(
+    backend: Backend,
+) -> None:
+    one = QuotaLimits(max_sessions=1)
+    assert await backend.store.acquire(lease(0), one, 0.4, provisional=True) is None
+
+    refused = await backend.store.acquire(lease(1), one, TTL)
+
+    assert refused is not None
+    assert refused.reason == (
+        'RESOURCE_EXHAUSTED: project "acme" has 0 of 1 concurrent sessions and 1 starting'
+    )
+    assert refused.provisional_lapse_seconds is not None
+    assert 0 < refused.provisional_lapse_seconds <= 0.4
+    await asyncio.sleep(0.5)
+    assert await backend.store.acquire(lease(1), one, TTL) is None  # the provisional one lapsed
+
+
+async def test_acquiring_a_provisional_lease_again_makes_it_a_sessions(backend: Backend) -> None:
+    one = QuotaLimits(max_sessions=1)
+    await backend.store.acquire(lease(0), one, 0.4, provisional=True)
+    assert await backend.store.acquire(lease(0), one, TTL) is None
+
+    refused = await backend.store.acquire(lease(1), one, TTL)
+    await asyncio.sleep(0.5)
+
+    assert refused == Refusal(
+        'RESOURCE_EXHAUSTED: project "acme" has 1 of 1 concurrent sessions', "sessions"
+    )
+    assert await held(backend) == {"session-0"}  # held past the provisional lifetime
+
+
 async def test_release_frees_the_slot_for_the_next_session(backend: Backend) -> None:
     for number in range(3):
         await backend.store.acquire(lease(number), LIMITS, TTL)

@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig, Faults
+from app.quota.keeper import PROVISIONAL_SECONDS
 from app.settings import Settings
 from tests.relay.conftest import MODEL, assert_reached_no_upstream, auth_headers, relay_settings
 from tests.support.relay import RunningRelay, running_relay
@@ -85,7 +86,9 @@ async def test_a_storm_on_a_fresh_relay_connects_early_at_most_max_sessions_at_o
         async def one() -> int | None:
             async with connect(relay.url, additional_headers=auth_headers()) as ws:
                 answer = await first_answer(ws)
-                await asyncio.sleep(0.5)  # hold the slot while the rest of the storm is refused
+                # Hold the slot while the rest of the storm is refused: refused while the storm's
+                # first admissions were still provisional, they try again once those lapse.
+                await asyncio.sleep(PROVISIONAL_SECONDS + 0.5)
                 return answer
 
         answers = await asyncio.gather(*(one() for _ in range(12)))

@@ -45,11 +45,13 @@ def session_lines(relay: RelayProcess) -> list[dict[str, object]]:
 
 
 async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
+    metrics_port = free_port()  # both workers serve it (SO_REUSEPORT), each with the sum
     relay = RelayProcess(
         {
             "RELAY_UPSTREAM": "emulator",
             "RELAY_API_KEYS": API_KEY,
             "RELAY_WORKERS": "2",
+            "RELAY_METRICS_PORT": str(metrics_port),
             # Each worker has its own memory quota store: room for all, wherever they land.
             "RELAY_DEFAULT_MAX_SESSIONS": "100",
         },
@@ -65,7 +67,7 @@ async def test_two_workers_report_summed_metrics(tmp_path: Path) -> None:
             if len({line["pid"] for line in session_lines(relay)}) == 2:
                 break
         assert len({line["pid"] for line in session_lines(relay)}) == 2
-        metrics_url = f"http://127.0.0.1:{relay.port}/metrics"
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         samples = await scrape(metrics_url)
         assert value(samples, "relay_sessions_active", project="default") == len(sessions)
         for ws in sessions:

@@ -38,7 +38,12 @@ class RunningRelay:
 
 @asynccontextmanager
 async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
-    """The relay app under a real uvicorn server in this event loop, on a free port."""
+    """The relay app under a real uvicorn server in this event loop, on a free port.
+
+    Unless the test chose where metrics go, they are on the relay's own port (as under
+    `live-relay dev`), so tests read them at `http_url + "/metrics"` and bind no other port."""
+    if not {"metrics_port", "metrics_on_client_port"} & settings.model_fields_set:
+        settings = settings.model_copy(update={"metrics_on_client_port": True})
     app = create_app(settings)
     tls = settings.tls_enabled
     host = "localhost" if tls else "127.0.0.1"
@@ -63,7 +68,13 @@ class RelayProcess:
         self.port = port or free_port()
         self.log_file = log_file
         full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-        full_env |= {"RELAY_PORT": str(self.port), "RELAY_LOG_FORMAT": "json", **env}
+        # Metrics on a free port of their own, as `serve` does by default on a fixed one.
+        full_env |= {
+            "RELAY_PORT": str(self.port),
+            "RELAY_LOG_FORMAT": "json",
+            "RELAY_METRICS_PORT": "0",
+            **env,
+        }
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, "serve"],

@@ -7,6 +7,8 @@
 --   tokens   hash: unix second -> tokens charged during that second
 --   released sorted set: member = session id of a released lease, score = when the mark
 --            expires (ms): acquire and renew never take such a session's slot again
+--   provisional  sorted set: the leases of `leases` taken while their session's setup was on
+--            its way (keeper.py), same scores, until the setup is accepted
 --   counted  sorted set: the session ids of `leases` that are also in their user's record
 --            below, same scores. Every lease this version writes is in it (with or without a
 --            user); one written by an older relay version (no per-user record) is not.

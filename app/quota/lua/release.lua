@@ -6,7 +6,8 @@
 -- KEYS[2]  lease details of the project
 -- KEYS[3]  release marks of the project
 -- KEYS[4]  counted leases of the project
--- KEYS[5]  the user's leases (only when the session has a user)
+-- KEYS[5]  provisional leases of the project
+-- KEYS[6]  the user's leases (only when the session has a user)
 -- ARGV[1]  session id
 -- ARGV[2]  how long the mark lasts (the lease time to live), ms
 -- Result:  1 when the lease was held, 0 when it was not
@@ -18,7 +19,8 @@ local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[3], tonumber(last[2]) - now)
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-if KEYS[5] then
-  redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if KEYS[6] then
+  redis.call('ZREM', KEYS[6], ARGV[1])
 end
 return redis.call('ZREM', KEYS[1], ARGV[1])

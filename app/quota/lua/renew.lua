@@ -11,7 +11,8 @@
 -- KEYS[2]  lease details of the project
 -- KEYS[3]  release marks of the project
 -- KEYS[4]  counted leases of the project
--- KEYS[5], KEYS[6], ...  the leases of each user among the sessions below
+-- KEYS[5]  provisional leases of the project: a renewed lease is a session's, no longer one
+-- KEYS[6], KEYS[7], ...  the leases of each user among the sessions below
 -- ARGV[1]  lease time to live, ms
 -- ARGV[2]  max concurrent sessions of the project
 -- ARGV[3]  max concurrent sessions of a user (-1: no per-user cap)
@@ -37,6 +38,7 @@ end
 
 local lost = {}
 for i = 4, #ARGV, 4 do
+  redis.call('ZREM', KEYS[5], ARGV[i])
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     record_lease(KEYS[1], KEYS[2], KEYS[4], user_key(i), ARGV[i], nil, expiry, now)
   elseif not was_released(KEYS[3], ARGV[i], now) then
