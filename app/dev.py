@@ -14,6 +14,8 @@ from app.serve import add_server_arguments, overrides_from, public_url, serve
 from app.settings import Settings, SettingsError, load_settings
 
 DEV_CERT_DIR = Path(".live-relay/dev-tls")
+# The embedded usage ledger of `live-relay dev` (unless RELAY_LEDGER_URL names another).
+DEV_LEDGER_URL = "sqlite:///.live-relay/ledger.sqlite3"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
+    if settings.ledger_url is None:
+        settings = settings.model_copy(update={"ledger_url": DEV_LEDGER_URL})
     if said_port_taken(
         settings.host, settings.port, option='--port {port} (make run ARGS="--port {port}")'
     ):

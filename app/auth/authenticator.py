@@ -18,7 +18,7 @@ from app.auth.credentials import RELAY_SUBPROTOCOL, find_credentials
 from app.auth.firebase import AppCheckVerifier, FirebaseIdTokenVerifier
 from app.auth.jwt_tokens import IssuerTokenVerifier, read_unverified
 from app.auth.key_sets import FetchPolicy
-from app.auth.keys import is_api_key
+from app.auth.keys import hash_api_key, is_api_key
 from app.auth.principal import AuthFailure, Principal
 from app.auth.projects import FIREBASE_ISSUER_PREFIX, ProjectRegistry
 from app.auth.session_tokens import SESSION_TOKEN_ISSUER, SessionGrant, SessionTokens
@@ -116,7 +116,11 @@ class Authenticator:
             project = self.registry.for_api_key(credential)
             if project is None:
                 raise AuthFailure.unauthenticated("invalid", "the API key is not recognised")
-            return Principal(project=project, user=None, method="api_key"), None
+            credential_name = f"api_key:{hash_api_key(credential)}"
+            principal = Principal(
+                project=project, user=None, method="api_key", credential=credential_name
+            )
+            return principal, None
         unverified = read_unverified(credential)
         issuer = unverified.issuer
         if issuer is None:
@@ -131,7 +135,13 @@ class Authenticator:
                     "unknown_issuer", "no project accepts ID tokens of this Firebase project"
                 )
             user = await self._firebase.verify(credential, unverified, firebase_project)
-            return Principal(project=project, user=user, method="firebase"), None
+            principal = Principal(
+                project=project,
+                user=user,
+                method="firebase",
+                credential=f"firebase:{firebase_project}:{user}",
+            )
+            return principal, None
         found = self.registry.for_issuer(issuer)
         if found is None:
             raise AuthFailure.unauthenticated(
@@ -139,7 +149,10 @@ class Authenticator:
             )
         project, jwt_issuer = found
         user = await self._issuer_tokens.verify(credential, unverified, jwt_issuer)
-        return Principal(project=project, user=user, method="jwt"), None
+        principal = Principal(
+            project=project, user=user, method="jwt", credential=f"jwt:{issuer}:{user}"
+        )
+        return principal, None
 
     def _session_token(self, credential: str, *, resume: bool) -> tuple[Principal, SessionGrant]:
         grant = self.session_tokens.read(credential)
@@ -162,6 +175,7 @@ class Authenticator:
             method="session_token",
             forced_setup=grant.forced_setup,
             expires_at=grant.expire_time,
+            credential=f"session_token:{grant.token_id}",
         )
         return principal, grant
 

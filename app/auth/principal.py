@@ -29,6 +29,9 @@ class Principal:
     method: Method
     forced_setup: Mapping[str, Any] = field(default_factory=dict)
     expires_at: float | None = None
+    # The credential's non-secret name, for the usage ledger: "api_key:<key hash>",
+    # "jwt:<issuer>:<subject>", "firebase:<Firebase project>:<uid>", "session_token:<token id>".
+    credential: str = ""
     # A session token presented with `?resume=1`: it spent no use, so its session must resume
     # one it started (setup.sessionResumption.handle); see docs/resumption.md.
     resume_only: bool = False

@@ -13,6 +13,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
+from app.ledger.ledger import SessionStart
 from app.logs import hash_user, session_id_var
 from app.quota.types import Lease
 from app.relay.bounded_protocols import admit_full_frames, handshake_done
@@ -22,6 +23,7 @@ from app.relay.closes import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     TRY_AGAIN_LATER,
+    Ending,
     truncate_reason,
 )
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
@@ -243,6 +245,7 @@ async def _relay(
         return
     leg: UpstreamLeg = connection
     setup_frame = setup.frame
+    resumable: ResumableUpstream | None = None
     if project.resumes(settings):
         leg = resumable = ResumableUpstream(
             relay.connector.connect, connection, setup.frame, resumption_policy(settings), metrics
@@ -250,6 +253,7 @@ async def _relay(
         setup_frame = resumable.first_setup_frame
 
     async def charge(usage: Usage) -> str | None:
+        relay.ledger.add_usage(account, usage.report)
         metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)
         metrics.tokens_total.labels(project.name, "response").inc(usage.response)
         if await relay.quota.charge(project.name, usage.total, project.quota):
@@ -287,9 +291,32 @@ async def _relay(
             "dialect": dialect,
         },
     )
+    # The session's usage record (app/ledger): opened last, so nothing can fail before the
+    # `finally` that closes it.
+    account = relay.ledger.open(
+        SessionStart(
+            session_id,
+            project.name,
+            principal.user,
+            principal.credential,
+            principal.method,
+            setup.model,
+            time.time(),
+        )
+    )
+    if resumable is not None:
+        switching = resumable
+        account.switches = lambda: switching.switches
     try:
         ending = await session.run()
     finally:
+        closing = session.ending or Ending("relay", INTERNAL_ERROR, "internal error", "error")
+        relay.ledger.close(
+            account,
+            close_code=closing.code,
+            closed_by=closing.closed_by,
+            outcome=closing.outcome,
+        )
         traffic = relay.sessions.remove(session, session_id)
         metrics.add_traffic(
             traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.auth.authenticator import Authenticator
+from app.ledger.ledger import Ledger
 from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
 from app.quota.types import QuotaStore
@@ -28,3 +29,4 @@ class Relay:
     google_tokens: GoogleTokenSource | None  # None when the upstream needs no Google credentials
     pending: PendingAdmissions  # connections authenticated but not yet admitted
     early_connects: EarlyConnects  # which sessions open their upstream before admission
+    ledger: Ledger  # one usage record per session (docs/usage.md)
