@@ -9,13 +9,12 @@ from pathlib import Path
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.devcert import ensure_dev_certificate
+from app.ledger.store import DEV_LEDGER_URL
 from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.serve import add_server_arguments, overrides_from, public_url, serve
 from app.settings import Settings, SettingsError, load_settings
 
 DEV_CERT_DIR = Path(".live-relay/dev-tls")
-# The embedded usage ledger of `live-relay dev` (unless RELAY_LEDGER_URL names another).
-DEV_LEDGER_URL = "sqlite:///.live-relay/ledger.sqlite3"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,9 @@ from app.ledger.record import SessionRecord
 from app.ledger.sql import GroupBy
 
 SQLITE_PREFIX = "sqlite:///"
+# The embedded ledger of `live-relay dev` (unless RELAY_LEDGER_URL names another), which
+# `live-relay usage` reads when RELAY_LEDGER_URL is unset.
+DEV_LEDGER_URL = "sqlite:///.live-relay/ledger.sqlite3"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 

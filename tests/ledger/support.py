@@ -20,9 +20,10 @@ MODALITY_NAMES = ("TEXT", "AUDIO", "VIDEO", "IMAGE")
 
 
 async def open_session(
-    relay: RunningRelay, headers: Mapping[str, str], modality: str = "TEXT"
+    url: str, headers: Mapping[str, str], modality: str = "TEXT"
 ) -> ClientConnection:
-    ws = await connect(relay.url, additional_headers=dict(headers), compression=None)
+    """A session through the relay at `url` (ws://.../v1/live), set up."""
+    ws = await connect(url, additional_headers=dict(headers), compression=None)
     setup = {"model": MODEL, "generationConfig": {"responseModalities": [modality]}}
     await ws.send(json.dumps({"setup": setup}))
     first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
@@ -50,7 +51,7 @@ async def session(
     relay: RunningRelay, headers: Mapping[str, str], texts: Sequence[str], modality: str = "TEXT"
 ) -> list[dict[str, Any]]:
     """A whole session of text turns, closed by the client; the usage reports it got."""
-    ws = await open_session(relay, headers, modality)
+    ws = await open_session(relay.url, headers, modality)
     reports = [await turn(ws, text) for text in texts]
     await ws.close()
     return reports

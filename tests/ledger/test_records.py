@@ -85,7 +85,7 @@ async def test_a_session_without_usage_says_so_instead_of_zeros(
     emulator: Emulator, ledger_url: str, store: LedgerStore, tmp_path: Path
 ) -> None:
     async with running_relay(ledger_settings(emulator, ledger_url, tmp_path)) as relay:
-        ws = await open_session(relay, auth_headers())
+        ws = await open_session(relay.url, auth_headers())
         await ws.close()
         [record] = await final_records(store, "default", 1)
     assert record.usage_reports == 0
@@ -97,7 +97,7 @@ async def test_checkpoints_carry_running_usage_and_the_final_record_replaces_the
 ) -> None:
     settings = ledger_settings(emulator, ledger_url, tmp_path, ledger_checkpoint_seconds=0.1)
     async with running_relay(settings) as relay:
-        ws = await open_session(relay, auth_headers())
+        ws = await open_session(relay.url, auth_headers())
         first = await turn(ws, "one turn before the checkpoint")
         deadline = asyncio.get_running_loop().time() + 10
         while True:
