@@ -25,6 +25,7 @@ from app.auth.token_cors import TokenCors
 from app.browser import assets
 from app.emulator import Emulator, EmulatorConfig
 from app.ledger import routes as ledger_routes
+from app.ledger.budgets import Budgets
 from app.ledger.metrics import LedgerMetrics
 from app.ledger.setup import open_ledger
 from app.metrics import RelayMetrics, metrics_registry, metrics_route
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 early_connects=EarlyConnects(enabled=settings.upstream_early_connect),
                 ledger=ledger,
+                budgets=Budgets(store, ledger_metrics, fail_open=settings.quota_fail_open),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.

@@ -260,6 +260,12 @@ class Settings(BaseSettings):
     ledger_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of one ledger database call (connect included)."
     )
+    budget_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A session that spent its budget ends at its next turn boundary, or this "
+        "long after its goAway if no turn ends.",
+    )
     ledger_prices_file: Path | None = Field(
         None,
         description="TOML file of model prices replacing the built-in table (docs/usage.md).",

@@ -24,6 +24,7 @@ from app.auth.projects_file import (
     read_projects_file,
 )
 from app.auth.setup_locks import bare_model_name
+from app.ledger.budgets import BudgetLimits
 from app.quota.types import QuotaLimits
 from app.settings import Settings
 
@@ -84,6 +85,7 @@ class Project:
     default_setup: Mapping[str, Any] = field(default_factory=dict)  # filled in when left out
     resumption: bool | None = None  # None: settings.resumption_enabled
     quota: QuotaLimits = field(default_factory=QuotaLimits)
+    budgets: BudgetLimits = field(default_factory=BudgetLimits)  # per day and month
     input_limits: InputLimits = InputLimits()
     session_tokens: SessionTokenPolicy = SessionTokenPolicy()
     issuers: tuple[JwtIssuer, ...] = ()
@@ -144,6 +146,7 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
                 "tokens_per_minute", quota_defaults.tokens_per_minute
             ),
         ),
+        budgets=BudgetLimits(**entry.budgets.model_dump()),
         input_limits=InputLimits(
             frames_per_second=entry.input_limits.frames_per_second
             or input_defaults.frames_per_second,

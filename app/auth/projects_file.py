@@ -79,6 +79,16 @@ class QuotaEntry(_Strict):
     tokens_per_minute: Annotated[int | None, Field(ge=0)] = None
 
 
+class BudgetsEntry(_Strict):
+    """Tokens and cost per UTC day or month (docs/usage.md#budgets); each optional."""
+
+    tokens_per_day: Annotated[int | None, Field(ge=0)] = None
+    tokens_per_month: Annotated[int | None, Field(ge=0)] = None
+    usd_per_month: Annotated[float | None, Field(ge=0)] = None
+    user_tokens_per_day: Annotated[int | None, Field(ge=0)] = None
+    user_tokens_per_month: Annotated[int | None, Field(ge=0)] = None
+
+
 class InputLimitsEntry(_Strict):
     frames_per_second: Annotated[int | None, Field(gt=0)] = None
     bytes_per_second: Annotated[int | None, Field(gt=0)] = None
@@ -107,6 +117,7 @@ class ProjectEntry(_Strict):
     issuers: tuple[IssuerEntry, ...] = ()
     app_check: AppCheckEntry | None = None
     quota: QuotaEntry = QuotaEntry()
+    budgets: BudgetsEntry = BudgetsEntry()
     input_limits: InputLimitsEntry = InputLimitsEntry()
     session_tokens: SessionTokensEntry = SessionTokensEntry()
 

@@ -108,8 +108,8 @@ class Ledger:
         self._open.add(account)
         return account
 
-    def add_usage(self, account: SessionAccount, report: Mapping[str, Any]) -> None:
-        """Count one `usageMetadata` report of the session."""
+    def add_usage(self, account: SessionAccount, report: Mapping[str, Any]) -> dict[str, int]:
+        """Count one `usageMetadata` report of the session; return its token columns."""
         columns = account.usage.add(report)
         start = account.start
         counter = self._metrics.usage_tokens_total
@@ -128,6 +128,7 @@ class Ledger:
                 counter.labels(start.project, start.model, kind, "unspecified").inc(
                     count - attributed
                 )
+        return columns
 
     def close(
         self, account: SessionAccount, *, close_code: int, closed_by: str, outcome: str

@@ -44,6 +44,22 @@ class LedgerMetrics:
             registry=registry,
             buckets=WRITE_BUCKETS,
         )
+        self.budget_used = Gauge(
+            "relay_budget_used",
+            "A project's use of its budget in the current UTC day or month (tokens, or USD for "
+            "usd_per_month), as the quota store counts it across replicas; set when the "
+            "project's sessions are admitted or report usage.",
+            ["project", "budget"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.budget_limit = Gauge(
+            "relay_budget_limit",
+            "A project's budget: tokens_per_day, tokens_per_month or usd_per_month.",
+            ["project", "budget"],
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
         self.usage_tokens_total = Counter(
             "relay_usage_tokens_total",
             "Tokens the upstream reported in usageMetadata, by project, model, kind (prompt, "

@@ -32,7 +32,7 @@ from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
 from app.relay.resumable_upstream import ResumableUpstream, resumption_policy, split_setup
 from app.relay.runtime import Relay
-from app.relay.session import Session, SessionLimits
+from app.relay.session import Session, SessionLimits, goaway_frame
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, SetupRejected, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
@@ -134,12 +134,46 @@ async def _serve(
             return
         upstream.admitted()
         try:
+            if await _refused_by_budget(relay, websocket, principal):
+                return
             await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
         finally:
             # Shielded: a cancelled session (shutdown) must still give its slot back.
             await asyncio.shield(relay.quota.release(lease))
     finally:
         upstream.discard()
+
+
+async def _refused_by_budget(relay: Relay, websocket: WebSocket, principal: Principal) -> bool:
+    """Whether the project or user spent a budget (docs/usage.md#budgets); if so the client is
+    closed with 1013 and a reason naming the budget, its use and when it resets."""
+    project = principal.project
+    if not project.budgets.any:
+        return False
+    state = await relay.budgets.admit(project.name, principal.user, project.budgets, time.time())
+    if state.refusal is None:
+        return False
+    relay.metrics.quota_rejections_total.labels(project.name, "budget").inc()
+    relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
+    logger.info("session refused: %s", state.refusal)
+    await _close(websocket, TRY_AGAIN_LATER, state.refusal)
+    return True
+
+
+async def _charge_budgets(
+    relay: Relay, principal: Principal, model: str, tokens: int, columns: dict[str, int]
+) -> str | None:
+    """Count a usage report against the project's and user's budgets; the refusal reason once
+    one is spent."""
+    project = principal.project
+    usd = 0.0
+    if project.budgets.usd_per_month is not None:
+        price = relay.ledger.prices.for_model(model)
+        usd = price.cost(columns) if price is not None else 0.0
+    state = await relay.budgets.charge(
+        project.name, principal.user, project.budgets, time.time(), tokens=tokens, usd=usd
+    )
+    return state.refusal
 
 
 async def _admitted_setup(
@@ -252,16 +286,29 @@ async def _relay(
         )
         setup_frame = resumable.first_setup_frame
 
+    budget_bound: list[asyncio.TimerHandle] = []  # ends the session if no turn ends in time
+
     async def charge(usage: Usage) -> str | None:
-        relay.ledger.add_usage(account, usage.report)
+        columns = relay.ledger.add_usage(account, usage.report)
         metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)
         metrics.tokens_total.labels(project.name, "response").inc(usage.response)
-        if await relay.quota.charge(project.name, usage.total, project.quota):
+        spent = None
+        if project.budgets.any:
+            spent = await _charge_budgets(relay, principal, setup.model, usage.total, columns)
+        if spent is not None and not budget_bound:
+            # The client reads a goAway, then the close at the turn's end (or the bound's).
+            grace = settings.budget_grace_seconds
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await websocket.send_bytes(goaway_frame(grace))
+            metrics.goaways_total.labels("budget").inc()
+            ending = Ending("relay", TRY_AGAIN_LATER, truncate_reason(spent), "tokens")
+            budget_bound.append(asyncio.get_running_loop().call_later(grace, session.end, ending))
+        if await relay.quota.charge(project.name, usage.total, project.quota) and spent is None:
             window = project.quota.tokens_per_minute
             return (
                 f'RESOURCE_EXHAUSTED: project "{project.name}" spent its {window} tokens per minute'
             )
-        return None
+        return spent
 
     max_seconds = settings.max_session_seconds
     if principal.expires_at is not None:
@@ -310,6 +357,8 @@ async def _relay(
     try:
         ending = await session.run()
     finally:
+        for bound in budget_bound:
+            bound.cancel()
         closing = session.ending or Ending("relay", INTERNAL_ERROR, "internal error", "error")
         relay.ledger.close(
             account,
