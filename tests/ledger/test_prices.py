@@ -103,3 +103,28 @@ def test_usage_reports_add_up_and_no_report_is_not_zero() -> None:
     assert totals.tokens["response_text"] == 3  # Developer API names are read too
     assert totals.tokens["total_tokens"] == 10
     assert set(totals.tokens) == set(TOKEN_COLUMNS)
+
+
+def test_the_prices_file_example_of_the_docs_loads(tmp_path: Path) -> None:
+    from tests.docs.markdown import DOCS, block_containing
+
+    example = block_containing(DOCS / "usage.md", "toml", "cached_input").text
+    path = tmp_path / "prices.toml"
+    path.write_text(example)
+    price = load_prices(path).for_model("gemini-live-2.5-flash-native-audio")
+    assert price is not None
+    assert price.cached_input == {"TEXT": 0.125}
+
+
+def test_the_budgets_example_of_the_docs_loads(tmp_path: Path) -> None:
+    from app.auth.projects import load_projects
+    from app.settings import Settings
+    from tests.docs.markdown import DOCS, block_containing
+
+    example = block_containing(DOCS / "usage.md", "toml", "[projects.acme.budgets]").text
+    path = tmp_path / "projects.toml"
+    path.write_text("[projects.acme]\n" + example)
+    [acme] = load_projects(path, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert acme.budgets.tokens_per_day == 50_000_000
+    assert acme.budgets.usd_per_month == 2500.0
+    assert acme.budgets.user_tokens_per_month == 20_000_000
