@@ -24,7 +24,13 @@ POOL_SIZE = 2
 # Taken for the duration of a migration, so replicas starting together apply it once.
 MIGRATION_LOCK_ID = 0x6C6564676572  # "ledger"
 
-_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class PostgresLedgerStore:

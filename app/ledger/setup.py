@@ -8,7 +8,7 @@ from app.ledger.ledger import Ledger
 from app.ledger.metrics import LedgerMetrics
 from app.ledger.prices import load_prices
 from app.ledger.spool import Spool
-from app.ledger.store import LedgerStoreError, describe, open_ledger_store
+from app.ledger.store import describe, open_ledger_store
 from app.ledger.writer import LedgerWriter
 from app.settings import Settings
 
@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 async def open_ledger(settings: Settings, metrics: LedgerMetrics) -> Ledger:
-    """The ledger `settings` ask for, its migrations applied (or, with the database away, left
-    for the writer to apply once it answers), its tasks started."""
+    """The ledger `settings` ask for, its tasks started. The writer applies the migrations
+    first thing, in the background: a database that is away delays nothing."""
     prices = load_prices(settings.ledger_prices_file)  # PricesFileError: start-up stops
     if settings.ledger_url is None:
         return Ledger(None, metrics, settings.ledger_checkpoint_seconds, prices)
@@ -30,12 +30,7 @@ async def open_ledger(settings: Settings, metrics: LedgerMetrics) -> Ledger:
         batch_size=settings.ledger_batch_size,
         retry_seconds=settings.ledger_retry_seconds,
     )
-    try:
-        await writer.prepare()
-    except LedgerStoreError as exc:
-        logger.warning("ledger database unreachable at start-up, spooling until it is: %s", exc)
-    else:
-        logger.info("ledger: %s", describe(settings.ledger_url))
+    logger.info("ledger: %s", describe(settings.ledger_url))
     ledger = Ledger(writer, metrics, settings.ledger_checkpoint_seconds, prices)
     ledger.start()
     return ledger

@@ -91,14 +91,30 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def _run(self) -> None:
+        if not self._migrated:
+            try:
+                await self.prepare()
+            except LedgerStoreError as exc:
+                logger.warning("ledger database unreachable at start-up, spooling: %s", exc)
+                self._healthy = False
+                self._retry_at = time.monotonic() + self._retry_seconds
         while True:
-            batch = await self._next_batch()
-            if batch:
-                await self._write(batch)
-            spooled = self._spool.pending > 0 or not self._orphans_checked
-            if spooled and self._may_try():
-                await self._replay()
-            self._metrics.backlog.set(self.backlog)
+            try:
+                await self._step()
+            except Exception:
+                # The writer must outlive a bug in one step: records keep their way to the
+                # database or the spool. (LedgerStoreError and OSError are handled inside.)
+                logger.exception("ledger writer step failed")
+                await asyncio.sleep(self._retry_seconds)
+
+    async def _step(self) -> None:
+        batch = await self._next_batch()
+        if batch:
+            await self._write(batch)
+        spooled = self._spool.pending > 0 or not self._orphans_checked
+        if spooled and self._may_try():
+            await self._replay()
+        self._metrics.backlog.set(self.backlog)
 
     def _may_try(self) -> bool:
         """Whether to send the database anything: it answered last time, or it failed over

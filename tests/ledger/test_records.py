@@ -19,6 +19,7 @@ from tests.ledger.support import (
     final_records,
     nonzero,
     open_session,
+    records_now,
     session,
     turn,
 )
@@ -101,7 +102,7 @@ async def test_checkpoints_carry_running_usage_and_the_final_record_replaces_the
         first = await turn(ws, "one turn before the checkpoint")
         deadline = asyncio.get_running_loop().time() + 10
         while True:
-            records = await store.records("default", 0, 4e9)
+            records = await records_now(store, "default")
             if records and records[0].usage_reports == 1:
                 break
             assert asyncio.get_running_loop().time() < deadline, records
