@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.auth.keys import hash_api_key
-from app.emulator import Emulator
+from app.emulator import Emulator, EmulatorConfig
 from app.ledger.store import LedgerStore, open_ledger_store
 from tests.ledger.support import (
     expected_tokens,
@@ -157,3 +157,33 @@ async def test_prometheus_counts_tokens_by_project_model_kind_and_modality(
         assert counted == expected[f"{kind}_text"] > 0
     assert value(samples, "relay_ledger_records_written_total") >= 1
     assert value(samples, "relay_ledger_records_spooled_total") == 0
+
+
+async def test_a_session_across_upstream_switches_is_one_record_with_every_report(
+    tmp_path: Path,
+) -> None:
+    short_lived = EmulatorConfig(connection_lifetime_seconds=1.5, goaway_notice_seconds=0.5)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    store = open_ledger_store(url, timeout_seconds=5)
+    try:
+        async with Emulator(short_lived) as emulator:
+            settings = ledger_settings(emulator, url, tmp_path)
+            async with running_relay(settings) as relay:
+                ws = await open_session(relay.url, auth_headers())
+                reports = []
+                for number in range(4):  # about 4 s: the upstream connection is replaced
+                    reports.append(await turn(ws, f"turn {number}"))
+                    await asyncio.sleep(0.9)
+                await ws.close()
+                [record] = await final_records(store, "default", 1)
+                switched = sum(
+                    sample.value
+                    for metric in relay.state.metrics.upstream_switches_total.collect()
+                    for sample in metric.samples
+                    if sample.name.endswith("_total")
+                )
+    finally:
+        await store.aclose()
+    assert record.upstream_switches == switched >= 1
+    assert record.usage_reports == len(reports)
+    assert nonzero(record.tokens) == expected_tokens(reports)
