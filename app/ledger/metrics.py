@@ -28,7 +28,8 @@ class LedgerMetrics:
         self.records_lost_total = Counter(
             "relay_ledger_records_lost_total",
             "Session records dropped, by reason: superseded (a checkpoint dropped from a full "
-            "queue; a later version of the same session carries its usage) or spool_full.",
+            "queue; a later version of the same session carries its usage), spool_full or "
+            "spool_unwritable.",
             ["reason"],
             registry=registry,
         )

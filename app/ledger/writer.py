@@ -194,7 +194,7 @@ class LedgerWriter:
             dropped = self._spool.append(records)
         except OSError:
             logger.exception("ledger: %d records could not be spooled: lost", len(records))
-            self._metrics.records_lost_total.labels("spool_full").inc(len(records))
+            self._metrics.records_lost_total.labels("spool_unwritable").inc(len(records))
             return
         self._metrics.records_spooled_total.inc(len(records) - dropped)
         if dropped:
