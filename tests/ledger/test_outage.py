@@ -11,7 +11,7 @@ from pathlib import Path
 from app.emulator import Emulator
 from app.ledger.record import SessionRecord
 from app.ledger.spool import SPOOL_GLOB, Spool
-from app.ledger.store import open_ledger_store
+from app.ledger.store import ReportQuery, open_ledger_store
 from app.ledger.usage import TOKEN_COLUMNS
 from tests.ledger.support import (
     expected_tokens,
@@ -175,3 +175,36 @@ async def test_a_replica_killed_mid_session_keeps_its_last_checkpoint(
         await store.aclose()
     assert not record.final
     assert nonzero(record.tokens) == expected_tokens(reports)
+
+
+async def test_replicas_write_one_ledger_whose_report_sums_every_replica(
+    emulator: Emulator, postgres_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "RELAY_UPSTREAM": "emulator",
+        "RELAY_EMULATOR_URL": emulator.base_url,
+        "RELAY_API_KEYS": API_KEY,
+        "RELAY_LEDGER_URL": postgres_url,
+        "RELAY_LEDGER_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    replicas = [RelayProcess(env, tmp_path / f"relay-{index}.log") for index in range(2)]
+    store = open_ledger_store(postgres_url, timeout_seconds=5)
+    expected: Counter[str] = Counter()
+    try:
+        for replica in replicas:
+            replica.wait_for_log("relay ready", timeout=30)
+        for number, replica in enumerate([*replicas, *replicas]):
+            ws = await open_session(replica.url(), auth_headers())
+            reports = [await turn(ws, f"session {number}")]
+            await ws.close()
+            expected.update(expected_tokens(reports))
+        records = await final_records(store, "default", 4)
+        sums = await store.report_sums(ReportQuery("default", 0, 4e9, ()))
+    finally:
+        for replica in replicas:
+            replica.kill()
+        await store.aclose()
+    assert len(records) == 4
+    [row] = sums
+    assert int(row["sessions"]) == 4
+    assert {name: int(row[name]) for name in expected} == dict(expected)
