@@ -25,6 +25,7 @@ from app.auth.projects_file import (
 )
 from app.auth.setup_locks import bare_model_name
 from app.ledger.budgets import BudgetLimits
+from app.ledger.prices import ModelPrice
 from app.quota.types import QuotaLimits
 from app.settings import Settings
 
@@ -86,6 +87,7 @@ class Project:
     resumption: bool | None = None  # None: settings.resumption_enabled
     quota: QuotaLimits = field(default_factory=QuotaLimits)
     budgets: BudgetLimits = field(default_factory=BudgetLimits)  # per day and month
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # over the global table
     input_limits: InputLimits = InputLimits()
     session_tokens: SessionTokenPolicy = SessionTokenPolicy()
     issuers: tuple[JwtIssuer, ...] = ()
@@ -147,6 +149,7 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
             ),
         ),
         budgets=BudgetLimits(**entry.budgets.model_dump()),
+        prices={pattern: price.price() for pattern, price in entry.prices.items()},
         input_limits=InputLimits(
             frames_per_second=entry.input_limits.frames_per_second
             or input_defaults.frames_per_second,

@@ -24,6 +24,7 @@ from pydantic import (
 from app.auth.keys import check_key_hash
 from app.auth.origins import normalize_origin
 from app.auth.setup_locks import check_defaultable, check_lockable
+from app.ledger.prices import PriceEntry
 
 # Project names appear in metric labels, quota keys and logs: keep them plain.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -118,6 +119,8 @@ class ProjectEntry(_Strict):
     app_check: AppCheckEntry | None = None
     quota: QuotaEntry = QuotaEntry()
     budgets: BudgetsEntry = BudgetsEntry()
+    # Model pattern -> prices, tried before RELAY_LEDGER_PRICES_FILE's or the built-in table.
+    prices: dict[str, PriceEntry] = Field(default_factory=dict)
     input_limits: InputLimitsEntry = InputLimitsEntry()
     session_tokens: SessionTokensEntry = SessionTokensEntry()
 

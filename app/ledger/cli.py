@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from app.auth.projects import load_projects
+from app.auth.projects_file import ProjectsFileError
 from app.ledger.prices import PricesFileError, load_prices
 from app.ledger.report import (
     build_report,
@@ -76,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         end = parse_rfc3339(args.end) if args.end else (now + timedelta(seconds=1)).timestamp()
         group_by = parse_group_by([args.group_by])
         prices = load_prices(settings.ledger_prices_file)
-    except (ValueError, PricesFileError) as exc:
+        if settings.projects_file is not None:
+            for project in load_projects(settings.projects_file, settings):
+                if project.name == args.project:
+                    prices = prices.with_overrides(project.name, project.prices)
+    except (ValueError, PricesFileError, ProjectsFileError) as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
     if end <= start:

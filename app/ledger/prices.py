@@ -111,6 +111,15 @@ class PriceTable:
                 return price
         return None
 
+    def with_overrides(self, project: str, overrides: Mapping[str, ModelPrice]) -> PriceTable:
+        """This table under a project's own prices (`[projects.NAME.prices]`), which are tried
+        first."""
+        if not overrides:
+            return self
+        models = dict(overrides) | {k: v for k, v in self.models.items() if k not in overrides}
+        source = f"the projects file's prices of {project!r}, then {self.source}"
+        return PriceTable(models, source, self.as_of)
+
 
 BUILT_IN = PriceTable(BUILT_IN_PRICES, PRICES_SOURCE, PRICES_AS_OF)
 
@@ -118,18 +127,23 @@ Rate = Annotated[float, Field(ge=0)]
 ModalityRates = dict[Annotated[str, Field(pattern="^(TEXT|AUDIO|VIDEO|IMAGE)$")], Rate]
 
 
-class _PriceEntry(BaseModel):
+class PriceEntry(BaseModel):
+    """One model pattern's prices, in a prices file or a project's `prices` table."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     input: ModalityRates
     output: ModalityRates
     cached_input: ModalityRates = Field(default_factory=dict)
+
+    def price(self) -> ModelPrice:
+        return ModelPrice(dict(self.input), dict(self.output), dict(self.cached_input))
 
 
 class _PricesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     source: str
     as_of: str
-    models: dict[str, _PriceEntry]
+    models: dict[str, PriceEntry]
 
 
 class PricesFileError(Exception):
@@ -147,8 +161,5 @@ def load_prices(path: Path | None) -> PriceTable:
         raise PricesFileError(f"cannot read prices file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise PricesFileError(f"invalid prices file {path}: {exc}") from None
-    models = {
-        name: ModelPrice(dict(entry.input), dict(entry.output), dict(entry.cached_input))
-        for name, entry in parsed.models.items()
-    }
+    models = {name: entry.price() for name, entry in parsed.models.items()}
     return PriceTable(models, parsed.source, parsed.as_of)

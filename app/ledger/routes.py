@@ -20,7 +20,8 @@ async def usage_report(project: str, request: Request) -> Response:
     refusal = admin_refusal(relay, request)
     if refusal is not None:
         return refusal
-    if relay.authenticator.registry.get(project) is None:
+    config = relay.authenticator.registry.get(project)
+    if config is None:
         return error_response(404, f'no project "{project}" is configured')
     writer = relay.ledger.writer
     if writer is None:
@@ -39,7 +40,8 @@ async def usage_report(project: str, request: Request) -> Response:
         return error_response(400, "end must be after start")
     query = ReportQuery(project, start, end, group_by)
     try:
-        report = await build_report(writer.store, relay.ledger.prices, query)
+        prices = relay.ledger.prices.with_overrides(project, config.prices)
+        report = await build_report(writer.store, prices, query)
     except LedgerStoreError:
         return error_response(503, "the usage ledger's database is unreachable; retry later")
     if output == "csv":

@@ -168,7 +168,7 @@ async def _charge_budgets(
     project = principal.project
     usd = 0.0
     if project.budgets.usd_per_month is not None:
-        price = relay.ledger.prices.for_model(model)
+        price = relay.ledger.prices.with_overrides(project.name, project.prices).for_model(model)
         usd = price.cost(columns) if price is not None else 0.0
     state = await relay.budgets.charge(
         project.name, principal.user, project.budgets, time.time(), tokens=tokens, usd=usd

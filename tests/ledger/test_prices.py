@@ -128,3 +128,19 @@ def test_the_budgets_example_of_the_docs_loads(tmp_path: Path) -> None:
     assert acme.budgets.tokens_per_day == 50_000_000
     assert acme.budgets.usd_per_month == 2500.0
     assert acme.budgets.user_tokens_per_month == 20_000_000
+
+
+def test_the_project_prices_example_of_the_docs_loads(tmp_path: Path) -> None:
+    from app.auth.projects import load_projects
+    from app.settings import Settings
+    from tests.docs.markdown import DOCS, block_containing
+
+    example = block_containing(DOCS / "usage.md", "toml", "[projects.acme.prices.").text
+    path = tmp_path / "projects.toml"
+    path.write_text("[projects.acme]\n" + example)
+    [acme] = load_projects(path, Settings(_env_file=None))  # type: ignore[call-arg]
+    table = BUILT_IN.with_overrides("acme", acme.prices)
+    price = table.for_model("gemini-live-2.5-flash")
+    assert price is not None
+    assert price.output["AUDIO"] == 9.60
+    assert table.for_model("gemini-2.0-flash-exp") is BUILT_IN.for_model("gemini-2.0-flash-exp")

@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.auth.keys import hash_api_key
 from app.emulator import Emulator
 from app.ledger.record import SessionRecord
 from app.ledger.store import open_ledger_store
 from tests.ledger.support import ADMIN_TOKEN, expected_tokens, final_records, session
-from tests.relay.conftest import MODEL, auth_headers, relay_settings
+from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.support.relay import RunningRelay, running_relay
 
 START = "2020-01-01T00:00:00Z"
@@ -246,3 +247,42 @@ async def _run(*command: str, env: dict[str, str]) -> subprocess.CompletedProces
     return await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+async def test_a_projects_own_prices_come_before_the_table(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    projects = tmp_path / "projects.toml"
+    projects.write_text(
+        f'[projects.acme]\napi_keys = ["{hash_api_key(API_KEY)}"]\n\n'
+        f'[projects.acme.prices."{MODEL}"]\n'
+        "input = { TEXT = 100.0 }\noutput = { TEXT = 1000.0 }\n"
+    )
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    settings = relay_settings(
+        emulator,
+        None,
+        api_keys=(),
+        projects_file=projects,
+        ledger_url=url,
+        ledger_spool_dir=tmp_path / "spool",
+        admin_token=ADMIN_TOKEN,
+    )
+    store = open_ledger_store(url, timeout_seconds=5)
+    try:
+        async with running_relay(settings) as relay:
+            reports = await session(relay, auth_headers(), ["priced by the project"])
+            await final_records(store, "acme", 1)
+            async with httpx.AsyncClient() as http:
+                answer = await http.get(
+                    f"{relay.http_url}/v1/projects/acme/usage/report",
+                    params={"start": START, "end": END},
+                    headers=ADMIN,
+                )
+    finally:
+        await store.aclose()
+    [row] = answer.json()["rows"]
+    tokens = expected_tokens(reports)
+    expected = (tokens["prompt_text"] * 100.0 + tokens["response_text"] * 1000.0) / 1_000_000
+    assert row["costUsd"] == pytest.approx(expected, abs=1e-6)
+    assert "acme" in answer.json()["prices"]["source"]
