@@ -25,7 +25,7 @@ from app.ledger.usage import modality_column as column_of
 from app.ledger.writer import LedgerWriter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionStart:
     session_id: str
     project: str
@@ -34,6 +34,10 @@ class SessionStart:
     auth_method: str
     model: str
     started_at: float
+
+
+def _no_switches() -> int:
+    return 0
 
 
 class SessionAccount:
@@ -47,7 +51,7 @@ class SessionAccount:
         self.version = 0
         self._counted = 0  # usage reports the last record carried
         # How many times the session switched upstream connections so far (resumption).
-        self.switches: Callable[[], int] = lambda: 0
+        self.switches: Callable[[], int] = _no_switches
 
     def record(
         self,
@@ -78,7 +82,7 @@ class SessionAccount:
             closed_by=closed_by,
             outcome=outcome,
             usage_reports=self.usage.reports,
-            tokens=dict(self.usage.tokens) if self.usage.reports else None,
+            tokens=self.usage.tokens if self.usage.reports else None,
             recorded_at=now,
         )
 
