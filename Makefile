@@ -67,6 +67,10 @@ system-deps:
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	    else echo "missing:$$missing: the browser tests will be skipped (apt-get install$$missing)"; fi; fi
+	@# tests/ledger writes to a real PostgreSQL (a database of its own per test): the one on
+	@# 127.0.0.1:5432 with trust auth, unless LIVE_RELAY_TEST_POSTGRES names another.
+	@$(PYTHON) -c 'import os, socket, urllib.parse as u; url = u.urlparse(os.environ.get("LIVE_RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")); socket.create_connection((url.hostname, url.port or 5432), timeout=2).close()' 2>/dev/null || \
+	  echo "PostgreSQL does not answer on 127.0.0.1:5432: tests/ledger will fail (start it, or set LIVE_RELAY_TEST_POSTGRES)"
 
 # tests/ops runs the compose monitoring profile's Prometheus config with a real Prometheus:
 # Debian's, unpacked into .cache/ (apt-get download + dpkg-deb: no service installed or

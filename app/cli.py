@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("app.auth.keys_cli", "make project API keys (`keys create --project P`)"),
     "loadtest": ("app.loadtest.cli", "simulated voice sessions against a Live endpoint, timed"),
     "doctor": ("app.doctor", "check step by step that the relay can reach Vertex AI"),
+    "usage": ("app.ledger.cli", "the usage report of a project, from the ledger (docs/usage.md)"),
 }
 
 

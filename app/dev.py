@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.devcert import ensure_dev_certificate
+from app.ledger.store import DEV_LEDGER_URL
 from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
 from app.serve import add_server_arguments, overrides_from, public_url, serve
 from app.settings import Settings, SettingsError, load_settings
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"live-relay: {exc}", file=sys.stderr)
         return 2
+    if settings.ledger_url is None:
+        settings = settings.model_copy(update={"ledger_url": DEV_LEDGER_URL})
     if said_port_taken(
         settings.host, settings.port, option='--port {port} (make run ARGS="--port {port}")'
     ):

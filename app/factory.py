@@ -24,6 +24,10 @@ from app.auth.token_api import build_token_router
 from app.auth.token_cors import TokenCors
 from app.browser import assets
 from app.emulator import Emulator, EmulatorConfig
+from app.ledger import routes as ledger_routes
+from app.ledger.budgets import Budgets
+from app.ledger.metrics import LedgerMetrics
+from app.ledger.setup import open_ledger
 from app.metrics import RelayMetrics, metrics_registry, metrics_route
 from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
@@ -93,10 +97,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     registry = metrics_registry()
     metrics = RelayMetrics(registry)
+    ledger_metrics = LedgerMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
+            # First in, last out: sessions that end while the app stops still get a record.
+            ledger = await open_ledger(settings, ledger_metrics)
+            stack.push_async_callback(ledger.aclose, settings.ledger_timeout_seconds)
             connector, google_tokens = await _open_upstream(settings, stack)
             if google_tokens is not None:
                 stack.push_async_callback(_stop, asyncio.create_task(google_tokens.keep_fresh()))
@@ -133,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 early_connects=EarlyConnects(enabled=settings.upstream_early_connect),
                 handles=ResumptionHandles.from_settings(settings),
+                ledger=ledger,
+                budgets=Budgets(store, ledger_metrics, fail_open=settings.quota_fail_open),
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
@@ -165,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TokenCors)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(ledger_routes.router)
     if settings.metrics_enabled and settings.metrics_on_client_port:
         app.router.routes.append(metrics_route(registry, settings.metrics_token))
     return app

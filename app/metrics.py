@@ -236,7 +236,7 @@ class RelayMetrics:
         )
         self.goaways_total = Counter(
             "relay_goaways_total",
-            "goAway messages sent to clients, by reason: time_limit, drain, or upstream "
+            "goAway messages sent to clients, by reason: time_limit, drain, budget, or upstream "
             "(the upstream's own, passed on).",
             ["reason"],
             registry=registry,

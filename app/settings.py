@@ -237,6 +237,46 @@ class Settings(BaseSettings):
         4_000_000, ge=0, description="Tokens per project per sliding minute, unless overridden."
     )
 
+    # --- usage ledger (docs/usage.md) --------------------------------------------------------
+    ledger_url: str | None = Field(
+        None,
+        description="Where session usage records go: `postgresql://user:pass@host/db` (shared "
+        "by replicas) or `sqlite:///path/ledger.sqlite3` (one host; `live-relay dev` uses "
+        "`.live-relay/ledger.sqlite3`). Unset: no records are kept.",
+    )
+    ledger_spool_dir: Path = Field(
+        Path(".live-relay/ledger-spool"),
+        description="Directory of the local spool: records kept while the database is away.",
+    )
+    ledger_spool_max_bytes: int = Field(
+        256 * MiB, gt=0, description="Largest spool file of one process; beyond it: lost, logged."
+    )
+    ledger_checkpoint_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often running sessions are checkpointed: the most a killed replica loses.",
+    )
+    ledger_queue_size: int = Field(
+        10_000, ge=1, description="Records waiting for the ledger's writer, at most."
+    )
+    ledger_batch_size: int = Field(500, ge=1, description="Records per database transaction.")
+    ledger_retry_seconds: float = Field(
+        5.0, gt=0, description="While the database is away: how often to try it again."
+    )
+    ledger_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of one ledger database call (connect included)."
+    )
+    budget_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A session that spent its budget ends at its next turn boundary, or this "
+        "long after its goAway if no turn ends.",
+    )
+    ledger_prices_file: Path | None = Field(
+        None,
+        description="TOML file of model prices replacing the built-in table (docs/usage.md).",
+    )
+
     # --- observability --------------------------------------------------------------------
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics.")
     metrics_port: int = Field(
@@ -301,6 +341,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "max_pending_admissions_per_credential must not exceed "
                 "max_pending_admissions_per_project"
+            )
+        if self.ledger_url is not None and not self.ledger_url.startswith(
+            ("postgresql://", "postgres://", "sqlite:///")
+        ):
+            raise ValueError(
+                "RELAY_LEDGER_URL must start with postgresql:// or sqlite:/// "
+                "(e.g. sqlite:///.live-relay/ledger.sqlite3)"
             )
         schemes: tuple[str, ...] = ("wss://", "https://")
         if self.vertex_allow_insecure:

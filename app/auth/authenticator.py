@@ -18,7 +18,7 @@ from app.auth.credentials import RELAY_SUBPROTOCOL, find_credentials
 from app.auth.firebase import AppCheckVerifier, FirebaseIdTokenVerifier
 from app.auth.jwt_tokens import IssuerTokenVerifier, read_unverified
 from app.auth.key_sets import FetchPolicy
-from app.auth.keys import is_api_key, key_id
+from app.auth.keys import hash_api_key, is_api_key
 from app.auth.principal import AuthFailure, Principal
 from app.auth.projects import FIREBASE_ISSUER_PREFIX, ProjectRegistry
 from app.auth.session_tokens import SESSION_TOKEN_ISSUER, SessionGrant, SessionTokens
@@ -117,7 +117,7 @@ class Authenticator:
             if project is None:
                 raise AuthFailure.unauthenticated("invalid", "the API key is not recognised")
             return Principal(
-                project=project, user=None, method="api_key", credential_id=key_id(credential)
+                project=project, user=None, method="api_key", credential_id=hash_api_key(credential)
             ), None
         unverified = read_unverified(credential)
         issuer = unverified.issuer

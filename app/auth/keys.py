@@ -25,11 +25,6 @@ def hash_api_key(key: str) -> str:
     return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
 
 
-def key_id(key: str) -> str:
-    """A short, non-secret name of an API key: what a resumption handle is bound to."""
-    return hashlib.blake2b(key.encode(), digest_size=16, person=b"live-relay key").hexdigest()
-
-
 def is_api_key(credential: str) -> bool:
     """Whether a presented credential has the shape of a relay API key (rather than a JWT)."""
     return credential.startswith(API_KEY_PREFIX)

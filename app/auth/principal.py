@@ -36,8 +36,17 @@ class Principal:
     # session token recorded. One `sub` from two issuers is two users.
     issuer: str | None = None
     # A stable, non-secret name of the credential itself: a session token's id (`jti`), an API
-    # key's fingerprint; None for JWTs (a user's tokens change, the user does not).
+    # key's hash as the projects file holds it; None for JWTs (a user's tokens change, the
+    # user does not).
     credential_id: str | None = None
+
+    @property
+    def credential(self) -> str:
+        """The credential's non-secret name in usage records and reports: "api_key:<key hash>",
+        "session_token:<token id>", "jwt:<issuer>:<subject>", "firebase:<issuer>:<uid>"."""
+        if self.credential_id is not None:
+            return f"{self.method}:{self.credential_id}"
+        return f"{self.method}:{self.issuer}:{self.user}"
 
     def quota_user(self) -> str | None:
         """The user as quotas and resumption handles know it: scoped by its issuer."""

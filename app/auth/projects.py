@@ -24,6 +24,8 @@ from app.auth.projects_file import (
     read_projects_file,
 )
 from app.auth.setup_locks import bare_model_name
+from app.ledger.budgets import BudgetLimits
+from app.ledger.prices import ModelPrice
 from app.quota.types import QuotaLimits
 from app.settings import Settings
 
@@ -85,6 +87,8 @@ class Project:
     default_setup: Mapping[str, Any] = field(default_factory=dict)  # filled in when left out
     resumption: bool | None = None  # None: settings.resumption_enabled
     quota: QuotaLimits = field(default_factory=QuotaLimits)
+    budgets: BudgetLimits = field(default_factory=BudgetLimits)  # per day and month
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # over the global table
     input_limits: InputLimits = InputLimits()
     session_tokens: SessionTokenPolicy = SessionTokenPolicy()
     issuers: tuple[JwtIssuer, ...] = ()
@@ -146,6 +150,8 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
                 "tokens_per_minute", quota_defaults.tokens_per_minute
             ),
         ),
+        budgets=BudgetLimits(**entry.budgets.model_dump()),
+        prices={pattern: price.price() for pattern, price in entry.prices.items()},
         input_limits=InputLimits(
             frames_per_second=entry.input_limits.frames_per_second
             or input_defaults.frames_per_second,

@@ -24,6 +24,7 @@ from pydantic import (
 from app.auth.keys import check_key_hash
 from app.auth.origins import normalize_origin
 from app.auth.setup_locks import canonical_setup_fields, check_defaultable, check_lockable
+from app.ledger.prices import PriceEntry
 
 # Project names appear in metric labels, quota keys and logs: keep them plain.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -79,6 +80,16 @@ class QuotaEntry(_Strict):
     tokens_per_minute: Annotated[int | None, Field(ge=0)] = None
 
 
+class BudgetsEntry(_Strict):
+    """Tokens and cost per UTC day or month (docs/usage.md#budgets); each optional."""
+
+    tokens_per_day: Annotated[int | None, Field(ge=0)] = None
+    tokens_per_month: Annotated[int | None, Field(ge=0)] = None
+    usd_per_month: Annotated[float | None, Field(ge=0)] = None
+    user_tokens_per_day: Annotated[int | None, Field(ge=0)] = None
+    user_tokens_per_month: Annotated[int | None, Field(ge=0)] = None
+
+
 class InputLimitsEntry(_Strict):
     frames_per_second: Annotated[int | None, Field(gt=0)] = None
     bytes_per_second: Annotated[int | None, Field(gt=0)] = None
@@ -110,6 +121,9 @@ class ProjectEntry(_Strict):
     issuers: tuple[IssuerEntry, ...] = ()
     app_check: AppCheckEntry | None = None
     quota: QuotaEntry = QuotaEntry()
+    budgets: BudgetsEntry = BudgetsEntry()
+    # Model pattern -> prices, tried before RELAY_LEDGER_PRICES_FILE's or the built-in table.
+    prices: dict[str, PriceEntry] = Field(default_factory=dict)
     input_limits: InputLimitsEntry = InputLimitsEntry()
     session_tokens: SessionTokensEntry = SessionTokensEntry()
 

@@ -56,6 +56,7 @@ class MemoryQuotaStore:
         self._clock = clock
         self._projects: dict[str, _Project] = {}
         self._uses: dict[str, _UseCounter] = {}
+        self._counters: dict[tuple[str, str], _UseCounter] = {}
 
     async def acquire(
         self, lease: Lease, limits: QuotaLimits, ttl: float, *, provisional: bool = False
@@ -145,6 +146,28 @@ class MemoryQuotaStore:
             return None
         counter.uses += 1
         return max_uses - counter.uses
+
+    async def add_to_counters(
+        self, scope: str, counters: Sequence[tuple[str, int, float]]
+    ) -> list[int]:
+        now = self._clock()
+        for stale in [key for key, held in self._counters.items() if held.expires_at <= now]:
+            del self._counters[stale]
+        values = []
+        for name, amount, expires_at in counters:
+            if amount < 0:
+                raise ValueError(f"cannot add a negative amount ({amount})")
+            held = self._counters.get((scope, name))
+            if held is None:
+                if amount == 0:
+                    values.append(0)
+                    continue
+                held = self._counters[scope, name] = _UseCounter(0, expires_at)
+            if amount:
+                held.uses += amount
+                held.expires_at = expires_at
+            values.append(held.uses)
+        return values
 
     async def ping(self) -> None:
         return None

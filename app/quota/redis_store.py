@@ -64,6 +64,12 @@ def user_key(prefix: str, project: str, user: str) -> str:
     return f"{_tagged(prefix, project)}:user:{user}"
 
 
+def counter_key(prefix: str, project: str, name: str) -> str:
+    """A budget counter of `project`, `<prefix>:{<project>}:counter:<name>`: in the project's
+    Cluster slot; `name` comes last (it may end with a user id), so it cannot name another key."""
+    return f"{_tagged(prefix, project)}:counter:{name}"
+
+
 def _tagged(prefix: str, scope: str) -> str:
     tag = scope.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
     return f"{prefix}:{{{tag}}}"
@@ -98,6 +104,7 @@ class RedisQuotaStore:
         self._tokens = self._client.register_script(load_script("tokens"))
         self._sessions = self._client.register_script(load_script("sessions"))
         self._consume_use = self._client.register_script(load_script("consume_use"))
+        self._counters = self._client.register_script(load_script("counters"))
         self._coalescer = (
             None
             if isinstance(self._client, RedisCluster)
@@ -221,6 +228,19 @@ class RedisQuotaStore:
             )
         return None if left < 0 else left
 
+    async def add_to_counters(
+        self, scope: str, counters: Sequence[tuple[str, int, float]]
+    ) -> list[int]:
+        keys = [counter_key(self._prefix, scope, name) for name, _, _ in counters]
+        args: list[str | int] = []
+        for _, amount, expires_at in counters:
+            if amount < 0:
+                raise ValueError(f"cannot add a negative amount ({amount})")
+            args += [amount, _milliseconds(expires_at)]
+        with _store_errors("counters"):
+            values = await self._call(self._counters, keys, args)
+        return [int(value) for value in values]
+
     async def ping(self) -> None:
         with _store_errors("ping"):
             await self._client.ping()
@@ -235,6 +255,7 @@ class RedisQuotaStore:
             self._tokens,
             self._sessions,
             self._consume_use,
+            self._counters,
         )
         with _store_errors("warm-up"):
             if isinstance(self._client, RedisCluster):

@@ -131,6 +131,14 @@ class QuotaStore(Protocol):
         after this one, or None when they are used up or `expires_at` (unix time) has passed.
         The counter is forgotten at `expires_at`."""
 
+    async def add_to_counters(
+        self, scope: str, counters: Sequence[tuple[str, int, float]]
+    ) -> list[int]:
+        """Add each `(name, amount, expires_at)` to the scope's counter `name` (amount 0: only
+        read it), which is forgotten at `expires_at` (unix time); return every counter's value
+        after the additions. Atomic: another replica's additions never interleave. The budgets
+        (app/ledger/budgets.py) count tokens and cost per day and month with it."""
+
     async def ping(self) -> None:
         """Return when the store answers."""
 

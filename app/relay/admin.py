@@ -15,7 +15,7 @@ from app.web import bearer_matches, error_response
 router = APIRouter()
 
 
-def _admin_refusal(relay: Relay, request: Request) -> JSONResponse | None:
+def admin_refusal(relay: Relay, request: Request) -> JSONResponse | None:
     token = relay.settings.admin_token
     if token is None:
         return error_response(403, "admin endpoints are off: set RELAY_ADMIN_TOKEN")
@@ -31,7 +31,7 @@ def _time(unix: float) -> str:
 @router.get("/v1/projects/{project}/usage")
 async def project_usage(project: str, request: Request) -> JSONResponse:
     relay: Relay = request.app.state.relay
-    refusal = _admin_refusal(relay, request)
+    refusal = admin_refusal(relay, request)
     if refusal is not None:
         return refusal
     config = relay.authenticator.registry.get(project)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.auth.credentials import select_subprotocol
 from app.auth.principal import AuthFailure, Principal
+from app.ledger.ledger import SessionStart
 from app.logs import hash_user, session_id_var
 from app.protocol.errors import ProtocolViolation
 from app.quota.types import Lease
@@ -25,6 +26,7 @@ from app.relay.closes import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     TRY_AGAIN_LATER,
+    Ending,
     truncate_reason,
 )
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
@@ -33,7 +35,7 @@ from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
 from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
 from app.relay.runtime import Relay
-from app.relay.session import Session, SessionLimits
+from app.relay.session import Session, SessionLimits, goaway_frame
 from app.relay.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
 from app.relay.sniff import Usage
 from app.relay.upstream import UpstreamUnavailable
@@ -135,12 +137,46 @@ async def _serve(
             return
         upstream.admitted()
         try:
+            if await _refused_by_budget(relay, websocket, principal):
+                return
             await _relay(relay, websocket, principal, setup, session_id, dialect, upstream)
         finally:
             # Shielded: a cancelled session (shutdown) must still give its slot back.
             await asyncio.shield(relay.quota.release(lease))
     finally:
         upstream.discard()
+
+
+async def _refused_by_budget(relay: Relay, websocket: WebSocket, principal: Principal) -> bool:
+    """Whether the project or user spent a budget (docs/usage.md#budgets); if so the client is
+    closed with 1013 and a reason naming the budget, its use and when it resets."""
+    project = principal.project
+    if not project.budgets.any:
+        return False
+    state = await relay.budgets.admit(project.name, principal.user, project.budgets, time.time())
+    if state.refusal is None:
+        return False
+    relay.metrics.quota_rejections_total.labels(project.name, "budget").inc()
+    relay.metrics.sessions_total.labels(project.name, "quota_refused").inc()
+    logger.info("session refused: %s", state.refusal)
+    await _close(websocket, TRY_AGAIN_LATER, state.refusal)
+    return True
+
+
+async def _charge_budgets(
+    relay: Relay, principal: Principal, model: str, tokens: int, columns: dict[str, int]
+) -> str | None:
+    """Count a usage report against the project's and user's budgets; the refusal reason once
+    one is spent."""
+    project = principal.project
+    usd = 0.0
+    if project.budgets.usd_per_month is not None:
+        price = relay.ledger.prices.with_overrides(project.name, project.prices).for_model(model)
+        usd = price.cost(columns) if price is not None else 0.0
+    state = await relay.budgets.charge(
+        project.name, principal.user, project.budgets, time.time(), tokens=tokens, usd=usd
+    )
+    return state.refusal
 
 
 async def _admitted_setup(
@@ -259,6 +295,7 @@ async def _relay(
     leg: UpstreamLeg = connection
     setup_frame = setup.frame
     client_sees_updates = True
+    resumable: ResumableUpstream | None = None
     if project.resumes(settings):
         leg = resumable = ResumableUpstream(
             relay.connector.connect, connection, setup.frame, resumption_policy(settings), metrics
@@ -268,15 +305,29 @@ async def _relay(
     if client_sees_updates:
         leg = relay.handles.sealing_leg(leg, principal)  # never an upstream handle to a client
 
+    budget_bound: list[asyncio.TimerHandle] = []  # ends the session if no turn ends in time
+
     async def charge(usage: Usage) -> str | None:
+        columns = relay.ledger.add_usage(account, usage.report)
         metrics.tokens_total.labels(project.name, "prompt").inc(usage.prompt)
         metrics.tokens_total.labels(project.name, "response").inc(usage.response)
-        if await relay.quota.charge(project.name, usage.total, project.quota):
+        spent = None
+        if project.budgets.any:
+            spent = await _charge_budgets(relay, principal, setup.model, usage.total, columns)
+        if spent is not None and not budget_bound:
+            # The client reads a goAway, then the close at the turn's end (or the bound's).
+            grace = settings.budget_grace_seconds
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await websocket.send_bytes(goaway_frame(grace))
+            metrics.goaways_total.labels("budget").inc()
+            ending = Ending("relay", TRY_AGAIN_LATER, truncate_reason(spent), "tokens")
+            budget_bound.append(asyncio.get_running_loop().call_later(grace, session.end, ending))
+        if await relay.quota.charge(project.name, usage.total, project.quota) and spent is None:
             window = project.quota.tokens_per_minute
             return (
                 f'RESOURCE_EXHAUSTED: project "{project.name}" spent its {window} tokens per minute'
             )
-        return None
+        return spent
 
     max_seconds = settings.max_session_seconds
     if principal.expires_at is not None:
@@ -313,9 +364,34 @@ async def _relay(
             "dialect": dialect,
         },
     )
+    # The session's usage record (app/ledger): opened last, so nothing can fail before the
+    # `finally` that closes it.
+    account = relay.ledger.open(
+        SessionStart(
+            session_id,
+            project.name,
+            principal.user,
+            principal.credential,
+            principal.method,
+            setup.model,
+            time.time(),
+        )
+    )
+    if resumable is not None:
+        switching = resumable
+        account.switches = lambda: switching.switches
     try:
         ending = await session.run()
     finally:
+        for bound in budget_bound:
+            bound.cancel()
+        closing = session.ending or Ending("relay", INTERNAL_ERROR, "internal error", "error")
+        relay.ledger.close(
+            account,
+            close_code=closing.code,
+            closed_by=closing.closed_by,
+            outcome=closing.outcome,
+        )
         traffic = relay.sessions.remove(session, session_id)
         metrics.add_traffic(
             traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out

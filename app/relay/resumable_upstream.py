@@ -178,6 +178,7 @@ class ResumableUpstream:
         self._retiring: set[asyncio.Task[None]] = set()
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
         self._spare: asyncio.Task[UpstreamConnection] | None = None  # opened at a goAway
+        self.switches = 0  # switches done, for the session's usage record
 
     @property
     def first_setup_frame(self) -> str | bytes:
@@ -375,6 +376,7 @@ class ResumableUpstream:
                 self._retire(self._candidate)  # resumed, then given up (deadline, cancel)
                 self._candidate = None
         gap = self._loop.time() - started
+        self.switches += 1
         if cut_turn:
             self._out.extend(_CUT_TURN)
             self._resumable = True

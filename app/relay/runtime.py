@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.auth.authenticator import Authenticator
+from app.ledger.budgets import Budgets
+from app.ledger.ledger import Ledger
 from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
 from app.quota.types import QuotaStore
@@ -30,3 +32,5 @@ class Relay:
     pending: PendingAdmissions  # connections authenticated but not yet admitted
     early_connects: EarlyConnects  # which sessions open their upstream before admission
     handles: ResumptionHandles  # the resumption handles clients see (tenant-bound)
+    ledger: Ledger  # one usage record per session (docs/usage.md)
+    budgets: Budgets  # tokens and cost per day and month, in the quota store

@@ -7,7 +7,8 @@ JSON is parsed. Base64 never contains a quote, so a quoted key cannot hide insid
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from app import bounded_json
@@ -23,6 +24,8 @@ class Usage:
     prompt: int
     response: int
     total: int
+    # The whole usageMetadata object: the ledger reads its kinds and modalities (app/ledger).
+    report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _as_int(value: Any) -> int:
@@ -41,4 +44,4 @@ def read_usage(frame: bytes) -> Usage | None:
     prompt = _as_int(usage.get("promptTokenCount"))
     response = _as_int(usage.get("candidatesTokenCount", usage.get("responseTokenCount")))
     total = _as_int(usage.get("totalTokenCount")) or prompt + response
-    return Usage(prompt=prompt, response=response, total=total)
+    return Usage(prompt=prompt, response=response, total=total, report=usage)

@@ -13,6 +13,7 @@ TOPIC_PAGES = [
     "clients",
     "authentication",
     "quotas",
+    "usage",
     "close-codes",
     "emulator",
     "operations",

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis
 from websockets.asyncio.client import connect
 
@@ -87,6 +88,8 @@ class Stack:
         base = {"PATH": os.environ["PATH"], "HOME": str(self.workdir)}
         if "build" in service:  # built from our Dockerfile: the image's ENV first
             base |= self.image.env
+        if name == "postgres":  # its healthcheck's client asks the server on TCP, not a socket
+            base["PGHOST"] = "127.0.0.1"
         return base | {k: str(v) for k, v in service.get("environment", {}).items()}
 
     def service_argv(self, name: str) -> list[str]:
@@ -94,6 +97,8 @@ class Stack:
         command = [str(arg) for arg in service["command"]] if "command" in service else None
         if "build" in service:
             return self.image.command(command)
+        if name == "postgres":  # the postgres image's entrypoint, on the host's PostgreSQL
+            return [sys.executable, "-m", "tests.ops.postgres_service"]
         if name == "prometheus":  # the prom/prometheus image's own arguments, host paths
             assert self.prometheus is not None
             [mount] = [v for v in service["volumes"] if v.endswith("prometheus.yml:ro")]
@@ -116,6 +121,8 @@ class Stack:
                 self.wait_healthy(dependency)
         log = (self.workdir / f"{name}.log").open("wb")
         cwd = self.image.workdir if "build" in service else self.workdir
+        if name == "postgres":
+            cwd = ROOT  # where `python -m tests.ops.postgres_service` finds the module
         self.processes[name] = subprocess.Popen(
             self.service_argv(name),
             cwd=cwd,
@@ -257,6 +264,25 @@ def prometheus_view() -> dict[str, Any]:
     }
 
 
+async def ledger_records(url: str) -> list[dict[str, Any]]:
+    """The usage records in the compose stack's PostgreSQL, once the session's is final."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection = await asyncpg.connect(url, timeout=5)
+            try:
+                rows = await connection.fetch(
+                    "SELECT final, project, usage_reports, total_tokens FROM ledger_sessions"
+                )
+            finally:
+                await connection.close()
+        except (OSError, asyncpg.PostgresError):
+            rows = []  # the relay has not created its table yet
+        if any(row["final"] for row in rows) or time.monotonic() > deadline:
+            return [dict(row) for row in rows]
+        await asyncio.sleep(0.2)
+
+
 def main(image_file: str, workdir_name: str, prometheus: str = "") -> int:
     workdir = Path(workdir_name)
     image = LocalImage.from_json(Path(image_file).read_text())
@@ -284,6 +310,7 @@ def main(image_file: str, workdir_name: str, prometheus: str = "") -> int:
         report["turn"]["leases_after_session"] = leases_once_released(store)
         # What the session left in Redis: its token charge, in the project's window.
         report["turn"]["keys_after_session"] = sorted(store.scan_iter("relay:*"))
+        report["turn"]["ledger"] = asyncio.run(ledger_records(relay_env["RELAY_LEDGER_URL"]))
         report["config_target_scrape"] = scrape_config_target()
         if prometheus:
             report["prometheus"] = prometheus_view()

@@ -33,7 +33,7 @@ from tests.support.token_server import write_authorized_user
 
 COMPOSE = ROOT / "docker-compose.yml"
 VERTEX_OVERRIDE = ROOT / "docker" / "compose.vertex.yml"
-DEFAULT_SERVICES = {"relay", "redis", "emulator"}
+DEFAULT_SERVICES = {"relay", "redis", "postgres", "emulator"}
 
 
 def compose_schema_validator() -> jsonschema.protocols.Validator:
@@ -108,6 +108,17 @@ def test_relay_gets_valid_settings_using_the_emulator_and_redis_services(
 
     assert settings.redis_url is not None
     assert urlparse(settings.redis_url).hostname in services
+
+    # The usage ledger is the compose stack's PostgreSQL, with the credentials it is given.
+    assert settings.ledger_url is not None
+    ledger = urlparse(settings.ledger_url)
+    database = services["postgres"]["environment"]
+    assert ledger.hostname == "postgres"
+    assert (ledger.username, ledger.password) == (
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+    )
+    assert ledger.path == "/" + database["POSTGRES_DB"]
 
     published = [str(port).split(":")[-1] for port in services["relay"]["ports"]]
     assert str(settings.port) in published

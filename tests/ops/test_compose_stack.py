@@ -23,6 +23,7 @@ import pytest
 
 from tests.ops.deployment_files import ROOT, load_yaml
 from tests.ops.local_image import build
+from tests.ops.postgres_service import server_binaries_present
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip("private network namespaces are not available here (unshare --net --mount)")
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.skip("redis-server is missing (`make test` installs it)")
+    if not server_binaries_present() or os.getuid() != 0:
+        # The compose stack's usage ledger runs the host's PostgreSQL as its `postgres` user.
+        pytest.skip("PostgreSQL's server binaries, and root to run them as postgres, are needed")
     image = build(tmp_path_factory.mktemp("image"))
     image_file = tmp_path_factory.mktemp("spec") / "image.json"
     image_file.write_text(image.to_json())
@@ -98,13 +102,23 @@ def test_the_session_holds_its_quota_lease_in_redis_and_charges_tokens_there(
     assert turn["keys_after_session"] == ["relay:{default}:released", "relay:{default}:tokens"]
 
 
+def test_the_session_leaves_its_usage_record_in_the_stacks_postgres(
+    report: dict[str, Any],
+) -> None:
+    [record] = report["turn"]["ledger"]
+    assert record["final"]
+    assert record["project"] == "default"
+    assert record["usage_reports"] == 1
+    assert record["total_tokens"] > 0
+
+
 def test_the_images_healthcheck_passes(report: dict[str, Any]) -> None:
     assert report["relay_healthcheck"] == 0
     assert report["healthcheck_argv"][-1].endswith("/opt/live-relay/healthcheck.py")
 
 
 def test_every_service_is_still_running(report: dict[str, Any]) -> None:
-    assert set(report["running"]) >= {"relay", "emulator", "redis"}
+    assert set(report["running"]) >= {"relay", "emulator", "redis", "postgres"}
     assert all(report["running"].values()), report["running"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.ledger.metrics import LedgerMetrics
 from app.metrics import RelayMetrics, metrics_registry
 from app.settings import Settings
 from tests.ops.deployment_files import ROOT
@@ -48,3 +49,13 @@ def test_metrics_and_log_settings_are_documented() -> None:
 def test_docs_name_only_settings_that_exist(path: Path) -> None:
     named = set(re.findall(r"(?<![A-Z_])RELAY_[A-Z0-9_]+", path.read_text()))
     assert named - SETTINGS == set()
+
+
+def test_every_ledger_metric_is_documented() -> None:
+    registry = metrics_registry()
+    LedgerMetrics(registry)
+    text = (ROOT / "docs" / "usage.md").read_text()
+    for family in registry.collect():
+        if family.name.startswith("relay_"):
+            exposed = family.name + ("_total" if family.type == "counter" else "")
+            assert f"`{exposed}`" in text, exposed

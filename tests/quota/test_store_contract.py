@@ -519,3 +519,31 @@ async def test_renew_keeps_a_users_held_leases_even_over_a_user_cap_lowered_sinc
     tight = QuotaLimits(max_sessions=10, max_sessions_per_user=1)
     assert await backend.store.renew(mine, {"acme": tight}, TTL) == Renewal(0, ())
     assert len(await held(backend)) == 3
+
+
+# --- budget counters -----------------------------------------------------------------------
+
+
+async def test_counters_add_atomically_across_replicas_and_zero_only_reads(
+    backend: Backend,
+) -> None:
+    later = time.time() + 3600
+    other = backend.replica()
+    names = ["tokens:day:2026-12-07", "tokens:day:2026-12-07:user:zoë 🦊"]
+    adds = [
+        store.add_to_counters("acme", [(name, 3, later) for name in names])
+        for store in (backend.store, other)
+        for _ in range(50)
+    ]
+    await asyncio.gather(*adds)
+    assert await other.add_to_counters("acme", [(name, 0, later) for name in names]) == [300, 300]
+    # Counters are the project's own, and a read of one never set is zero.
+    assert await backend.store.add_to_counters("other", [(names[0], 0, later)]) == [0]
+    assert await backend.store.add_to_counters("acme", [("usd:month:2026-12", 7, later)]) == [7]
+
+
+async def test_a_counter_is_forgotten_when_it_expires(backend: Backend) -> None:
+    soon = time.time() + 0.2
+    assert await backend.store.add_to_counters("acme", [("tokens:day:x", 5, soon)]) == [5]
+    await asyncio.sleep(0.4)
+    assert await backend.store.add_to_counters("acme", [("tokens:day:x", 0, soon + 10)]) == [0]

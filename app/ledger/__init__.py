@@ -1,0 +1,1 @@
+"""The usage ledger: one durable record per session, written beside the hot path (see ledger.py)."""
