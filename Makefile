@@ -17,7 +17,7 @@ UV_COMPILE   := $(UV) pip compile pyproject.toml --universal --python-version 3.
 ARGS ?=
 # The exit status `live-relay dev` uses for "port taken", after printing the one line that says
 # what to do: make adds no error of its own for it (see app/ports.py).
-PORT_TAKEN_STATUS := 3
+PORT_TAKEN_STATUS := 8
 
 .PHONY: run test lint typecheck pytest bench bench-deps system-deps js-deps prometheus-bin docs config-docs lock clean
 JS_STAMP := tests/js/node_modules/.installed-stamp

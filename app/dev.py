@@ -9,9 +9,11 @@ from pathlib import Path
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.devcert import ensure_dev_certificate
-from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
-from app.serve import add_server_arguments, overrides_from, public_url, serve
+from app.exit_status import ExitStatus
+from app.ports import said_cannot_listen
+from app.serve import add_server_arguments, overrides_from, public_url, refuse, serve
 from app.settings import Settings, SettingsError, load_settings
+from app.startup import StartupError, preflight, settings_problems
 
 DEV_CERT_DIR = Path(".live-relay/dev-tls")
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             "read as JWTs and refused on every request); try --api-key lr_dev_mykey",
             file=sys.stderr,
         )
-        return 2
+        return ExitStatus.SETTINGS
     api_key = args.api_key or "lr_dev_" + secrets.token_urlsafe(24)
     overrides = overrides_from(args, ("host", "port", "tls_cert_file", "tls_key_file"))
     ca_file: Path | None = None
@@ -60,14 +62,15 @@ def run(args: argparse.Namespace) -> int:
             demo_page=True,
             log_format=args.log_format,
         )
+        preflight(settings)
     except SettingsError as exc:
-        print(f"live-relay: {exc}", file=sys.stderr)
-        return 2
-    if said_port_taken(
-        settings.host, settings.port, option='--port {port} (make run ARGS="--port {port}")'
-    ):
-        return PORT_TAKEN_EXIT_STATUS
-    return serve(settings, announce=lambda s, port: banner(s, port, api_key, ca_file))
+        return refuse(settings_problems(exc))
+    except StartupError as exc:
+        return refuse(exc.problems)
+    listen = '--port {port} (make run ARGS="--port {port}")'
+    return said_cannot_listen(settings.host, settings.port, option=listen) or serve(
+        settings, announce=lambda s, port: banner(s, port, api_key, ca_file)
+    )
 
 
 def banner(settings: Settings, port: int, api_key: str, ca_file: Path | None) -> str:

@@ -169,7 +169,7 @@ async def test_a_text_frame_that_is_not_utf8_closes_1007_without_an_error_log(
     async with connect(relay.url, additional_headers=auth_headers()) as ws:
         if after_setup:
             await ws.send(json.dumps({"setup": {"model": MODEL}}))
-            assert "setupComplete" in (await asyncio.wait_for(ws.recv(), 10)).decode()
+            assert b"setupComplete" in await asyncio.wait_for(ws.recv(decode=False), 10)
         await ws.send(b'{"realtimeInput": {"text": "caf\xe9"}}', text=True)
         code, reason = await close_of(ws)
     assert (code, reason) == (1007, "Text frame is not valid UTF-8.")
