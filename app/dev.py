@@ -75,19 +75,20 @@ def run(args: argparse.Namespace) -> int:
 
 def banner(settings: Settings, port: int, api_key: str, ca_file: Path | None) -> str:
     url = public_url(settings, port)
-    ssl_line = ""
-    if ca_file is not None:
-        ssl_line = (
-            f'\n        "async_client_args": {{"ssl": ssl.create_default_context('
-            f'cafile="{ca_file.resolve()}")}},'
-        )
     page = url.replace("ws", "http", 1).removesuffix("/v1/live")
     trust = "" if ca_file is None else " (trust the CA below, or run with --plain)"
-    return f"""\
+    head = f"""\
 live-relay dev: relay on {url} (upstream: in-process offline emulator)
 API key: {api_key}
 Browser demo: {page}/#key={api_key}{trust}
+"""
+    if ca_file is None:
+        return head + plain_snippet(url, api_key, page)
+    return head + f"Dev CA: {ca_file.resolve()}\n" + python_snippet(url, api_key, ca_file)
 
+
+def python_snippet(url: str, api_key: str, ca_file: Path) -> str:
+    return f"""
 Paste into Python (pip install google-genai):
 
 import asyncio, ssl
@@ -95,7 +96,8 @@ from google import genai
 
 client = genai.Client(vertexai=True, http_options={{
         "base_url": "{url}",
-        "headers": {{"Authorization": "Bearer {api_key}"}},{ssl_line}
+        "headers": {{"Authorization": "Bearer {api_key}"}},
+        "async_client_args": {{"ssl": ssl.create_default_context(cafile="{ca_file.resolve()}")}},
 }})
 
 async def main() -> None:
@@ -111,4 +113,29 @@ async def main() -> None:
     print()
 
 asyncio.run(main())
+"""
+
+
+def plain_snippet(url: str, api_key: str, page: str) -> str:
+    """For ws://, which the google-genai SDKs refuse (they always pass TLS settings): a plain
+    WebSocket, as a page has, that prints the reply and closes."""
+    return f"""
+The google-genai SDKs need wss:// (run without --plain for a Python snippet).
+Paste into the browser console on {page}/ (or save as hello.mjs and run with Node.js 22+):
+
+const ws = new WebSocket("{url}?access_token={api_key}");
+ws.binaryType = "arraybuffer";
+ws.onopen = () => ws.send(JSON.stringify({{ setup: {{
+  model: "gemini-live-2.5-flash", generationConfig: {{ responseModalities: ["TEXT"] }} }} }}));
+let reply = "";
+ws.onmessage = (event) => {{
+  const message = JSON.parse(new TextDecoder().decode(event.data));
+  if (message.setupComplete) ws.send(JSON.stringify({{ clientContent: {{
+    turns: [{{ role: "user", parts: [{{ text: "Hello" }}] }}], turnComplete: true }} }}));
+  for (const part of message.serverContent?.modelTurn?.parts ?? []) reply += part.text ?? "";
+  if (message.serverContent?.turnComplete) {{
+    console.log(reply);
+    ws.close();
+  }}
+}};
 """
