@@ -70,8 +70,20 @@ def file_problems(settings: Settings) -> list[Problem]:
         try:
             check_vertex_settings(settings)
         except SettingsError as exc:
-            problems.append(Problem(ExitStatus.FILE, str(exc)))
+            problems.append(Problem(ExitStatus.FILE, _with_fix(str(exc))))
     return problems + _tls_problems(settings) + _projects_file_problems(settings)
+
+
+def _with_fix(line: str) -> str:
+    """A Vertex file problem with its fix, unless it says one already."""
+    if line.startswith("RELAY_VERTEX_CA_FILE"):
+        return line + " -- fix: give a PEM bundle of the CA that signs the endpoint, or unset it"
+    if "; use" in line:
+        return line
+    return line + (
+        " -- fix: give a service-account key or an authorized_user file, or unset it for "
+        "Application Default Credentials"
+    )
 
 
 def check_startup(settings: Settings) -> None:
