@@ -29,7 +29,7 @@ JS_DIR = Path(__file__).parents[1] / "js"
 CLIENTS = DOCS / "clients.md"
 PAGES = [README, CLIENTS]
 REPLY = 'Reply 1: you said "Hello".'
-CA_PLACEHOLDER = "/path/to/live-relay/.live-relay/dev-tls/ca.pem"
+CA_PLACEHOLDER = "/path/to/.live-relay/dev-tls/ca.pem"
 SNIPPET_SECONDS = 60  # a snippet that has not exited by then never would
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 needs_js_sdk = pytest.mark.skipif(
