@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.markdown import DOCS, README, block_containing
+from tests.docs.markdown import DOCS, README, block_containing, code_blocks
 from tests.support.net import wait_for_port
 
 API_KEY = "lr_dev_snippet_test_key"
@@ -30,6 +30,7 @@ CLIENTS = DOCS / "clients.md"
 PAGES = [README, CLIENTS]
 REPLY = 'Reply 1: you said "Hello".'
 CA_PLACEHOLDER = "/path/to/.live-relay/dev-tls/ca.pem"
+QUICK_START = 'parts": [{"text": "Hello"}]'
 SNIPPET_SECONDS = 60  # a snippet that has not exited by then never would
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 needs_js_sdk = pytest.mark.skipif(
@@ -112,7 +113,7 @@ def reader_dir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_the_python_sdk_quick_start_runs(page: Path, dev_relay: DevRelay, reader_dir: Path) -> None:
-    block = block_containing(page, "python", "genai.Client(")
+    [block] = [b for b in code_blocks(page, "python") if QUICK_START in b.text]
     assert CA_PLACEHOLDER in block.text
     (reader_dir / "quick_start.py").write_text(pasted(block.text, dev_relay))
     output = run_to_the_end([sys.executable, "quick_start.py"], reader_dir, env=dict(os.environ))
@@ -149,3 +150,15 @@ def test_the_browser_quick_start_runs(
     command = ["node", "--experimental-websocket", "--no-warnings", "browser.mjs"]
     output = run_to_the_end(command, reader_dir, env)
     assert output.strip() == REPLY
+
+
+def test_a_refused_sdk_connection_shows_the_relays_reason(
+    dev_relay: DevRelay, reader_dir: Path
+) -> None:
+    """A wrong key, as a reader would make the mistake: the documented handler prints the
+    status and the relay's reason, where the SDK alone shows a traceback ending in HTTP 401."""
+    block = block_containing(CLIENTS, "python", "InvalidStatus")
+    code = pasted(block.text, dev_relay).replace(API_KEY, "lr_dev_not_the_right_key")
+    (reader_dir / "refused.py").write_text(code)
+    output = run_to_the_end([sys.executable, "refused.py"], reader_dir, env=dict(os.environ))
+    assert output.strip() == "401 UNAUTHENTICATED the API key is not recognised"
