@@ -38,6 +38,9 @@ class _Refusal:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption(NO_SERVERS):
         return
+    # A test cut short where it starts a server may leave what it opened before to the garbage
+    # collector; `make test`, which runs it whole, is where such leaks are errors.
+    config.addinivalue_line("filterwarnings", "ignore::pytest.PytestUnraisableExceptionWarning")
     bind = socket.socket.bind
     execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 

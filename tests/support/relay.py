@@ -74,15 +74,7 @@ class RelayProcess:
         full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
         full_env |= {"RELAY_PORT": str(self.port), "RELAY_LOG_FORMAT": "json", **env}
         self._log = log_file.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, "serve"],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # A group of its own: `kill` ends the workers of `--workers N` with their
-            # supervisor (a SIGKILLed supervisor leaves its workers running otherwise).
-            start_new_session=True,
-        )
+        self.process = self._start(module, full_env)
         try:
             if not self.port:
                 self.port = self._announced_port(timeout=30)
@@ -90,6 +82,21 @@ class RelayProcess:
         except TimeoutError:
             self.kill()
             raise RuntimeError(f"relay did not start:\n{self.output()}") from None
+
+    def _start(self, module: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", module, "serve"],
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                # A group of its own: `kill` ends the workers of `--workers N` with their
+                # supervisor (a SIGKILLed supervisor leaves its workers running otherwise).
+                start_new_session=True,
+            )
+        except BaseException:  # not started (make test-fast skips here): nothing to kill
+            self._log.close()
+            raise
 
     def _announced_port(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
