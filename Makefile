@@ -1,6 +1,8 @@
 # Two commands on a fresh machine with python3 (3.11+) and make:
 #   make run   - set everything up and start the relay with the embedded emulator
 #   make test  - set everything up, lint, type-check and run every test
+# and one for the inner loop:
+#   make test-fast - lint, type-check and the tests that start no server, process or browser
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -17,9 +19,12 @@ UV_COMPILE   := $(UV) pip compile pyproject.toml --universal --python-version 3.
 ARGS ?=
 # The exit status `live-relay dev` uses for "port taken", after printing the one line that says
 # what to do: make adds no error of its own for it (see app/ports.py).
-PORT_TAKEN_STATUS := 3
+PORT_TAKEN_STATUS := 8
+# pytest-xdist workers for `make pytest`. The suite mostly waits on sockets, processes and
+# timers, so twice the cores keeps a 2-core machine busy; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) * 2 )))
 
-.PHONY: run test lint typecheck pytest bench bench-deps system-deps js-deps prometheus-bin docs config-docs lock clean
+.PHONY: run test test-fast lint typecheck pytest bench bench-deps system-deps js-deps prometheus-bin docs config-docs lock clean
 JS_STAMP := tests/js/node_modules/.installed-stamp
 
 # Debian and Ubuntu ship venv's ensurepip in a package of its own, named after the exact Python
@@ -114,12 +119,21 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected nothing: a suite that runs no test is a failure, said plainly.
+# worksteal: a worker that runs out takes queued tests from a busy one, so the few long tests
+# (a browser latency run, the compose stack) do not leave the others idle at the end.
 pytest: $(STAMP) system-deps js-deps prometheus-bin
-	@$(PY) -m pytest; status=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$status
 
 test: lint typecheck pytest
+
+# The inner loop: every test skips itself at its first socket bind or process start
+# (tests/conftest.py, --no-servers), so what runs are the unit tests; skips are not listed.
+test-fast: lint typecheck
+	@$(PY) -m pytest --no-servers -q -r fE; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
+	  exit $$status
 
 # `make bench` measures nginx on the same core as the yardstick of a C proxy (tests/bench/targets.py).
 bench-deps:

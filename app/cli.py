@@ -15,18 +15,28 @@ from collections.abc import Sequence
 #   configure(parser: argparse.ArgumentParser) -> None
 #   run(args: argparse.Namespace) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("app.serve", "run the relay (uvicorn; settings from RELAY_* variables)"),
-    "dev": ("app.dev", "run the relay with the in-process emulator and a generated dev key"),
-    "emulator": ("app.emulator.cli", "run the offline Live API emulator on its own"),
-    "keys": ("app.auth.keys_cli", "make project API keys (`keys create --project P`)"),
-    "loadtest": ("app.loadtest.cli", "simulated voice sessions against a Live endpoint, timed"),
-    "doctor": ("app.doctor", "check step by step that the relay can reach Vertex AI"),
-    "usage": ("app.ledger.cli", "the usage report of a project, from the ledger (docs/usage.md)"),
+    "dev": ("app.dev", "try it: the relay with a built-in offline Gemini stand-in and a test key"),
+    "serve": ("app.serve", "run the relay for real, in front of Vertex AI (settings: RELAY_*)"),
+    "doctor": ("app.doctor", "check step by step that this machine can reach Vertex AI"),
+    "keys": ("app.auth.keys_cli", "make an API key for your clients (`keys create --project P`)"),
+    "emulator": ("app.emulator.cli", "run the offline Gemini Live stand-in on its own"),
+    "loadtest": ("app.loadtest.cli", "open many simulated voice sessions and time the answers"),
+    "usage": ("app.ledger.cli", "print a project's usage and cost, from the ledger"),
 }
+
+DESCRIPTION = (
+    "live-relay lets browser and mobile apps talk to Gemini live (voice and text) through your "
+    "own server: it checks each app's key, keeps each project within its limits, and passes "
+    "the conversation on to Google's Vertex AI."
+)
+EPILOG = (
+    "New here? Run `live-relay dev` (or `make run`): it prints an address, a key and code "
+    "to paste. `live-relay COMMAND --help` says more about each command."
+)
 
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | None]:
-    parser = argparse.ArgumentParser(prog="live-relay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="live-relay", description=DESCRIPTION, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((arg for arg in argv if arg in COMMANDS), None)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -11,12 +11,17 @@ One line per step, `ok` or `FAIL` with a fix:
 
 Steps 1-5 each need the one before, so the first failure ends the run; every model is checked.
 The exit status is 0 only when every step passed. Uses the same code paths as `serve`.
+
+With `RELAY_UPSTREAM=emulator` it checks the emulator instead (`RELAY_EMULATOR_URL`, or the
+embedded one it starts), skipping steps 2-4, which only Vertex AI needs: a way to try it
+without a Google account.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -27,8 +32,9 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from websockets.exceptions import ConnectionClosed
 
+from app.emulator import Emulator, EmulatorConfig
 from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream import UpstreamConnector, UpstreamUnavailable
+from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
 from app.relay.vertex import (
     GoogleTokenSource,
     describe_credentials,
@@ -92,8 +98,21 @@ class Endpoint:
     connector: UpstreamConnector
 
 
+# The project the relay names in front of the emulator (as app.factory does).
+EMULATOR_PROJECT = "live-relay-dev"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "Reads the same RELAY_* settings (and .env file) as `live-relay serve`."
+    parser.description = (
+        "Check step by step that the relay can reach Vertex AI: settings, credentials, an "
+        "access token, the project, the TLS + WebSocket handshake, then a setup per allowed "
+        "model. Each failure comes with its fix."
+    )
+    parser.epilog = (
+        "Reads the same RELAY_* settings (and .env file) as `live-relay serve`. To try it "
+        "without a Google account: RELAY_UPSTREAM=emulator live-relay doctor (checks the "
+        "embedded emulator, or RELAY_EMULATOR_URL)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,15 +121,24 @@ def run(args: argparse.Namespace) -> int:
 
 async def diagnose(out: TextIO) -> int:
     report = Report(out)
-    endpoint = await _prepare(report)
-    if endpoint is not None and await _handshake(report, endpoint):
-        for model in endpoint.settings.allowed_models:
-            await _setup(report, endpoint, model)
+    settings = _settings(report)
+    if settings is not None and settings.upstream == "emulator":
+        return await _diagnose_emulator(report, settings)
+    endpoint = None if settings is None else await _prepare(report, settings)
+    if endpoint is not None:
+        await _check_endpoint(report, endpoint)
     return 1 if report.failed or endpoint is None else 0
 
 
-async def _prepare(report: Report) -> Endpoint | None:
-    """Steps 1-4; None after the first failure."""
+async def _check_endpoint(report: Report, endpoint: Endpoint) -> None:
+    """Steps 5 and 6."""
+    if await _handshake(report, endpoint):
+        for model in endpoint.settings.allowed_models:
+            await _setup(report, endpoint, model)
+
+
+def _settings(report: Report) -> Settings | None:
+    """Step 1."""
     try:
         settings = load_settings()
         check_startup(settings)
@@ -118,15 +146,36 @@ async def _prepare(report: Report) -> Endpoint | None:
         detail = str(exc).replace("\n  ", " ").replace("invalid settings:", "").strip()
         report.fail("settings", detail, "correct the settings named (`live-relay serve --help`)")
         return None
-    if settings.upstream != "vertex":
-        report.fail("settings", "RELAY_UPSTREAM is not vertex", "set RELAY_UPSTREAM=vertex")
-        return None
+    return settings
+
+
+async def _diagnose_emulator(report: Report, settings: Settings) -> int:
+    """Steps 1, 5 and 6 against the emulator: no credentials, token or project to check."""
+    async with contextlib.AsyncExitStack() as stack:
+        base_url = settings.emulator_url
+        where = f"RELAY_EMULATOR_URL {base_url}"
+        if base_url is None:
+            emulator = Emulator(EmulatorConfig(known_models=settings.allowed_models))
+            await stack.enter_async_context(emulator)
+            base_url, where = emulator.base_url, "the embedded emulator (started for this check)"
+        report.ok("settings", f"upstream emulator: {where}; no Google credentials needed")
+        target = UpstreamTarget(
+            settings.vertex_project or EMULATOR_PROJECT, settings.vertex_location
+        )
+        url = live_url(base_url, settings.vertex_api_version)
+        connector = UpstreamConnector(url=url, target=target, settings=settings)
+        await _check_endpoint(report, Endpoint(settings, connector))
+    return 1 if report.failed else 0
+
+
+async def _prepare(report: Report, settings: Settings) -> Endpoint | None:
+    """Steps 2-4; None after the first failure."""
     report.ok("settings", f"upstream vertex, API {settings.vertex_api_version}")
 
     try:
         credentials, credentials_project = await asyncio.to_thread(load_credentials, settings)
     except (google.auth.exceptions.GoogleAuthError, ValueError) as exc:
-        report.fail("credentials", f"none found ({_first_line(exc)})", CREDENTIALS_FIX)
+        report.fail("credentials", f"none found ({_detail(exc)})", CREDENTIALS_FIX)
         return None
     source = (
         "RELAY_VERTEX_CREDENTIALS_FILE"
@@ -137,8 +186,18 @@ async def _prepare(report: Report) -> Endpoint | None:
 
     try:
         await asyncio.to_thread(credentials.refresh, google.auth.transport.requests.Request())
+    except google.auth.exceptions.TransportError as exc:
+        # Not an answer from Google: DNS, a firewall, a proxy. The credentials may be fine.
+        endpoint = _token_endpoint(credentials)
+        report.fail(
+            "access token",
+            f"could not reach the token endpoint {endpoint} ({_detail(exc)})",
+            f"check this host's DNS and that it can reach {endpoint} on port 443 (firewall, "
+            "egress proxy: HTTPS_PROXY)",
+        )
+        return None
     except google.auth.exceptions.GoogleAuthError as exc:
-        detail = f"refused ({type(exc).__name__}: {_first_line(exc)})"
+        detail = f"refused ({type(exc).__name__}: {_detail(exc)})"
         report.fail(
             "access token", detail, "the credentials are revoked or wrong: " + CREDENTIALS_FIX
         )
@@ -213,9 +272,15 @@ async def _setup(report: Report, endpoint: Endpoint, model: str) -> None:
     report.ok(step, "setup answered by setupComplete")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+def _detail(exc: BaseException) -> str:
+    """The whole message on one line: a cut one hides the part that says what is wrong."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _token_endpoint(credentials: object) -> str:
+    """Where these credentials get their tokens (google-auth's default when they do not say)."""
+    uri = getattr(credentials, "_token_uri", None) or getattr(credentials, "token_uri", None)
+    return str(uri or "https://oauth2.googleapis.com/token")
 
 
 def _lifetime(expiry: dt.datetime | None) -> str:

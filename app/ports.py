@@ -1,9 +1,11 @@
-"""A taken listening port, said in one line with the fix, instead of uvicorn's error and exit.
+"""An address that cannot be listened on, said in one line with the fix, instead of uvicorn's
+error and exit.
 
-uvicorn logs `[Errno 98] Address already in use` and exits 1 when it cannot bind, which under
-`make run` becomes a log line plus make's own error. `live-relay serve` and `dev` ask first,
-by binding the address the way uvicorn will (SO_REUSEADDR, so a port in TIME_WAIT counts as
-free, as it does for uvicorn), and name what holds the port when Linux's /proc tells cheaply.
+uvicorn logs `[Errno 98] Address already in use` (or `[Errno 99] Cannot assign requested
+address`) and exits 3, its status for any start-up failure. `live-relay serve` and `dev` ask
+first, by binding the address the way uvicorn will (SO_REUSEADDR, so a port in TIME_WAIT counts
+as free, as it does for uvicorn), name what holds a taken port when Linux's /proc tells
+cheaply, and exit with a status of each kind's own (`app.exit_status`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import socket
 import sys
 from pathlib import Path
 
+from app.exit_status import ExitStatus
+
 # The exit status for "port taken", so `make run` can leave the one line alone (see Makefile).
-PORT_TAKEN_EXIT_STATUS = 3
+PORT_TAKEN_EXIT_STATUS = ExitStatus.PORT_TAKEN
 TCP_LISTEN = "0A"  # the `st` column of /proc/net/tcp for a listening socket
 NEARBY_PORTS = 20
 
@@ -92,9 +96,37 @@ def taken_message(host: str, port: int, *, option: str) -> str:
     )
 
 
-def said_port_taken(host: str, port: int, *, option: str) -> bool:
-    """When (host, port) is taken, say so in one line on stderr and return True."""
-    if not is_taken(host, port):
-        return False
-    print(f"live-relay: {taken_message(host, port, option=option)}", file=sys.stderr)
-    return True
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why binding (host, port) fails now, if it does (port 0: whether the host can be bound)."""
+    try:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc
+    return None
+
+
+def cannot_listen_message(host: str, port: int, error: OSError) -> str:
+    why = error.strerror or str(error)
+    if error.errno == errno.EACCES and 0 < port < 1024:
+        return (
+            f"cannot listen on port {port}: {why} -- fix: pick a port above 1023, e.g. --port 8080"
+        )
+    return (
+        f"cannot listen on {host}:{port}: {why} -- fix: use an address of this machine, "
+        "--host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every interface)"
+    )
+
+
+def said_cannot_listen(host: str, port: int, *, option: str) -> ExitStatus | None:
+    """When (host, port) cannot be listened on, say why in one line on stderr and return the
+    exit status of that kind: `PORT_TAKEN` or `CANNOT_LISTEN`. `option` as for `taken_message`."""
+    error = bind_error(host, port)
+    if error is None:
+        return None
+    if error.errno == errno.EADDRINUSE:
+        print(f"live-relay: {taken_message(host, port, option=option)}", file=sys.stderr)
+        return ExitStatus.PORT_TAKEN
+    print(f"live-relay: {cannot_listen_message(host, port, error)}", file=sys.stderr)
+    return ExitStatus.CANNOT_LISTEN

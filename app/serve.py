@@ -12,13 +12,14 @@ from typing import Any
 
 import uvicorn
 
+from app.exit_status import ExitStatus
 from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
-from app.ports import PORT_TAKEN_EXIT_STATUS, said_port_taken
+from app.ports import said_cannot_listen
 from app.relay.bounded_protocols import ConnectionLimits, RelayUvicornConfig
 from app.settings import Settings, SettingsError, describe_settings, load_settings
-from app.startup import check_startup
+from app.startup import Problem, StartupError, preflight, settings_problems
 from app.supervisor import ReloadingMultiprocess
 
 # Client-leg keepalive: the google-genai SDK pings every 20 s; we ping idle clients as often.
@@ -55,13 +56,20 @@ def run(args: argparse.Namespace) -> int:
     names = ("host", "port", "workers", "tls_cert_file", "tls_key_file")
     try:
         settings = load_settings(**overrides_from(args, names))
-        check_startup(settings)
+        preflight(settings)
     except SettingsError as exc:
-        print(f"live-relay: {exc}", file=sys.stderr)
-        return 2
-    if said_port_taken(settings.host, settings.port, option="--port {port} (or RELAY_PORT={port})"):
-        return PORT_TAKEN_EXIT_STATUS
-    return serve(settings)
+        return refuse(settings_problems(exc))
+    except StartupError as exc:
+        return refuse(exc.problems)
+    listen = "--port {port} (or RELAY_PORT={port})"
+    return said_cannot_listen(settings.host, settings.port, option=listen) or serve(settings)
+
+
+def refuse(problems: list[Problem]) -> int:
+    """Say each problem in one line on stderr; the exit status is the first one's kind."""
+    for problem in problems:
+        print(f"live-relay: {problem.line}", file=sys.stderr)
+    return problems[0].status
 
 
 def uvicorn_config(settings: Settings, app: Any, *, configure_logs: bool = True) -> uvicorn.Config:
@@ -107,22 +115,28 @@ def announce_url(settings: Settings, port: int) -> str:
 
 
 def serve(settings: Settings, announce: Callable[[Settings, int], str] = announce_url) -> int:
-    """Run until SIGTERM (drain, then exit 0) or SIGINT; print `announce` once the port is bound."""
+    """Run until SIGTERM (drain, then exit 0) or SIGINT; print `announce` once the port is bound.
+    A start-up failure exits `STARTUP_FAILED`, never uvicorn's 3 (see `app.exit_status`)."""
     signal.signal(signal.SIGTERM, _exit_zero_after_graceful_shutdown)
-    if settings.workers > 1:
-        prepare_multiprocess(settings)
-        config = uvicorn_config(settings, "app.factory:create_app")
+    try:
+        if settings.workers > 1:
+            prepare_multiprocess(settings)
+            config = uvicorn_config(settings, "app.factory:create_app")
+            sock = config.bind_socket()
+            print(announce(settings, _port(sock)), flush=True)
+            ReloadingMultiprocess(config, sockets=[sock]).run()
+            return ExitStatus.OK
+        config = uvicorn_config(settings, create_app(settings))
         sock = config.bind_socket()
         print(announce(settings, _port(sock)), flush=True)
-        ReloadingMultiprocess(config, sockets=[sock]).run()
-        return 0
-    config = uvicorn_config(settings, create_app(settings))
-    sock = config.bind_socket()
-    print(announce(settings, _port(sock)), flush=True)
-    server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
-    return 0 if server.started else 1
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    except SystemExit as exit_:
+        if exit_.code == uvicorn.config.STARTUP_FAILURE:
+            return ExitStatus.STARTUP_FAILED
+        raise
+    return ExitStatus.OK if server.started else ExitStatus.STARTUP_FAILED
 
 
 def _port(sock: socket.socket) -> int:

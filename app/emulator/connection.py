@@ -243,7 +243,7 @@ def _open_session(
 async def _receive(
     ws: ServerConnection, session: LiveSession, faults: _FaultCounter, context: ConnectionContext
 ) -> None:
-    echo = context.config.echo_audio
+    echo = context.config.echo_audio or session.setup.echoes_audio
     stats = context.stats
     async for frame in ws:
         stats.binary_frames += isinstance(frame, bytes)

@@ -135,6 +135,10 @@ class LiveSession:
 
     # --- client messages ------------------------------------------------------------------
 
+    @property
+    def setup(self) -> SessionSetup:
+        return self._setup
+
     def handle(self, kind: str, value: Any) -> None:
         """Apply one client message (top-level field `kind`); raises ProtocolViolation."""
         try:

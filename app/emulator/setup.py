@@ -16,6 +16,12 @@ _VERTEX_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/publishers/google/mo
 _VERTEX_PROJECT = re.compile(r"projects/([^/]+)/")
 
 
+# A session whose system instruction is exactly this runs in load-test mode (every audio chunk
+# answered at once by the same bytes), whatever the emulator's `echo_audio`: so `live-relay
+# loadtest` works against any emulator, `make run`'s included, with no option to restart it.
+ECHO_AUDIO_INSTRUCTION = "live-relay loadtest: answer each audio chunk with itself"
+
+
 @dataclass(frozen=True)
 class SessionSetup:
     model: str
@@ -37,6 +43,10 @@ class SessionSetup:
     resume_handle: str | None
     # `contextWindowCompression` was set: no session duration cap applies.
     compression: bool
+
+    @property
+    def echoes_audio(self) -> bool:
+        return self.system_instruction == ECHO_AUDIO_INSTRUCTION
 
 
 def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> SessionSetup:

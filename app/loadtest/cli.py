@@ -48,9 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="model sent in setup, as given (the emulator wants the full Vertex path; "
-        "default %(default)s)",
+        default="",
+        help=f"model sent in setup, as given (default: {DEFAULT_MODEL}, as a full Vertex path "
+        "when the url is the emulator's Vertex path)",
     )
     credential = parser.add_mutually_exclusive_group()
     credential.add_argument("--api-key", help="sent as `Authorization: Bearer KEY`")

@@ -7,11 +7,17 @@ from pathlib import Path
 
 from app.loadtest.probe import MAX_CHUNK_MS, MIN_CHUNK_MS
 
-# A Vertex model path is what the emulator expects when it is hit directly; the relay also
-# accepts it, so the default works against both.
-DEFAULT_MODEL = (
-    "projects/loadtest/locations/us-central1/publishers/google/models/gemini-live-2.5-flash"
-)
+# The model a load test asks for unless told: a relay takes the bare name (and refuses a path
+# that names a project other than its own); the emulator hit directly wants a Vertex path.
+DEFAULT_MODEL = "gemini-live-2.5-flash"
+VERTEX_PATH_MARKER = "/google.cloud.aiplatform."
+
+
+def default_model(url: str) -> str:
+    """`DEFAULT_MODEL` as the endpoint at `url` wants it named."""
+    if VERTEX_PATH_MARKER in url:
+        return f"projects/loadtest/locations/us-central1/publishers/google/models/{DEFAULT_MODEL}"
+    return DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -19,7 +25,8 @@ class LoadConfig:
     """One load test. Every duration is bounded, so a run always ends by itself."""
 
     url: str
-    model: str = DEFAULT_MODEL
+    model: str = ""
+    """The model sent in setup, as given; empty: `default_model(url)`."""
     sessions: int = 1
     duration_seconds: float = 10.0
     ramp_up_seconds: float = 1.0
@@ -40,6 +47,8 @@ class LoadConfig:
     def __post_init__(self) -> None:
         if not self.url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        if not self.model:
+            object.__setattr__(self, "model", default_model(self.url))
         if self.ca_file is not None and not self.url.startswith("wss://"):
             raise ValueError("a CA file only makes sense with a wss:// url")
         if not 1 <= self.sessions <= 10_000:

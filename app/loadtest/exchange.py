@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
+from app.emulator.setup import ECHO_AUDIO_INSTRUCTION
 from app.loadtest.probe import AudioProbe, read_echo
 
 
@@ -27,8 +28,9 @@ class Exchange(Protocol):
         """The send time of the frame `message` answers, or None when it answers none."""
 
 
-def _setup(model: str, modality: str) -> bytes:
-    setup = {"setup": {"model": model, "generationConfig": {"responseModalities": [modality]}}}
+def _setup(model: str, modality: str, **fields: object) -> bytes:
+    generation = {"generationConfig": {"responseModalities": [modality]}}
+    setup = {"setup": {"model": model, **generation, **fields}}
     return json.dumps(setup, separators=(",", ":")).encode()
 
 
@@ -42,7 +44,9 @@ class AudioExchange:
         self._sequence = 0
 
     def setup_frame(self) -> bytes:
-        return _setup(self._model, "AUDIO")
+        # Asks any emulator for its load-test mode (app.emulator.setup.ECHO_AUDIO_INSTRUCTION).
+        instruction = {"parts": [{"text": ECHO_AUDIO_INSTRUCTION}]}
+        return _setup(self._model, "AUDIO", systemInstruction=instruction)
 
     def next_frame(self, sent_ns: int) -> bytes:
         frame = self._probe.frame(self._session, self._sequence, sent_ns)

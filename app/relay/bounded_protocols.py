@@ -63,6 +63,10 @@ CLOSE_WRITE_GRACE_SECONDS = 0.5
 # answer and read what is buffered; then the socket is aborted (nginx's lingering timeout).
 CLOSE_TIMEOUT_SECONDS = 3.0
 
+# A text frame that is not UTF-8 (RFC 6455 section 8.1): closed with this code and reason.
+INVALID_UTF8_CODE = 1007
+INVALID_UTF8_REASON = "Text frame is not valid UTF-8."
+
 # The ASGI scope extension through which the endpoint tells the protocol a session is admitted.
 ADMISSION_EXTENSION = "live-relay.admission"
 
@@ -407,6 +411,31 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._turn is not None:
             self._turn.done()
             self._turn = None
+
+    # --- frames ---------------------------------------------------------------------------
+
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except for a text frame that is not UTF-8: that is the client's error, so
+        it is closed 1007 with a reason and logged at INFO, where uvicorn logs an ERROR
+        traceback (ERROR is for the relay's own faults). Valid text is decoded once, as there."""
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            logger.info(
+                "client sent a text frame that is not UTF-8 (at byte %d): closed 1007", exc.start
+            )
+            self.conn.send_close(INVALID_UTF8_CODE, INVALID_UTF8_REASON)
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     # --- handshake refusals ---------------------------------------------------------------
 

@@ -14,14 +14,17 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 MAX_REASON_BYTES = 123  # RFC 6455: the close payload is at most 125 bytes, 2 of them the code
+CUT_MARK = "\u2026"  # "…": a reader sees that the reason went on
 
 
 def truncate_reason(reason: str) -> str:
-    """Cut a close reason to 123 UTF-8 bytes without splitting a character."""
+    """Fit a close reason in 123 UTF-8 bytes without splitting a character; a cut reason ends
+    with "…" so that nobody takes its last words for the whole message."""
     encoded = reason.encode()
     if len(encoded) <= MAX_REASON_BYTES:
         return reason
-    return encoded[:MAX_REASON_BYTES].decode(errors="ignore")
+    room = MAX_REASON_BYTES - len(CUT_MARK.encode())
+    return encoded[:room].decode(errors="ignore").rstrip() + CUT_MARK
 
 
 def sendable(code: int | None) -> bool:

@@ -30,8 +30,8 @@ def taken_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def live_relay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+def live_relay(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")} | settings
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         cwd=cwd,
@@ -57,7 +57,9 @@ def test_the_holder_of_a_port_is_named(taken_port: int) -> None:
 def test_a_taken_port_is_one_line_with_the_fix(
     taken_port: int, tmp_path: Path, command: str, fix: str
 ) -> None:
-    result = live_relay(command, "--port", str(taken_port), cwd=tmp_path)
+    # `serve` as set up to start (`dev` sets itself up): the port is all that stops it.
+    settings = {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": "lr_first_run_" + "k" * 24}
+    result = live_relay(command, "--port", str(taken_port), cwd=tmp_path, **settings)
     assert result.returncode == PORT_TAKEN_EXIT_STATUS
     assert result.stdout == ""
     [line] = result.stderr.splitlines()

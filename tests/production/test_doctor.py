@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from app.emulator import Emulator, EmulatorConfig
 from tests.production.launch import PROJECT, vertex_launch
 from tests.support.net import free_port
 from tests.support.tls import TLSFiles, make_tls_files
-from tests.support.token_server import TokenServer, token_server
+from tests.support.token_server import TokenServer, token_server, write_service_account
 
 STEPS = ("settings", "credentials", "access token", "project", "TLS + WebSocket handshake")
 MODELS = ("gemini-live-2.5-flash", "gemini-2.0-flash-live-preview-04-09")
@@ -133,3 +134,50 @@ async def test_doctor_names_what_is_broken_and_exits_non_zero(
     assert "-- fix: " in failure
     steps_before = STEPS[: STEPS.index(failing_step)] if failing_step in STEPS else STEPS
     assert len(lines_of(output, "ok")) >= len(steps_before)
+
+
+async def test_a_token_endpoint_that_does_not_resolve_is_said_to_be_dns_not_bad_credentials(
+    tls_files: TLSFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unresolvable = "https://oauth2.invalid/token"  # .invalid never resolves (RFC 6761)
+    with token_server() as tokens:
+        async with Emulator(EmulatorConfig(), ssl_context=tls_files.server_context()) as emulator:
+            env = base_env(tokens, emulator, tls_files, tmp_path)
+            credentials = write_service_account(tmp_path / "sa.json", unresolvable)
+            env["RELAY_VERTEX_CREDENTIALS_FILE"] = str(credentials)
+            code, output = await diagnose_here(env, tmp_path, monkeypatch)
+    assert code != 0
+    [failure] = lines_of(output, "FAIL")
+    assert failure.startswith(
+        f"FAIL  access token: could not reach the token endpoint {unresolvable}"
+    )
+    assert "revoked" not in failure
+    assert "DNS" in failure.split("-- fix: ")[1]
+    # The detail is whole, down to the resolver's own words at its very end.
+    detail = failure.split(" -- fix: ")[0]
+    assert "oauth2.invalid" in detail.split("(", 1)[1]
+    assert detail.endswith(")")
+    assert len(detail) > 200  # what the old cut to 200 characters would have hidden
+
+
+async def test_doctor_can_be_tried_against_the_emulator(tmp_path: Path) -> None:
+    env = {"RELAY_UPSTREAM": "emulator", "RELAY_ALLOWED_MODELS": ",".join(MODELS)}
+    code, output = await doctor(env, tmp_path)
+    assert code == 0, "\n".join(output)
+    assert lines_of(output, "FAIL") == []
+    [settings] = [line for line in output if line.startswith("ok    settings")]
+    assert "emulator" in settings
+    assert "no Google credentials needed" in settings
+    passed = [line.split(":")[0].removeprefix("ok").strip() for line in lines_of(output, "ok")]
+    assert passed == ["settings", "TLS + WebSocket handshake", *(f"model {m}" for m in MODELS)]
+
+
+def test_doctor_help_says_it_can_be_tried_against_the_emulator() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "doctor", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "RELAY_UPSTREAM=emulator live-relay doctor" in " ".join(result.stdout.split())

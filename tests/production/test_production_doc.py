@@ -14,9 +14,11 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from app.doctor import CREDENTIALS_FIX, HANDSHAKE_FIXES, PROJECT_FIX
+from app.exit_status import ExitStatus
 from app.metrics import RelayMetrics, metrics_registry
 from app.relay.upstream import FAILURE_CAUSES
 from app.settings import Settings, describe_settings
+from tests.support.token_server import write_authorized_user
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "production.md"
 TEXT = PAGE.read_text()
@@ -90,12 +92,18 @@ def test_the_doctor_fixes_quoted_are_the_doctors() -> None:
 
 
 def test_the_start_up_refusal_shown_is_what_serve_prints(tmp_path: Path) -> None:
-    [shown] = [block for block in code_blocks("") if "invalid settings" in block]
+    [shown] = [block for block in code_blocks("") if block.startswith("live-relay: ")]
     missing_ca = re.search(r"RELAY_VERTEX_CA_FILE: cannot use (\S+):", shown)
     assert missing_ca is not None
     assert not Path(missing_ca.group(1)).exists()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env |= {"RELAY_VERTEX_PROJECT": "p", "RELAY_VERTEX_CA_FILE": missing_ca.group(1)}
+    env |= {
+        "RELAY_VERTEX_PROJECT": "p",
+        "RELAY_VERTEX_CA_FILE": missing_ca.group(1),
+        "RELAY_API_KEYS": "lr_doc_example_" + "k" * 24,
+        # credentials that load: the CA file is the one problem
+        "RELAY_VERTEX_CREDENTIALS_FILE": str(write_authorized_user(tmp_path / "adc.json")),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve"],
         env=env,
@@ -104,5 +112,5 @@ def test_the_start_up_refusal_shown_is_what_serve_prints(tmp_path: Path) -> None
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitStatus.FILE
     assert result.stderr == shown

@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.emulator import Emulator, EmulatorConfig
+from app.exit_status import ExitStatus
 from app.metrics import RelayMetrics, metrics_registry
 from app.relay.upstream import connect_failure
 from app.settings import Settings
@@ -181,16 +182,18 @@ def write(path: Path, text: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("case", "setting"),
+    ("case", "setting", "status"),
     [
-        ("plain ws:// endpoint", "RELAY_VERTEX_BASE_URL"),
-        ("unreadable CA file", "RELAY_VERTEX_CA_FILE"),
-        ("CA file without a certificate", "RELAY_VERTEX_CA_FILE"),
-        ("credentials of an unknown type", "RELAY_VERTEX_CREDENTIALS_FILE"),
-        ("short token signing key", "RELAY_TOKEN_SIGNING_KEY"),
+        ("plain ws:// endpoint", "RELAY_VERTEX_BASE_URL", ExitStatus.SETTINGS),
+        ("unreadable CA file", "RELAY_VERTEX_CA_FILE", ExitStatus.FILE),
+        ("CA file without a certificate", "RELAY_VERTEX_CA_FILE", ExitStatus.FILE),
+        ("credentials of an unknown type", "RELAY_VERTEX_CREDENTIALS_FILE", ExitStatus.FILE),
+        ("short token signing key", "RELAY_TOKEN_SIGNING_KEY", ExitStatus.SETTINGS),
     ],
 )
-def test_serve_refuses_to_start_naming_the_setting(case: str, setting: str, tmp_path: Path) -> None:
+def test_serve_refuses_to_start_naming_the_setting(
+    case: str, setting: str, status: ExitStatus, tmp_path: Path
+) -> None:
     bad = {
         "plain ws:// endpoint": {"RELAY_VERTEX_BASE_URL": "ws://vertex.internal:443"},
         "unreadable CA file": {"RELAY_VERTEX_CA_FILE": str(tmp_path / "missing.pem")},
@@ -205,7 +208,7 @@ def test_serve_refuses_to_start_naming_the_setting(case: str, setting: str, tmp_
         "short token signing key": {"RELAY_TOKEN_SIGNING_KEY": "replace-me-with-48-random-bytes"},
     }[case]
     result = serve_refusal(tmp_path, **bad)
-    assert result.returncode == 2
+    assert result.returncode == status
     assert setting in result.stderr
     assert "Traceback" not in result.stderr
     assert "listening" not in result.stdout

@@ -159,3 +159,19 @@ async def test_the_largest_token_the_relay_mints_works_in_the_url_and_as_a_subpr
     async with connect(relay.url, subprotocols=offered) as ws:
         await ws.send(setup)
         assert "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+
+
+@pytest.mark.parametrize("after_setup", [False, True], ids=["as the setup", "mid-session"])
+async def test_a_text_frame_that_is_not_utf8_closes_1007_without_an_error_log(
+    relay: RunningRelay, caplog: pytest.LogCaptureFixture, after_setup: bool
+) -> None:
+    caplog.set_level("INFO")
+    async with connect(relay.url, additional_headers=auth_headers()) as ws:
+        if after_setup:
+            await ws.send(json.dumps({"setup": {"model": MODEL}}))
+            assert b"setupComplete" in await asyncio.wait_for(ws.recv(decode=False), 10)
+        await ws.send(b'{"realtimeInput": {"text": "caf\xe9"}}', text=True)
+        code, reason = await close_of(ws)
+    assert (code, reason) == (1007, "Text frame is not valid UTF-8.")
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert any("not UTF-8" in record.getMessage() for record in caplog.records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from app.relay.runtime import Relay
 from app.serve import uvicorn_config
 from app.settings import Settings
 from tests.support.asgi import serving
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import wait_for_port
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,16 @@ async def running_relay(settings: Settings) -> AsyncIterator[RunningRelay]:
         )
 
 
+# What `serve` prints once its port is bound (app.serve.announce_url).
+ANNOUNCED_PORT = re.compile(r"^live-relay listening on wss?://[^/\s]+:(\d+)/", re.MULTILINE)
+
+
 class RelayProcess:
-    """`live-relay serve` in a subprocess, output captured to a file for later reading."""
+    """`live-relay serve` in a subprocess, output captured to a file for later reading.
+
+    Without `port`, the relay binds any free port itself (RELAY_PORT=0) and the port is read
+    from the line it prints: no window in which another process could take a port picked for it.
+    """
 
     def __init__(
         self,
@@ -65,7 +74,7 @@ class RelayProcess:
         port: int | None = None,
         module: str = "app",  # `python -m MODULE serve`: a test launcher may wrap the CLI
     ) -> None:
-        self.port = port or free_port()
+        self.port = port or 0
         self.log_file = log_file
         full_env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
         # Metrics on a free port of their own, as `serve` does by default on a fixed one.
@@ -76,20 +85,37 @@ class RelayProcess:
             **env,
         }
         self._log = log_file.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, "serve"],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # A group of its own: `kill` ends the workers of `--workers N` with their
-            # supervisor (a SIGKILLed supervisor leaves its workers running otherwise).
-            start_new_session=True,
-        )
+        self.process = self._start(module, full_env)
         try:
+            if not self.port:
+                self.port = self._announced_port(timeout=30)
             wait_for_port(self.port, timeout=30)
         except TimeoutError:
             self.kill()
             raise RuntimeError(f"relay did not start:\n{self.output()}") from None
+
+    def _start(self, module: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", module, "serve"],
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                # A group of its own: `kill` ends the workers of `--workers N` with their
+                # supervisor (a SIGKILLed supervisor leaves its workers running otherwise).
+                start_new_session=True,
+            )
+        except BaseException:  # not started (make test-fast skips here): nothing to kill
+            self._log.close()
+            raise
+
+    def _announced_port(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while not (announced := ANNOUNCED_PORT.search(self.output())):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise TimeoutError("no port announced")
+            time.sleep(0.02)
+        return int(announced[1])
 
     def url(self, scheme: str = "ws") -> str:
         return f"{scheme}://127.0.0.1:{self.port}/v1/live"
