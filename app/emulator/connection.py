@@ -42,7 +42,7 @@ from app.emulator.wire import (
     load_frame,
 )
 from app.protocol.canonical import check_client_message
-from app.protocol.errors import ProtocolViolation
+from app.protocol.errors import ProtocolViolation, close_reason
 
 UNAUTHENTICATED = "Request had invalid authentication credentials."
 LIFETIME_REACHED = "The operation was cancelled."
@@ -153,7 +153,7 @@ async def _serve(
     try:
         opened = _open_session(first_frame, context, api_version, ws)
     except ProtocolViolation as violation:
-        await ws.close(violation.code, violation.reason)
+        await ws.close(violation.code, close_reason(violation.reason))
         return
     try:
         delay = config.faults.setup_delay_seconds if faulty else 0
@@ -257,7 +257,7 @@ async def _receive(
             check_client_message(message, session.refused_fields)
             session.handle(*interpret(message))
         except ProtocolViolation as violation:
-            await ws.close(violation.code, violation.reason)
+            await ws.close(violation.code, close_reason(violation.reason))
             return
 
 

@@ -6,12 +6,15 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: 125 bytes of close payload, 2 of them 
 
 
 class ProtocolViolation(Exception):
-    """A client message that is refused: the connection closes with `code` and `reason`."""
+    """A client message that is refused: the connection closes with `code` and `reason`.
+
+    `reason` is whole, for logs; each side cuts it to a close frame its own way (the emulator
+    as the service does, `close_reason`; the relay with a mark, `closes.truncate_reason`)."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
-        self.reason = close_reason(reason)
+        self.reason = reason
 
 
 def close_reason(text: str) -> str:

@@ -239,6 +239,11 @@ def _setup_policy(relay: Relay, principal: Principal) -> SetupPolicy:
     project = principal.project
     return SetupPolicy(
         allowed_models=project.models(relay.settings),
+        allowed_by=(
+            "RELAY_ALLOWED_MODELS"
+            if project.allowed_models is None
+            else f"allowed_models of project {project.name}"
+        ),
         locked=project.locked_setup,
         forced=principal.forced_setup,
         defaults=project.default_setup,

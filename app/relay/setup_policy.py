@@ -43,6 +43,7 @@ class SetupPolicy:
     """What a principal's session may ask for. Field mappings are canonical (camelCase)."""
 
     allowed_models: tuple[str, ...]
+    allowed_by: str  # the setting that lists them, named when a model is refused
     locked: Mapping[str, Any]  # the project's: a client value that differs is refused (1008)
     forced: Mapping[str, Any]  # the session token's: written over whatever the client sent
     defaults: Mapping[str, Any] = field(default_factory=dict)  # used when the client sent none
@@ -82,8 +83,11 @@ def parse_setup_frame(frame: str | bytes) -> dict[str, Any]:
     return setup
 
 
-def resolve_model(requested: object, target: UpstreamTarget, allowed: tuple[str, ...]) -> str:
-    """Accept `M`, `models/M`, `publishers/google/models/M` or the full path; return bare `M`."""
+def resolve_model(
+    requested: object, target: UpstreamTarget, allowed: tuple[str, ...], allowed_by: str
+) -> str:
+    """Accept `M`, `models/M`, `publishers/google/models/M` or the full path; return bare `M`.
+    A refusal lists the models `allowed` and names `allowed_by`, the setting that lists them."""
     if not isinstance(requested, str) or not requested.strip():
         raise ProtocolViolation(INVALID_PAYLOAD, "setup.model is required")
     name = requested.strip()
@@ -98,7 +102,10 @@ def resolve_model(requested: object, target: UpstreamTarget, allowed: tuple[str,
     else:
         model = name.removeprefix("publishers/google/").removeprefix("models/")
     if "/" in model or model not in allowed:
-        raise ProtocolViolation(POLICY_VIOLATION, f'model "{model}" is not allowed here')
+        raise ProtocolViolation(
+            POLICY_VIOLATION,
+            f'model "{model}" is not allowed here; allowed: {", ".join(allowed)} ({allowed_by})',
+        )
     return model
 
 
@@ -115,7 +122,7 @@ def apply_setup_policy(
     )
     if "model" in policy.forced:
         setup["model"] = policy.forced["model"]
-    model = resolve_model(setup.get("model"), target, policy.allowed_models)
+    model = resolve_model(setup.get("model"), target, policy.allowed_models, policy.allowed_by)
     if "model" in policy.locked and model != bare_model_name(str(policy.locked["model"])):
         raise ProtocolViolation(POLICY_VIOLATION, 'setup field "model" is locked for this project')
     for key, value in policy.defaults.items():

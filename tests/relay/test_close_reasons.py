@@ -36,11 +36,6 @@ async def test_a_short_reason_is_sent_whole(plain_relay: RunningRelay) -> None:
     assert not reason.endswith("…"), reason
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the message lives in app/relay/setup_policy.py (resolve_model), which the protocol "
-    "rewrite owns; it is wired there (issue 26)",
-)
 async def test_a_refused_model_names_the_allowed_ones_and_the_setting(
     emulator: Emulator,
 ) -> None:
