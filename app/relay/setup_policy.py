@@ -104,7 +104,8 @@ def resolve_model(
     if "/" in model or model not in allowed:
         raise ProtocolViolation(
             POLICY_VIOLATION,
-            f'model "{model}" is not allowed here; allowed: {", ".join(allowed)} ({allowed_by})',
+            # The setting first: a long list is what a cut reason loses.
+            f'model "{model}" is not allowed ({allowed_by}): {", ".join(allowed)}',
         )
     return model
 

@@ -17,6 +17,7 @@ from app.auth.keys import hash_api_key
 from app.emulator import Emulator
 from tests.ledger.support import open_session, turn
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
+from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.relay import RelayProcess, running_relay
 from tests.support.scrape import scrape, value
@@ -81,7 +82,11 @@ async def test_a_project_budget_is_exact_at_its_limit_across_three_replicas(
         "RELAY_REDIS_URL": redis_server.url,
         "RELAY_PROJECTS_FILE": str(projects_file(tmp_path, f"tokens_per_day = {limit}")),
     }
-    replicas = [RelayProcess(env, tmp_path / f"relay-{index}.log") for index in range(3)]
+    metrics_ports = [free_port() for _ in range(3)]  # /metrics is off the clients' port
+    replicas = [
+        RelayProcess({**env, "RELAY_METRICS_PORT": str(port)}, tmp_path / f"relay-{index}.log")
+        for index, port in enumerate(metrics_ports)
+    ]
     try:
         for replica in replicas:
             replica.wait_for_log("relay ready", timeout=30)
@@ -101,7 +106,7 @@ async def test_a_project_budget_is_exact_at_its_limit_across_three_replicas(
         # At the limit: refused on every replica, with the same words.
         for replica in (third, first):
             assert await refusal_of(replica.url(), auth_headers()) == (1013, reason)
-        samples = await scrape(f"http://127.0.0.1:{second.port}/metrics")
+        samples = await scrape(f"http://127.0.0.1:{metrics_ports[1]}/metrics")
     finally:
         for replica in replicas:
             replica.kill()
