@@ -44,7 +44,8 @@ async def test_storm_opens_every_session_and_reports_its_cost(target: Target) ->
     assert (storm["requested"], storm["opened"], storm["failed"]) == (STORM, STORM, 0)
     assert storm["setup_ms"]["count"] == storm["connect_ms"]["count"] == STORM
     assert 0 < storm["connect_ms"]["p50"] <= storm["setup_ms"]["p50"] <= storm["setup_ms"]["max"]
-    assert storm["setup_ms"]["max"] <= 1000 * storm["seconds"]
+    # Both are rounded in the report (ms to 3 decimals, seconds to 3): a millisecond of slack.
+    assert storm["setup_ms"]["max"] <= 1000 * storm["seconds"] + 1
     assert storm["admissions_per_second"] == pytest.approx(STORM / storm["seconds"], rel=0.01)
     assert storm["started_at"] < storm["ended_at"]
     assert storm["streaming_before_ms"]["count"] > 0  # half a second of two streaming sessions
