@@ -37,6 +37,15 @@ class SessionSetup:
     resume_handle: str | None
     # `contextWindowCompression` was set: no session duration cap applies.
     compression: bool
+    # `inputAudioTranscription.customVocabulary`: terms the transcription is biased towards.
+    vocabulary: tuple[str, ...] = ()
+    # `clientContent` with `turnComplete` interrupts whatever `activityHandling` says
+    # (Gemini 3.8 Live), and content without it does not interrupt.
+    turn_complete_interrupts: bool = False
+    # The model only transcribes: each utterance comes back as an inputTranscription.
+    transcription_only: bool = False
+    # Whether turns end with `usageMetadata`.
+    reports_usage: bool = True
 
 
 def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> SessionSetup:
@@ -59,7 +68,33 @@ def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> Session
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     if parsed.voice not in config.voices:
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    _check_model_settings(setup, parsed, config)
     return parsed
+
+
+# Tools that search (Vertex: "multiple tools are supported only if they are all search tools").
+_SEARCH_TOOLS = frozenset({"googleSearch", "googleSearchRetrieval", "enterpriseWebSearch"})
+_NON_SEARCH_TOOLS = frozenset({"functionDeclarations", "retrieval"})
+
+
+def _check_model_settings(
+    setup: dict[str, Any], parsed: SessionSetup, config: EmulatorConfig
+) -> None:
+    """What the current models refuse in a setup. Vertex does not publish the words of these
+    refusals: they get its generic 1007 text, like its other invalid arguments."""
+    model = parsed.model
+    proactivity = setup.get("proactivity") or {}
+    if proactivity.get("proactiveAudio") is False and config.proactive_audio_always_on(model):
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)  # always on: "false returns an error"
+    generation = setup.get("generationConfig") or {}
+    if generation.get("thinkingConfig") is not None and model in config.models_without_thinking:
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    if parsed.transcription_only and (parsed.response_modality != "TEXT" or parsed.function_names):
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)  # it streams text, and calls nothing
+    if config.search_with_function_calling == "refuse":
+        kinds = {kind for tool in setup.get("tools") or [] for kind in tool}
+        if kinds & _SEARCH_TOOLS and kinds & _NON_SEARCH_TOOLS:
+            raise ProtocolViolation(1007, INVALID_ARGUMENT)
 
 
 def _check_project(model: object, known_projects: tuple[str, ...]) -> None:
@@ -111,6 +146,13 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
         transparent_resumption=bool((resumption or {}).get("transparent")),
         resume_handle=(resumption or {}).get("handle") or None,
         compression=setup.get("contextWindowCompression") is not None,
+        vocabulary=tuple(
+            str(term)
+            for term in (setup.get("inputAudioTranscription") or {}).get("customVocabulary") or []
+        ),
+        turn_complete_interrupts=config.turn_complete_interrupts(model),
+        transcription_only=config.transcription_only(model),
+        reports_usage=model not in config.models_without_usage,
     )
 
 
