@@ -15,17 +15,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.auth.origins import normalize_origin
+from app.protocol.models import CURRENT_MODELS, OLDER_MODELS
 
 MiB = 1024 * 1024
 MIN_SIGNING_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash
 
-DEFAULT_ALLOWED_MODELS = (
-    "gemini-live-2.5-flash",
-    "gemini-live-2.5-flash-native-audio",
-    "gemini-live-2.5-flash-preview-native-audio-09-2025",
-    "gemini-2.0-flash-live-preview-04-09",
-    "gemini-2.0-flash-exp",
-)
+# The current Live generation, then the older models Vertex still serves (app/protocol/models.py).
+DEFAULT_ALLOWED_MODELS = (*CURRENT_MODELS, *OLDER_MODELS)
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 

@@ -10,29 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The current generation first (Vertex's Gemini 3.8 Live guide and model pages; the Gemini
-# API's live-transcribe page for the transcription model), then the 2.5 and 2.0 ones Vertex
-# still serves.
-LIVE_3_8 = "gemini-3.8-live"
-LIVE_3_8_EXTENDED_THINKING = "gemini-3.8-live-extended-thinking"
-TRANSCRIBE_LIVE = "gemini-3.5-transcribe-live"
-DEFAULT_KNOWN_MODELS = (
-    LIVE_3_8,
-    LIVE_3_8_EXTENDED_THINKING,
-    TRANSCRIBE_LIVE,
-    "gemini-live-2.5-flash",
-    "gemini-live-2.5-flash-native-audio",
-    "gemini-live-2.5-flash-preview-native-audio-09-2025",
-    "gemini-live-2.5-flash-preview",
-    "gemini-2.0-flash-live-preview-04-09",
-    "gemini-2.0-flash-exp",
-)
+from app.protocol.models import CURRENT_MODELS, LIVE_3_8, OLDER_MODELS, TRANSCRIBE_MARK
+
+DEFAULT_KNOWN_MODELS = (*CURRENT_MODELS, "gemini-live-2.5-flash-preview", *OLDER_MODELS)
 # Native-audio models (by name) speak only, and call functions without blocking.
 NATIVE_AUDIO_MARK = "native-audio"
 # Models of the Gemini 3.8 Live generation are named so (the GA model and its variants).
 LIVE_3_8_MARK = LIVE_3_8
-# Transcription-only models are named so: they transcribe what they hear, and say nothing.
-TRANSCRIBE_MARK = "transcribe"
 # The hard close reported of gemini-3.8-live: 58 minutes after the upgrade, whatever the
 # session does (discuss.ai.google.dev thread 186392).
 DEADLINE_CLOSE_SECONDS = 58 * 60
