@@ -161,6 +161,9 @@ class EmulatorConfig:
     # Resuming a handle of a connection that ended at that deadline: reported to work on one
     # day and to fail with 1007 on another. "refuse" imitates the failure.
     resume_after_deadline: Literal["allow", "refuse"] = "allow"
+    # Models with Live Avatar video output (`responseModalities: ["VIDEO"]`: audio, and MP4
+    # chunks at 24 fps); others refuse VIDEO (1007). None: every model named "gemini-3.8-live...".
+    video_output_models: tuple[str, ...] | None = None
     faults: Faults = field(default_factory=Faults)
 
     def audio_only(self, model: str) -> bool:
@@ -181,6 +184,9 @@ class EmulatorConfig:
 
     def transcription_only(self, model: str) -> bool:
         return _named(model, self.transcription_only_models, TRANSCRIBE_MARK)
+
+    def video_output(self, model: str) -> bool:
+        return _named(model, self.video_output_models, LIVE_3_8_MARK)
 
     def deadline_close(self, model: str) -> float | None:
         """When a connection to `model` is closed at the hard deadline (seconds), if ever."""

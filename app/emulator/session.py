@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.emulator.avatar import AvatarStream, frames_for
 from app.emulator.caps import MediaClock
 from app.emulator.config import EmulatorConfig
 from app.emulator.consumption import ConsumptionLog
@@ -113,6 +114,7 @@ class LiveSession:
         self._history = list(state.history)
         self._history_tokens = sum(text_tokens(entry.text) for entry in state.history)
         self._voice = Voice(setup.voice)
+        self._avatar = AvatarStream()
         saved_detector = state.detector()
         self._vad = (
             saved_detector
@@ -500,6 +502,13 @@ class LiveSession:
                     {"serverContent": {"modelTurn": {"parts": [{"inlineData": audio}]}}}
                 )
                 audio_seconds += seconds
+                if self._setup.response_modality == "VIDEO":
+                    # The avatar shows the same speech (Vertex: lips aligned with the voice).
+                    video = self._avatar.chunk(seconds)
+                    self._stats.video_frames_sent += frames_for(seconds)
+                    await self._send(
+                        {"serverContent": {"modelTurn": {"parts": [{"inlineData": video}]}}}
+                    )
                 if self._setup.output_transcription:
                     await self._send({"serverContent": {"outputTranscription": {"text": piece}}})
             sent.append(piece)

@@ -19,7 +19,8 @@ _VERTEX_PROJECT = re.compile(r"projects/([^/]+)/")
 @dataclass(frozen=True)
 class SessionSetup:
     model: str
-    response_modality: Literal["TEXT", "AUDIO"]
+    # VIDEO: a Live Avatar speaks (audio) and is seen (MP4 chunks at 24 fps).
+    response_modality: Literal["TEXT", "AUDIO", "VIDEO"]
     voice: str
     system_instruction: str
     function_names: tuple[str, ...]
@@ -123,8 +124,10 @@ def _known_model(model: object, known_models: tuple[str, ...], api_version: str)
 def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> SessionSetup:
     generation = setup.get("generationConfig") or {}
     modalities = [str(m).upper() for m in generation.get("responseModalities") or ["AUDIO"]]
-    if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
-        raise ValueError("exactly one response modality, TEXT or AUDIO")
+    if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO", "VIDEO"):
+        raise ValueError("exactly one response modality, TEXT, AUDIO or VIDEO")
+    if modalities[0] == "VIDEO" and not config.video_output(model):
+        raise ValueError("only the Live Avatar models answer in video")
     voice_config = (generation.get("speechConfig") or {}).get("voiceConfig") or {}
     voice = (voice_config.get("prebuiltVoiceConfig") or {}).get("voiceName") or DEFAULT_VOICE
     realtime = setup.get("realtimeInputConfig") or {}
@@ -132,7 +135,7 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
     function_names, blocking_functions = functions(setup.get("tools") or [], model, config)
     return SessionSetup(
         model=model,
-        response_modality="TEXT" if modalities[0] == "TEXT" else "AUDIO",
+        response_modality=_modality(modalities[0]),
         voice=str(voice),
         system_instruction=_content_text(setup.get("systemInstruction")),
         function_names=function_names,
@@ -154,6 +157,12 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
         transcription_only=config.transcription_only(model),
         reports_usage=model not in config.models_without_usage,
     )
+
+
+def _modality(name: str) -> Literal["TEXT", "AUDIO", "VIDEO"]:
+    if name == "TEXT":
+        return "TEXT"
+    return "VIDEO" if name == "VIDEO" else "AUDIO"
 
 
 def refused_fields(

@@ -369,3 +369,62 @@ async def test_the_deadline_can_count_over_the_conversation_across_resumptions()
 
     assert first == (1000, "The operation was cancelled.")
     assert second == (1011, DEADLINE_EXPIRED)
+
+
+def mp4_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The top-level ISO BMFF boxes of `data`: (type, body)."""
+    boxes, at = [], 0
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        assert size >= 8, "a box shorter than its header"
+        boxes.append((data[at + 4 : at + 8], data[at + 8 : at + size]))
+        at += size
+    assert at == len(data), "the last box runs past the data"
+    return boxes
+
+
+def trun_sample_count(moof: bytes) -> int:
+    at = moof.index(b"trun")
+    return int.from_bytes(moof[at + 8 : at + 12], "big")
+
+
+async def test_an_avatar_speaks_and_shows_itself_in_mp4_chunks_at_24_fps(
+    emulator: Emulator,
+) -> None:
+    async with raw_connection(emulator) as ws:
+        await open_session(
+            ws,
+            LIVE,
+            generationConfig={"responseModalities": ["VIDEO"]},
+            outputAudioTranscription={},
+        )
+        await ws.send(json.dumps({"realtimeInput": {"text": "show yourself"}}))
+        turn = await recv_raw_turn(ws)
+
+    blobs = [
+        part["inlineData"]
+        for m in turn
+        for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+        if "inlineData" in part
+    ]
+    audio = [b for b in blobs if b["mimeType"] == "audio/pcm;rate=24000"]
+    video = [base64.b64decode(b["data"]) for b in blobs if b["mimeType"] == "video/mp4"]
+    assert video
+    assert len(video) == len(audio)  # a chunk of video for each chunk of speech
+    frames = 0
+    for chunk in video:
+        assert [kind for kind, _ in mp4_boxes(chunk)] == [b"ftyp", b"moov", b"moof", b"mdat"]
+        frames += trun_sample_count(dict(mp4_boxes(chunk))[b"moof"])
+    speech_seconds = sum(len(base64.b64decode(b["data"])) / 2 / 24_000 for b in audio)
+    assert abs(frames - speech_seconds * 24) <= len(video)  # 24 fps, rounded per chunk
+    assert emulator.stats.video_frames_sent == frames
+
+
+async def test_only_the_avatar_models_answer_in_video(emulator: Emulator) -> None:
+    video = {"responseModalities": ["VIDEO"]}
+    assert await refused_setup(
+        emulator, "gemini-live-2.5-flash-native-audio", generationConfig=video
+    ) == (
+        1007,
+        INVALID_ARGUMENT,
+    )
