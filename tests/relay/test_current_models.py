@@ -300,3 +300,40 @@ async def test_the_javascript_sdk_calls_a_function_of_gemini_3_8_live_through_th
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     assert result["calls"] == ["get_weather"]
     assert 'get_weather returned "{"temp_c":21}"' in result["transcript"]
+
+
+async def test_a_24_fps_avatar_stream_crosses_the_relay_whole_within_its_bounds(
+    plain_relay: RunningRelay, emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long VIDEO answer through the relay at its default bounds: every chunk arrives, each
+    well under the 1 MiB a websockets client takes by default. Prints what it measured."""
+    story = "a long story " * 30
+    async with connect(plain_relay.url, additional_headers=auth_headers()) as ws:
+        setup = {"model": LIVE_3_8, "generationConfig": {"responseModalities": ["VIDEO"]}}
+        await ws.send(json.dumps({"setup": setup}))
+        await asyncio.wait_for(ws.recv(), timeout=10)
+        await ws.send(json.dumps({"realtimeInput": {"text": story}}))
+        started = asyncio.get_running_loop().time()
+        sizes: list[int] = []
+        async with asyncio.timeout(30):
+            while True:
+                frame = await ws.recv()
+                message = json.loads(frame)
+                parts = message.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+                if any(p.get("inlineData", {}).get("mimeType") == "video/mp4" for p in parts):
+                    sizes.append(len(frame))
+                if message.get("serverContent", {}).get("turnComplete"):
+                    break
+        elapsed = asyncio.get_running_loop().time() - started
+
+    frames = emulator.stats.video_frames_sent
+    seconds = frames / 24
+    assert frames >= 5 * 24  # the reply quotes the story cut short: about 7 s of speech
+    assert max(sizes) < 1024 * 1024 // 4
+    with capsys.disabled():
+        print(
+            f"\navatar through the relay: {frames} frames ({seconds:.1f} s at 24 fps) in "
+            f"{len(sizes)} chunks of at most {max(sizes) / 1024:.0f} KiB, "
+            f"{sum(sizes) / seconds / 1024:.0f} KiB per second of video, "
+            f"delivered in {elapsed:.2f} s"
+        )
