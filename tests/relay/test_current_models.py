@@ -264,6 +264,28 @@ async def test_the_transcription_models_usage_reaches_the_token_quota_and_the_me
     assert sum(v for (name, _), v in samples.items() if name == "relay_tokens_total") == tokens
 
 
+async def test_an_avatar_answers_usage_reaches_the_token_quota_and_the_metrics(
+    quota_relay: RunningRelay,
+) -> None:
+    setup = {"model": LIVE_3_8, "generationConfig": {"responseModalities": ["VIDEO"]}}
+    async with connect(quota_relay.url, additional_headers=auth_headers()) as ws:
+        await ws.send(json.dumps({"setup": setup}))
+        await asyncio.wait_for(ws.recv(), timeout=10)
+        await ws.send(json.dumps({"realtimeInput": {"text": "show yourself"}}))
+        async with asyncio.timeout(10):
+            while "usageMetadata" not in (message := json.loads(await ws.recv())):
+                pass
+    usage = message["usageMetadata"]
+
+    tokens = usage["totalTokenCount"]
+    assert usage["candidatesTokensDetails"][0]["modality"] == "AUDIO"  # the voice is billed
+    samples = await eventually(
+        quota_relay,
+        lambda s: value(s, "relay_quota_window_tokens", project="default") == tokens,
+    )
+    assert sum(v for (name, _), v in samples.items() if name == "relay_tokens_total") == tokens
+
+
 async def transcribe_once(ws: ClientConnection) -> dict[str, Any]:
     """One second of speech between activity signals; the usage of the turn it makes."""
     audio = {"mimeType": "audio/pcm;rate=16000", "data": base64.b64encode(speech(1.0)).decode()}
