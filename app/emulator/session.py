@@ -41,7 +41,6 @@ from app.emulator.setup import SessionSetup, content_text, functions, refused_fi
 from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
 from app.emulator.stats import EmulatorStats
 from app.emulator.tokens import (
-    VIDEO_TOKENS_PER_FRAME,
     TokenCounts,
     audio_tokens,
     text_tokens,
@@ -563,7 +562,7 @@ class LiveSession:
         return TokenCounts(
             text=text_tokens(self._setup.system_instruction) + self._history_tokens + typed,
             audio=audio_tokens(turn.audio_seconds),
-            video=turn.video_frames * VIDEO_TOKENS_PER_FRAME,
+            video=turn.video_frames * self._setup.video_tokens_per_frame,
         )
 
     def _remember(self, entry: Entry) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from app.emulator.config import EmulatorConfig
 from app.emulator.speech import DEFAULT_VOICE
+from app.emulator.tokens import VIDEO_TOKENS_PER_FRAME, video_tokens_per_frame
 from app.emulator.vad import VadSettings
 from app.emulator.wire import INVALID_ARGUMENT
 from app.protocol.errors import ProtocolViolation
@@ -47,6 +48,8 @@ class SessionSetup:
     transcription_only: bool = False
     # Whether turns end with `usageMetadata`.
     reports_usage: bool = True
+    # Tokens an input video frame costs (`generationConfig.mediaResolution`).
+    video_tokens_per_frame: int = VIDEO_TOKENS_PER_FRAME
 
 
 def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> SessionSetup:
@@ -156,6 +159,7 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
         turn_complete_interrupts=config.turn_complete_interrupts(model),
         transcription_only=config.transcription_only(model),
         reports_usage=model not in config.models_without_usage,
+        video_tokens_per_frame=video_tokens_per_frame(generation.get("mediaResolution")),
     )
 
 

@@ -197,6 +197,30 @@ async def test_media_resolution_and_the_new_setup_fields_are_accepted(emulator: 
     )
 
 
+async def test_media_resolution_sets_the_tokens_a_video_frame_costs(emulator: Emulator) -> None:
+    jpeg = base64.b64encode(b"\xff\xd8\xff\xe0 not really a jpeg").decode()
+    billed = {}
+    for resolution in ("MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_HIGH", None):
+        generation: dict[str, Any] = {**AUDIO_OUT}
+        if resolution is not None:
+            generation["mediaResolution"] = resolution
+        async with raw_connection(emulator) as ws:
+            await open_session(ws, LIVE, generationConfig=generation)
+            for _ in range(2):
+                video = {"mimeType": "image/jpeg", "data": jpeg}
+                await ws.send(json.dumps({"realtimeInput": {"video": video}}))
+            await ws.send(json.dumps({"realtimeInput": {"text": "what do you see?"}}))
+            turn = await recv_raw_turn(ws)
+        details = turn[-1]["usageMetadata"]["promptTokensDetails"]
+        billed[resolution] = next(d["tokenCount"] for d in details if d["modality"] == "VIDEO")
+
+    assert billed == {
+        "MEDIA_RESOLUTION_LOW": 2 * 64,
+        "MEDIA_RESOLUTION_HIGH": 2 * 256,
+        None: 2 * 258,
+    }
+
+
 async def test_a_custom_vocabulary_reaches_the_input_transcription(emulator: Emulator) -> None:
     async with raw_connection(emulator) as ws:
         await open_session(
