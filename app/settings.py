@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.auth.origins import normalize_origin
-from app.protocol.models import CURRENT_MODELS, OLDER_MODELS
+from app.protocol.models import CURRENT_MODELS, OLDER_MODELS, TRANSCRIBE_LIVE
 
 MiB = 1024 * 1024
 MIN_SIGNING_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash
@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     allowed_models: CommaList = Field(
         DEFAULT_ALLOWED_MODELS, description="Models clients may request (comma-separated)."
     )
+    estimated_usage_models: CommaList = Field(
+        (TRANSCRIBE_LIVE,),
+        description="Models reported to send no usageMetadata: the relay charges their "
+        "sessions an estimate instead (25 tokens per second of client audio, per turn that "
+        "brings none), and tells the client in a usageMetadata of its own.",
+    )
     forward_unknown_client_fields: bool = Field(
         False,
         description="Forward client message types and fields the relay's protocol model does "
@@ -246,7 +252,9 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
-    @field_validator("allowed_models", "allowed_origins", "api_keys", mode="before")
+    @field_validator(
+        "allowed_models", "estimated_usage_models", "allowed_origins", "api_keys", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split_commas(value)

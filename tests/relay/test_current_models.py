@@ -286,6 +286,40 @@ async def test_an_avatar_answers_usage_reaches_the_token_quota_and_the_metrics(
     assert sum(v for (name, _), v in samples.items() if name == "relay_tokens_total") == tokens
 
 
+async def test_a_transcription_model_that_reports_no_usage_is_charged_an_estimate(
+    redis_server: RedisServer,
+) -> None:
+    # As reported of transcription models: not one usageMetadata. Unmetered, such a session
+    # would run outside the project's token quota.
+    silent = EmulatorConfig(models_without_usage=(TRANSCRIBE_LIVE,))
+    setup = {
+        "model": TRANSCRIBE_LIVE,
+        "generationConfig": {"responseModalities": ["TEXT"]},
+        "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
+    }
+    async with (
+        Emulator(silent) as emulator,
+        running_relay(relay_settings(emulator, None, redis_url=redis_server.url)) as relay,
+    ):
+        async with connect(relay.url, additional_headers=auth_headers()) as ws:
+            await ws.send(json.dumps({"setup": setup}))
+            await asyncio.wait_for(ws.recv(), timeout=10)
+            usage = await transcribe_once(ws)  # the relay's estimate, after the turn
+            assert emulator.stats.turns_completed == 1
+        samples = await eventually(
+            relay, lambda s: value(s, "relay_quota_window_tokens", project="default") == 25
+        )
+
+    # One second of 16 kHz speech at 25 tokens a second.
+    assert usage == {
+        "promptTokenCount": 25,
+        "candidatesTokenCount": 0,
+        "totalTokenCount": 25,
+        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 25}],
+    }
+    assert sum(v for (name, _), v in samples.items() if name == "relay_tokens_total") == 25
+
+
 async def transcribe_once(ws: ClientConnection) -> dict[str, Any]:
     """One second of speech between activity signals; the usage of the turn it makes."""
     audio = {"mimeType": "audio/pcm;rate=16000", "data": base64.b64encode(speech(1.0)).decode()}
