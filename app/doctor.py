@@ -26,13 +26,14 @@ import datetime as dt
 import json
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import google.auth.exceptions
 import google.auth.transport.requests
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
+from app.protocol.models import transcription_only
 from app.relay.setup_policy import UpstreamTarget
 from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
 from app.relay.vertex import (
@@ -251,7 +252,7 @@ async def _setup(report: Report, endpoint: Endpoint, model: str) -> None:
         return
     try:
         async with asyncio.timeout(endpoint.settings.setup_timeout_seconds):
-            await connection.send(json.dumps({"setup": {"model": target.model_path(model)}}))
+            await connection.send(json.dumps({"setup": _probe_setup(target.model_path(model))}))
             first = await connection.recv()
     except ConnectionClosed as closed:
         received = closed.rcvd
@@ -270,6 +271,15 @@ async def _setup(report: Report, endpoint: Endpoint, model: str) -> None:
         report.fail(step, "the first answer was not setupComplete", "report this to live-relay")
         return
     report.ok(step, "setup answered by setupComplete")
+
+
+def _probe_setup(model_path: str) -> dict[str, Any]:
+    """The smallest setup `model_path` accepts: a transcription-only model answers in text
+    only, and refuses the AUDIO a setup without a modality means."""
+    setup: dict[str, Any] = {"model": model_path}
+    if transcription_only(model_path.rsplit("/", 1)[-1]):
+        setup["generationConfig"] = {"responseModalities": ["TEXT"]}
+    return setup
 
 
 def _detail(exc: BaseException) -> str:

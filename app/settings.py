@@ -15,17 +15,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.keys import API_KEY_PREFIX, is_api_key
 from app.auth.origins import normalize_origin
+from app.protocol.models import CURRENT_MODELS, OLDER_MODELS, TRANSCRIBE_LIVE
 
 MiB = 1024 * 1024
 MIN_SIGNING_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash
 
-DEFAULT_ALLOWED_MODELS = (
-    "gemini-live-2.5-flash",
-    "gemini-live-2.5-flash-native-audio",
-    "gemini-live-2.5-flash-preview-native-audio-09-2025",
-    "gemini-2.0-flash-live-preview-04-09",
-    "gemini-2.0-flash-exp",
-)
+# The current Live generation, then the older models Vertex still serves (app/protocol/models.py).
+DEFAULT_ALLOWED_MODELS = (*CURRENT_MODELS, *OLDER_MODELS)
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -142,6 +138,12 @@ class Settings(BaseSettings):
     # --- session policy -------------------------------------------------------------------
     allowed_models: CommaList = Field(
         DEFAULT_ALLOWED_MODELS, description="Models clients may request (comma-separated)."
+    )
+    estimated_usage_models: CommaList = Field(
+        (TRANSCRIBE_LIVE,),
+        description="Models reported to send no usageMetadata: the relay charges their "
+        "sessions an estimate instead (25 tokens per second of client audio, per turn that "
+        "brings none), and tells the client in a usageMetadata of its own.",
     )
     forward_unknown_client_fields: bool = Field(
         False,
@@ -299,7 +301,9 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
-    @field_validator("allowed_models", "allowed_origins", "api_keys", mode="before")
+    @field_validator(
+        "allowed_models", "estimated_usage_models", "allowed_origins", "api_keys", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split_commas(value)

@@ -76,6 +76,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.video_session_cap_seconds or 0,
         help="seconds an uncompressed session with video may last (0: no cap)",
     )
+    parser.add_argument(
+        "--deadline-close",
+        type=float,
+        default=_DEFAULTS.deadline_close_seconds or 0,
+        help="seconds after which a connection is closed 1011 Deadline expired (0: never)",
+    )
+    parser.add_argument(
+        "--resume-after-deadline",
+        choices=("allow", "refuse"),
+        default=_DEFAULTS.resume_after_deadline,
+        help="resuming a conversation closed at that deadline: allow, or refuse with 1007",
+    )
+    parser.add_argument(
+        "--search-with-function-calling",
+        choices=("refuse", "allow"),
+        default=_DEFAULTS.search_with_function_calling,
+        help="a search tool beside function declarations: refuse (1007, as Vertex) or allow",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +121,9 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         audio_stream_end=args.audio_stream_end,
         audio_session_cap_seconds=args.audio_session_cap or None,
         video_session_cap_seconds=args.video_session_cap or None,
+        deadline_close_seconds=args.deadline_close or None,
+        resume_after_deadline=args.resume_after_deadline,
+        search_with_function_calling=args.search_with_function_calling,
     )
 
 

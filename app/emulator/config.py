@@ -10,16 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-DEFAULT_KNOWN_MODELS = (
-    "gemini-live-2.5-flash",
-    "gemini-live-2.5-flash-native-audio",
-    "gemini-live-2.5-flash-preview-native-audio-09-2025",
-    "gemini-live-2.5-flash-preview",
-    "gemini-2.0-flash-live-preview-04-09",
-    "gemini-2.0-flash-exp",
-)
+from app.protocol.models import CURRENT_MODELS, LIVE_3_8, OLDER_MODELS, TRANSCRIBE_MARK
+
+DEFAULT_KNOWN_MODELS = (*CURRENT_MODELS, "gemini-live-2.5-flash-preview", *OLDER_MODELS)
 # Native-audio models (by name) speak only, and call functions without blocking.
 NATIVE_AUDIO_MARK = "native-audio"
+# Models of the Gemini 3.8 Live generation are named so (the GA model and its variants).
+LIVE_3_8_MARK = LIVE_3_8
+# The hard close reported of gemini-3.8-live: 58 minutes after the upgrade, whatever the
+# session does (discuss.ai.google.dev thread 186392).
+DEADLINE_CLOSE_SECONDS = 58 * 60
 # The prebuilt voices of Vertex's Live models (the Chirp 3 HD set).
 VERTEX_VOICES = (
     "Achernar", "Achird", "Algenib", "Algieba", "Alnilam", "Aoede", "Autonoe", "Callirrhoe",
@@ -128,6 +128,42 @@ class EmulatorConfig:
     # call asynchronously); a declaration's `behavior` overrides the default either way.
     # None: every model whose name says "native-audio".
     non_blocking_function_models: tuple[str, ...] | None = None
+    # --- the Gemini 3.8 Live generation (see docs/emulator-fidelity.md) ---
+    # Models with proactive audio always on: `proactivity.proactiveAudio: false` closes 1007.
+    # None: every model named "gemini-3.8-live...".
+    proactive_audio_always_on_models: tuple[str, ...] | None = None
+    # Models that refuse a `thinkingConfig` (1007): Vertex says gemini-3.8-live does not
+    # support thinking settings; its extended-thinking variant does.
+    models_without_thinking: tuple[str, ...] = (LIVE_3_8,)
+    # Models on which `clientContent` with `turnComplete: true` interrupts the reply in
+    # progress whatever `activityHandling` says, and content without it waits for more.
+    # None: every model named "gemini-3.8-live...".
+    turn_complete_interrupts_models: tuple[str, ...] | None = None
+    # Transcription-only models: TEXT only, no tools; each user utterance comes back as an
+    # `inputTranscription`, then `turnComplete`. None: every model named "...transcribe...".
+    transcription_only_models: tuple[str, ...] | None = None
+    # Models that send no `usageMetadata` at all (as reported of transcription models by
+    # users of other gateways). By default every model reports usage.
+    models_without_usage: tuple[str, ...] = ()
+    # A search tool (googleSearch, ...) beside function declarations or retrieval in one setup:
+    # Vertex refuses it (1007); "allow" accepts it.
+    search_with_function_calling: Literal["refuse", "allow"] = "refuse"
+    # The hard close reported after 58 minutes (1011 "Deadline expired before operation could
+    # complete."), counted per connection from the upgrade as reported; None: none. Only
+    # models in `deadline_close_models` (None: every model) have it.
+    deadline_close_seconds: float | None = DEADLINE_CLOSE_SECONDS
+    # From what the deadline counts: each connection's upgrade (as reported, on the Gemini
+    # API, of one connection that lived 58 minutes), or the conversation's start across
+    # resumptions (Vertex ends connections after ~10 minutes, so a per-connection deadline
+    # never comes there), restarting after each deadline close.
+    deadline_close_scope: Literal["connection", "conversation"] = "connection"
+    deadline_close_models: tuple[str, ...] | None = None
+    # Resuming a handle of a connection that ended at that deadline: reported to work on one
+    # day and to fail with 1007 on another. "refuse" imitates the failure.
+    resume_after_deadline: Literal["allow", "refuse"] = "allow"
+    # Models with Live Avatar video output (`responseModalities: ["VIDEO"]`: audio, and MP4
+    # chunks at 24 fps); others refuse VIDEO (1007). None: every model named "gemini-3.8-live...".
+    video_output_models: tuple[str, ...] | None = None
     faults: Faults = field(default_factory=Faults)
 
     def audio_only(self, model: str) -> bool:
@@ -137,8 +173,25 @@ class EmulatorConfig:
 
     def calls_block_by_default(self, model: str) -> bool:
         if self.non_blocking_function_models is None:
-            return NATIVE_AUDIO_MARK not in model
+            return NATIVE_AUDIO_MARK not in model and LIVE_3_8_MARK not in model
         return model not in self.non_blocking_function_models
+
+    def proactive_audio_always_on(self, model: str) -> bool:
+        return _named(model, self.proactive_audio_always_on_models, LIVE_3_8_MARK)
+
+    def turn_complete_interrupts(self, model: str) -> bool:
+        return _named(model, self.turn_complete_interrupts_models, LIVE_3_8_MARK)
+
+    def transcription_only(self, model: str) -> bool:
+        return _named(model, self.transcription_only_models, TRANSCRIBE_MARK)
+
+    def video_output(self, model: str) -> bool:
+        return _named(model, self.video_output_models, LIVE_3_8_MARK)
+
+    def deadline_close(self, model: str) -> float | None:
+        """When a connection to `model` is closed at the hard deadline (seconds), if ever."""
+        models = self.deadline_close_models
+        return self.deadline_close_seconds if models is None or model in models else None
 
     def __post_init__(self) -> None:
         if self.connection_lifetime_seconds <= 0:
@@ -149,3 +202,10 @@ class EmulatorConfig:
             raise ValueError("resumption_update_interval_seconds must be zero or positive")
         if self.reply_chunk_chars < 1:
             raise ValueError("reply_chunk_chars must be at least 1")
+        if self.deadline_close_seconds is not None and self.deadline_close_seconds <= 0:
+            raise ValueError("deadline_close_seconds must be positive (or None: no deadline)")
+
+
+def _named(model: str, models: tuple[str, ...] | None, mark: str) -> bool:
+    """Whether `model` is in `models`, or (None) whether its name carries `mark`."""
+    return mark in model if models is None else model in models

@@ -116,10 +116,11 @@ async def serve_connection(
     setup, streaming a reply, holding a tool call.
     """
     set_up = asyncio.Event()  # setupComplete went out
+    deadline = asyncio.get_running_loop().time()  # the hard deadline counts from the upgrade
     async with asyncio.TaskGroup() as tasks:
         lifetime = tasks.create_task(_until_closed(_lifetime(ws, context.config, set_up)))
         try:
-            await _until_closed(_serve(ws, context, api_version, number, set_up))
+            await _until_closed(_serve(ws, context, api_version, number, set_up, deadline))
         finally:
             lifetime.cancel()
 
@@ -130,6 +131,7 @@ async def _serve(
     api_version: str,
     number: int,
     set_up: asyncio.Event,
+    opened_at: float,
 ) -> None:
     config = context.config
     faulty = config.faults.apply_to(number)
@@ -174,12 +176,16 @@ async def _serve(
             model = tasks.create_task(_until_closed(session.run_model()))
             updates = tasks.create_task(_until_closed(session.run_resumption_updates()))
             cap = tasks.create_task(_until_closed(_duration_cap(ws, session, config)))
+            deadline = tasks.create_task(
+                _until_closed(_deadline_close(ws, opened, config, opened_at))
+            )
             try:
                 await _until_closed(_receive(ws, session, faults, context))
             finally:
                 model.cancel()
                 updates.cancel()
                 cap.cancel()
+                deadline.cancel()
     finally:
         opened.conversation.close_connection(opened.number)
 
@@ -214,6 +220,9 @@ def _open_session(
         if snapshot is None:
             raise ProtocolViolation(1008, SESSION_NOT_FOUND)
         conversation, state = snapshot.conversation, snapshot.state
+        if conversation.deadline_expired and config.resume_after_deadline == "refuse":
+            # Reported after the 58-minute close; the words of the refusal are not.
+            raise ProtocolViolation(1007, INVALID_ARGUMENT)
         if config.resume_while_open == "refuse" and conversation.is_open(snapshot.connection):
             raise ProtocolViolation(1011, RESUMED_WHILE_OPEN)
         conversation.rewind(snapshot.records, context.stats)
@@ -328,6 +337,30 @@ async def _duration_cap(ws: ServerConnection, session: LiveSession, config: Emul
         await ws.close(1011, DEADLINE_EXPIRED)
 
     await enforce_cap(session.media, config, go_away, close)
+
+
+async def _deadline_close(
+    ws: ServerConnection, opened: _OpenedSession, config: EmulatorConfig, opened_at: float
+) -> None:
+    """The hard close reported at 58 minutes: no goAway, whatever the session is doing, even
+    with context window compression; 1011 "Deadline expired before operation could complete."
+    """
+    seconds = config.deadline_close(opened.session.model)
+    if seconds is None:
+        return
+    conversation = opened.conversation
+    loop = asyncio.get_running_loop()
+    while True:
+        start = (
+            opened_at if config.deadline_close_scope == "connection" else conversation.deadline_from
+        )
+        if start + seconds <= loop.time():
+            break
+        # (In conversation scope, another connection's deadline close may move the start.)
+        await asyncio.sleep(start + seconds - loop.time())
+    conversation.deadline_expired = True
+    conversation.deadline_from = loop.time()
+    await ws.close(1011, DEADLINE_EXPIRED)
 
 
 async def _until_closed(work: Coroutine[Any, Any, None]) -> None:

@@ -39,9 +39,13 @@ def quote(text: str) -> str:
     return f'"{flat}"'
 
 
-def spoken_input_text(speech_seconds: float) -> str:
-    """What the emulator "heard": the input transcription of an audio turn."""
-    return f"[{speech_seconds:.2f} s of speech]"
+def spoken_input_text(speech_seconds: float, vocabulary: Sequence[str] = ()) -> str:
+    """What the emulator "heard": the input transcription of an audio turn. A custom
+    vocabulary shows in it, so that a test sees the terms reached the model."""
+    heard = f"{speech_seconds:.2f} s of speech"
+    if vocabulary:
+        heard += f" with {', '.join(vocabulary)}"
+    return f"[{heard}]"
 
 
 def reply_text(number: int, user_text: str, history: Sequence[Entry], system: str) -> str:

@@ -48,6 +48,11 @@ class Conversation:
     # When it began and what media it received (its duration cap, when counted across
     # resumptions).
     media: MediaClock = field(default_factory=MediaClock)
+    # A connection of it was closed at the hard deadline (EmulatorConfig.deadline_close_seconds).
+    deadline_expired: bool = False
+    # When the hard deadline counted over the conversation started (monotonic seconds, the
+    # event loop's clock): its start, then each deadline close.
+    deadline_from: float = field(default_factory=time.monotonic)
     # Connection number -> "is it still open?", for connections not yet finished.
     _open: dict[int, Callable[[], bool]] = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.emulator.avatar import AvatarStream, frames_for
 from app.emulator.caps import MediaClock
 from app.emulator.config import EmulatorConfig
 from app.emulator.consumption import ConsumptionLog
@@ -40,7 +41,6 @@ from app.emulator.setup import SessionSetup, content_text, functions, refused_fi
 from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
 from app.emulator.stats import EmulatorStats
 from app.emulator.tokens import (
-    VIDEO_TOKENS_PER_FRAME,
     TokenCounts,
     audio_tokens,
     text_tokens,
@@ -113,6 +113,7 @@ class LiveSession:
         self._history = list(state.history)
         self._history_tokens = sum(text_tokens(entry.text) for entry in state.history)
         self._voice = Voice(setup.voice)
+        self._avatar = AvatarStream()
         saved_detector = state.detector()
         self._vad = (
             saved_detector
@@ -207,7 +208,7 @@ class LiveSession:
             if isinstance(event, ActivityStarted):
                 self._user_activity()
             else:
-                self._queue_turn(spoken_input_text(event.speech_seconds), spoken=True)
+                self._queue_turn(self._heard(event.speech_seconds), spoken=True)
 
     def _video(self, blob: dict[str, Any], field: str) -> None:
         self._stats.frames_received["video"] += 1
@@ -226,15 +227,20 @@ class LiveSession:
             raise ProtocolViolation(1007, EXPLICIT_ACTIVITY_REFUSED)
         if self._explicit_activity_seconds is not None:
             seconds, self._explicit_activity_seconds = self._explicit_activity_seconds, None
-            self._queue_turn(spoken_input_text(seconds), spoken=True)
+            self._queue_turn(self._heard(seconds), spoken=True)
 
     def _audio_stream_end(self) -> None:
         if self._setup.vad.enabled and (ended := self._vad.end_of_stream()) is not None:
-            self._queue_turn(spoken_input_text(ended.speech_seconds), spoken=True)
+            self._queue_turn(self._heard(ended.speech_seconds), spoken=True)
 
     def _client_content(self, value: dict[str, Any]) -> None:
         self._stats.frames_received["client_content"] += 1
-        self._user_activity()
+        if not self._setup.turn_complete_interrupts:
+            self._user_activity()
+        elif value.get("turnComplete"):
+            # Gemini 3.8 Live: a completed turn interrupts the reply unconditionally; content
+            # without turnComplete only waits for more.
+            self._interrupt_reply()
         for content in value.get("turns") or []:
             content = _message(content)
             parts = [_message(part) for part in content.get("parts") or []]
@@ -249,18 +255,43 @@ class LiveSession:
 
     def _tool_response(self, value: dict[str, Any]) -> None:
         self._stats.frames_received["tool_response"] += 1
-        for response in value.get("functionResponses") or []:
+        for index, response in enumerate(value.get("functionResponses") or []):
             response = _message(response)
-            call = self._pending_call
-            if call is not None and call.response is not None and call.answered_by(response):
+            call = self._answered_call(response, index)
+            # Answers to unknown or cancelled calls are ignored, as by the service.
+            if call is None:
+                continue
+            if call is self._pending_call:
+                assert call.response is not None
                 if not call.response.done():
                     call.response.set_result(response.get("response") or {})
-                continue
-            background = next((c for c in self._background_calls if c.answered_by(response)), None)
-            # Answers to unknown or cancelled calls are ignored, as by the service.
-            if background is not None:
-                self._background_calls.remove(background)
-                self._background_result(background, response)
+            else:
+                self._background_calls.remove(call)
+                self._background_result(call, response)
+
+    def _answered_call(self, response: dict[str, Any], index: int) -> _PendingCall | None:
+        """The pending call `response` answers: by its id or, without one, by its name when
+        exactly one pending call has that name (Vertex's asynchronous function calling
+        examples answer by name). An answer that could be meant for several is refused."""
+        pending = [*self._background_calls]
+        call = self._pending_call
+        if call is not None and call.response is not None:
+            pending.insert(0, call)
+        if "id" in response or self._setup.call_ids is False:
+            return next((c for c in pending if c.answered_by(response)), None)
+        where = f"tool_response.function_responses[{index}]"
+        name = response.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProtocolViolation(
+                1007, f"{where} has neither an id nor a name: it answers no function call"
+            )
+        named = [c for c in pending if c.name == name]
+        if len(named) > 1:
+            raise ProtocolViolation(
+                1007,
+                f'{where} has no id, and {len(named)} pending calls are named "{name}"',
+            )
+        return named[0] if named else None
 
     def _context_update(self, value: dict[str, Any]) -> None:
         """New system instruction and/or tools for the turns to come (`[]` clears the tools)."""
@@ -290,11 +321,18 @@ class LiveSession:
 
     def _user_activity(self) -> None:
         """The user started speaking or typing: interrupt the reply unless told not to."""
-        if self._replying and self._setup.interrupts:
+        if self._setup.interrupts:
+            self._interrupt_reply()
+
+    def _interrupt_reply(self) -> None:
+        if self._replying:
             self._interrupt.set()
             call = self._pending_call
             if call is not None and call.response is not None and not call.response.done():
                 call.response.set_result(None)
+
+    def _heard(self, speech_seconds: float) -> str:
+        return spoken_input_text(speech_seconds, self._setup.vocabulary)
 
     def _queue_turn(self, text: str, *, spoken: bool) -> None:
         self._turns.put_nowait(UserTurn(text, spoken, self._audio_seconds, self._video_frames))
@@ -320,6 +358,10 @@ class LiveSession:
             if self._idle and self._log.last_index > self._reported_index:
                 await self._send_resumable_update()
             await asyncio.sleep(self._config.resumption_update_interval_seconds)
+
+    @property
+    def model(self) -> str:
+        return self._setup.model
 
     @property
     def capped(self) -> bool:
@@ -386,6 +428,9 @@ class LiveSession:
         if self._setup.resumption:
             # As documented for the service: an empty handle while generating or calling.
             await self._send({"sessionResumptionUpdate": {"newHandle": "", "resumable": False}})
+        if self._setup.transcription_only:
+            await self._transcribe(turn, prompt)
+            return
         if turn.spoken and self._setup.input_transcription:
             await self._send({"serverContent": {"inputTranscription": {"text": turn.text}}})
         if await self._pause(self._config.reply_delay_seconds):
@@ -460,6 +505,13 @@ class LiveSession:
                     {"serverContent": {"modelTurn": {"parts": [{"inlineData": audio}]}}}
                 )
                 audio_seconds += seconds
+                if self._setup.response_modality == "VIDEO":
+                    # The avatar shows the same speech (Vertex: lips aligned with the voice).
+                    video = self._avatar.chunk(seconds)
+                    self._stats.video_frames_sent += frames_for(seconds)
+                    await self._send(
+                        {"serverContent": {"modelTurn": {"parts": [{"inlineData": video}]}}}
+                    )
                 if self._setup.output_transcription:
                     await self._send({"serverContent": {"outputTranscription": {"text": piece}}})
             sent.append(piece)
@@ -477,14 +529,26 @@ class LiveSession:
             await self._send({"serverContent": {"interrupted": True}})
         else:
             await self._send({"serverContent": {"generationComplete": True}})
-        await self._send(
-            {
-                "serverContent": {"turnComplete": True},
-                "usageMetadata": usage_metadata(prompt, candidates),
-            }
-        )
+        await self._turn_complete(prompt, candidates)
         # What the user heard is what the model remembers, as with the service.
         self._remember(Entry("model", sent))
+
+    async def _turn_complete(self, prompt: TokenCounts, candidates: TokenCounts) -> None:
+        message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+        if self._setup.reports_usage:
+            message["usageMetadata"] = usage_metadata(prompt, candidates)
+        await self._send(message)
+
+    async def _transcribe(self, turn: UserTurn, prompt: TokenCounts) -> None:
+        """A transcription-only model's turn: what it heard, as text, and nothing said."""
+        text = ""
+        if turn.spoken:
+            text = turn.text
+            await self._send({"serverContent": {"inputTranscription": {"text": text}}})
+        # Billed for what it heard (the audio), and the text it wrote.
+        await self._turn_complete(
+            TokenCounts(audio=prompt.audio, video=prompt.video), TokenCounts(text=text_tokens(text))
+        )
 
     async def _pause(self, seconds: float) -> bool:
         """Wait between chunks; True as soon as the reply is interrupted."""
@@ -502,7 +566,7 @@ class LiveSession:
         return TokenCounts(
             text=text_tokens(self._setup.system_instruction) + self._history_tokens + typed,
             audio=audio_tokens(turn.audio_seconds),
-            video=turn.video_frames * VIDEO_TOKENS_PER_FRAME,
+            video=turn.video_frames * self._setup.video_tokens_per_frame,
         )
 
     def _remember(self, entry: Entry) -> None:

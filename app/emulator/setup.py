@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from app.emulator.config import EmulatorConfig
 from app.emulator.speech import DEFAULT_VOICE
+from app.emulator.tokens import VIDEO_TOKENS_PER_FRAME, video_tokens_per_frame
 from app.emulator.vad import VadSettings
 from app.emulator.wire import INVALID_ARGUMENT
 from app.protocol.errors import ProtocolViolation
@@ -25,7 +26,8 @@ ECHO_AUDIO_INSTRUCTION = "live-relay loadtest: answer each audio chunk with itse
 @dataclass(frozen=True)
 class SessionSetup:
     model: str
-    response_modality: Literal["TEXT", "AUDIO"]
+    # VIDEO: a Live Avatar speaks (audio) and is seen (MP4 chunks at 24 fps).
+    response_modality: Literal["TEXT", "AUDIO", "VIDEO"]
     voice: str
     system_instruction: str
     function_names: tuple[str, ...]
@@ -43,6 +45,17 @@ class SessionSetup:
     resume_handle: str | None
     # `contextWindowCompression` was set: no session duration cap applies.
     compression: bool
+    # `inputAudioTranscription.customVocabulary`: terms the transcription is biased towards.
+    vocabulary: tuple[str, ...] = ()
+    # `clientContent` with `turnComplete` interrupts whatever `activityHandling` says
+    # (Gemini 3.8 Live), and content without it does not interrupt.
+    turn_complete_interrupts: bool = False
+    # The model only transcribes: each utterance comes back as an inputTranscription.
+    transcription_only: bool = False
+    # Whether turns end with `usageMetadata`.
+    reports_usage: bool = True
+    # Tokens an input video frame costs (`generationConfig.mediaResolution`).
+    video_tokens_per_frame: int = VIDEO_TOKENS_PER_FRAME
 
     @property
     def echoes_audio(self) -> bool:
@@ -69,7 +82,33 @@ def parse_setup(setup: Any, config: EmulatorConfig, api_version: str) -> Session
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
     if parsed.voice not in config.voices:
         raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    _check_model_settings(setup, parsed, config)
     return parsed
+
+
+# Tools that search (Vertex: "multiple tools are supported only if they are all search tools").
+_SEARCH_TOOLS = frozenset({"googleSearch", "googleSearchRetrieval", "enterpriseWebSearch"})
+_NON_SEARCH_TOOLS = frozenset({"functionDeclarations", "retrieval"})
+
+
+def _check_model_settings(
+    setup: dict[str, Any], parsed: SessionSetup, config: EmulatorConfig
+) -> None:
+    """What the current models refuse in a setup. Vertex does not publish the words of these
+    refusals: they get its generic 1007 text, like its other invalid arguments."""
+    model = parsed.model
+    proactivity = setup.get("proactivity") or {}
+    if proactivity.get("proactiveAudio") is False and config.proactive_audio_always_on(model):
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)  # always on: "false returns an error"
+    generation = setup.get("generationConfig") or {}
+    if generation.get("thinkingConfig") is not None and model in config.models_without_thinking:
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)
+    if parsed.transcription_only and (parsed.response_modality != "TEXT" or parsed.function_names):
+        raise ProtocolViolation(1007, INVALID_ARGUMENT)  # it streams text, and calls nothing
+    if config.search_with_function_calling == "refuse":
+        kinds = {kind for tool in setup.get("tools") or [] for kind in tool}
+        if kinds & _SEARCH_TOOLS and kinds & _NON_SEARCH_TOOLS:
+            raise ProtocolViolation(1007, INVALID_ARGUMENT)
 
 
 def _check_project(model: object, known_projects: tuple[str, ...]) -> None:
@@ -98,8 +137,10 @@ def _known_model(model: object, known_models: tuple[str, ...], api_version: str)
 def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> SessionSetup:
     generation = setup.get("generationConfig") or {}
     modalities = [str(m).upper() for m in generation.get("responseModalities") or ["AUDIO"]]
-    if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO"):
-        raise ValueError("exactly one response modality, TEXT or AUDIO")
+    if len(modalities) != 1 or modalities[0] not in ("TEXT", "AUDIO", "VIDEO"):
+        raise ValueError("exactly one response modality, TEXT, AUDIO or VIDEO")
+    if modalities[0] == "VIDEO" and not config.video_output(model):
+        raise ValueError("only the Live Avatar models answer in video")
     voice_config = (generation.get("speechConfig") or {}).get("voiceConfig") or {}
     voice = (voice_config.get("prebuiltVoiceConfig") or {}).get("voiceName") or DEFAULT_VOICE
     realtime = setup.get("realtimeInputConfig") or {}
@@ -107,7 +148,7 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
     function_names, blocking_functions = functions(setup.get("tools") or [], model, config)
     return SessionSetup(
         model=model,
-        response_modality="TEXT" if modalities[0] == "TEXT" else "AUDIO",
+        response_modality=_modality(modalities[0]),
         voice=str(voice),
         system_instruction=_content_text(setup.get("systemInstruction")),
         function_names=function_names,
@@ -121,7 +162,21 @@ def _parse(setup: dict[str, Any], model: str, config: EmulatorConfig) -> Session
         transparent_resumption=bool((resumption or {}).get("transparent")),
         resume_handle=(resumption or {}).get("handle") or None,
         compression=setup.get("contextWindowCompression") is not None,
+        vocabulary=tuple(
+            str(term)
+            for term in (setup.get("inputAudioTranscription") or {}).get("customVocabulary") or []
+        ),
+        turn_complete_interrupts=config.turn_complete_interrupts(model),
+        transcription_only=config.transcription_only(model),
+        reports_usage=model not in config.models_without_usage,
+        video_tokens_per_frame=video_tokens_per_frame(generation.get("mediaResolution")),
     )
+
+
+def _modality(name: str) -> Literal["TEXT", "AUDIO", "VIDEO"]:
+    if name == "TEXT":
+        return "TEXT"
+    return "VIDEO" if name == "VIDEO" else "AUDIO"
 
 
 def refused_fields(

@@ -47,6 +47,8 @@ class EmulatorStats:
     interruptions: int = 0
     tool_calls: int = 0
     tool_call_cancellations: int = 0
+    # Live Avatar video frames sent (24 a second of speech), over all sessions.
+    video_frames_sent: int = 0
     # Client messages after setup that are part of a conversation's state, in arrival order.
     # Resuming a handle drops the records of messages its snapshot does not include (they
     # were consumed by a connection whose later state is abandoned), so for one session the

@@ -3,7 +3,8 @@
 Rules (documented in docs/emulator.md, "What it imitates"):
 - text: one token per started group of 4 characters;
 - audio: 25 tokens per second, in and out (rounded up per turn);
-- video: 258 tokens per frame;
+- video: 258 tokens per frame; with `generationConfig.mediaResolution`, what Vertex's
+  `MediaResolution` reference says: LOW 64, MEDIUM and HIGH 256;
 - a turn's prompt is the whole context: system instruction, every earlier turn's text (user
   and model), and the new input with the audio and video received since the previous turn.
 """
@@ -16,6 +17,18 @@ from typing import Any
 
 AUDIO_TOKENS_PER_SECOND = 25
 VIDEO_TOKENS_PER_FRAME = 258
+VIDEO_TOKENS_PER_FRAME_AT = {
+    "MEDIA_RESOLUTION_LOW": 64,
+    "MEDIA_RESOLUTION_MEDIUM": 256,
+    "MEDIA_RESOLUTION_HIGH": 256,  # "zoomed reframing with 256 tokens"
+}
+
+
+def video_tokens_per_frame(media_resolution: str | None) -> int:
+    """Tokens a video frame costs at `generationConfig.mediaResolution` (None: unset)."""
+    return VIDEO_TOKENS_PER_FRAME_AT.get(str(media_resolution).upper(), VIDEO_TOKENS_PER_FRAME)
+
+
 CHARS_PER_TEXT_TOKEN = 4
 
 

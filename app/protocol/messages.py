@@ -44,8 +44,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "outputAudioTranscription": "AudioTranscriptionConfig",
         "proactivity": "ProactivityConfig",
         "explicitVadSignal": "bool",
-        "historyConfig": "any",
-        "avatarConfig": "any",
+        "historyConfig": "HistoryConfig",
+        "avatarConfig": "AvatarConfig",
         "safetySettings": "[]any",
         "labels": "any",
     },
@@ -61,7 +61,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "responseModalities": "[]enum:Modality",
         "speechConfig": "SpeechConfig",
         "mediaResolution": "enum:MediaResolution",
-        "thinkingConfig": "any",
+        "thinkingConfig": "ThinkingConfig",
         "enableAffectiveDialog": "bool",
         "audioTimestamp": "bool",
         "logprobs": "int",
@@ -140,8 +140,34 @@ MESSAGES: dict[str, dict[str, str]] = {
         "prefixPaddingMs": "int",
         "silenceDurationMs": "int",
     },
-    "AudioTranscriptionConfig": {"languageCodes": "[]string"},
+    # `customVocabulary` biases recognition towards the given terms (Gemini 3.8 Live);
+    # `adaptationPhrases`, `languageAuto` and `languageHints` are its deprecated forerunners.
+    "AudioTranscriptionConfig": {
+        "languageCodes": "[]string",
+        "customVocabulary": "[]string",
+        "adaptationPhrases": "[]string",
+        "languageAuto": "any",
+        "languageHints": "any",
+        "wordTimestamp": "bool",
+        "diarization": "bool",
+        "mode": "enum:AudioTranscriptionMode",
+        "sourceText": "string",
+    },
     "ProactivityConfig": {"proactiveAudio": "bool"},
+    "ThinkingConfig": {
+        "includeThoughts": "bool",
+        "thinkingBudget": "int",
+        "thinkingLevel": "enum:ThinkingLevel",
+    },
+    "HistoryConfig": {"initialHistoryInClientContent": "bool"},
+    # Live Avatar video output (`responseModalities: ["VIDEO"]`, Gemini 3.8 Live).
+    "AvatarConfig": {
+        "avatarName": "string",
+        "customizedAvatar": "CustomizedAvatar",
+        "audioBitrateBps": "int",
+        "videoBitrateBps": "int",
+    },
+    "CustomizedAvatar": {"imageMimeType": "string", "imageData": "bytes"},
     "BidiGenerateContentClientContent": {"turns": "[]Content", "turnComplete": "bool"},
     "BidiGenerateContentRealtimeInput": {
         "mediaChunks": "[]Blob",
@@ -164,7 +190,11 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 ENUMS: dict[str, frozenset[str]] = {
-    "Modality": frozenset({"MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"}),
+    "Modality": frozenset({"MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO"}),
+    "AudioTranscriptionMode": frozenset({"MODE_UNSPECIFIED", "VERBATIM", "SMART"}),
+    "ThinkingLevel": frozenset(
+        {"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH"}
+    ),
     "MediaResolution": frozenset(
         {
             "MEDIA_RESOLUTION_UNSPECIFIED",

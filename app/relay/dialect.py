@@ -50,7 +50,10 @@ from app.relay.upstream_leg import UpstreamLeg
 # What a client speaks, chosen once per session by the path it connected to.
 Dialect = Literal["vertex", "gemini"]
 
-# Gemini API model id -> Vertex AI model id, where they differ for the same Live model.
+# Gemini API model id -> Vertex AI model id, where they differ for the same Live model. The
+# Gemini 3.8 Live generation (gemini-3.8-live, gemini-3.8-live-extended-thinking,
+# gemini-3.5-transcribe-live) has the same ids on both (Vertex's 3.8 guide, the Gemini API's
+# model pages), so it needs no entry: any other id passes unchanged.
 MODEL_ALIASES: Mapping[str, str] = {
     "gemini-2.0-flash-live-001": "gemini-2.0-flash-live-preview-04-09",
     "gemini-2.5-flash-native-audio-preview-09-2025": (

@@ -31,6 +31,7 @@ from app.relay.closes import (
 )
 from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
 from app.relay.early_connect import UpstreamOpening
+from app.relay.estimated_usage import EstimatedUsageLeg
 from app.relay.pending import PendingSlot, credential_id
 from app.relay.refusals import Refusal, refuse
 from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
@@ -347,6 +348,8 @@ async def _relay(
         frames_per_second=project.input_limits.frames_per_second,
         bytes_per_second=project.input_limits.bytes_per_second,
     )
+    if setup.model in settings.estimated_usage_models:
+        leg = EstimatedUsageLeg(leg)  # app/relay/estimated_usage.py: its upstream reports none
     if dialect == "gemini":
         leg = GeminiDialectLeg(leg)
     frames = ClientFrames(

@@ -66,6 +66,9 @@ _INDEX_FIELD = "lastConsumedClientMessageIndex"
 # reconnect in a loop.
 MAX_SWITCHES_WITHOUT_TRAFFIC = 3
 YOUNG_CONNECTION_SECONDS = 1.0
+# How the service's 1011 at a deadline begins ("Deadline expired before operation could
+# complete."), at the 58-minute hard close or a session duration cap.
+_DEADLINE_EXPIRED = "Deadline expired"
 # Told to the client when a switch cuts a reply: the reply stops, and the turn ends.
 _CUT_TURN = (
     b'{"serverContent":{"interrupted":true}}',
@@ -166,6 +169,9 @@ class ResumableUpstream:
         self._switch_due: Cause | None = None
         self._goaway_deadline: float | None = None
         self._error_switch_spent = False  # a 1011 gets one switch until the upstream answers
+        # The connection being replaced was closed at the service's hard deadline (1011
+        # "Deadline expired ...", reported at 58 minutes): a refused resume then says so.
+        self._ended_by_deadline = False
         self._unstable_switches = 0
         # Frames for the client that recv() returns first: relay-made ones, and a resumed
         # connection's setupComplete while the session still waits for its first one. Rare:
@@ -335,6 +341,9 @@ class ResumableUpstream:
     def _cause_of(self, closed: ConnectionClosed) -> Cause:
         """Why the current connection ended, if that calls for a switch; else re-raise."""
         received = closed.rcvd
+        self._ended_by_deadline = received is not None and received.reason.startswith(
+            _DEADLINE_EXPIRED
+        )
         if received is None:
             cause: Cause = "lost"
         elif received.code in (1000, 1001):
@@ -460,8 +469,9 @@ class ResumableUpstream:
             code, reason = (received.code, received.reason) if received else (1006, "")
             if old_open and code == INTERNAL_ERROR:
                 raise _RefusedWhileOpen from None
+            after = " after a 1011 Deadline expired close" if self._ended_by_deadline else ""
             raise UpstreamSwitchFailed(
-                "refused", f"upstream refused to resume the session: {code} {reason}".strip()
+                "refused", f"upstream refused to resume the session{after}: {code} {reason}".strip()
             ) from None
         head = first[:_HEAD_BYTES]
         if SETUP_COMPLETE_KEY not in (head.encode() if isinstance(head, str) else head):

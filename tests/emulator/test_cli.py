@@ -57,6 +57,9 @@ def test_the_command_line_reaches_every_choice_the_fidelity_page_offers() -> Non
                 "--audio-session-cap=0",
                 "--video-session-cap=30",
                 "--goaway-notice=5",
+                "--deadline-close=0",
+                "--resume-after-deadline=refuse",
+                "--search-with-function-calling=allow",
             ]
         )
     )
@@ -69,4 +72,7 @@ def test_the_command_line_reaches_every_choice_the_fidelity_page_offers() -> Non
         chosen.audio_session_cap_seconds,
         chosen.video_session_cap_seconds,
         chosen.goaway_notice_seconds,
-    ) == ("refuse", "per_session", "accept", None, 30.0, 5.0)
+        chosen.deadline_close_seconds,
+        chosen.resume_after_deadline,
+        chosen.search_with_function_calling,
+    ) == ("refuse", "per_session", "accept", None, 30.0, 5.0, None, "refuse", "allow")

@@ -21,7 +21,8 @@ from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import TokenServer, token_server, write_service_account
 
 STEPS = ("settings", "credentials", "access token", "project", "TLS + WebSocket handshake")
-MODELS = ("gemini-live-2.5-flash", "gemini-2.0-flash-live-preview-04-09")
+# The current generation (the transcription model needs a TEXT setup), and an older model.
+MODELS = ("gemini-live-2.5-flash", "gemini-3.8-live", "gemini-3.5-transcribe-live")
 
 
 async def doctor(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:

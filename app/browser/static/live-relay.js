@@ -159,6 +159,92 @@ export class AudioPlayer extends EventTarget {
   }
 }
 
+// --- avatar video -----------------------------------------------------------------------------
+
+// Used when a chunk names no H.264 configuration the player can read.
+export const AVATAR_CODECS = 'video/mp4; codecs="avc1.42C00A"';
+
+/** The codecs string of a fragmented MP4 init segment: `avc1.PPCCLL` from its avcC box. */
+export function mp4Codecs(bytes) {
+  for (let i = 4; i + 7 < bytes.length; i++) {
+    if (bytes[i] === 0x61 && bytes[i + 1] === 0x76 && bytes[i + 2] === 0x63 && bytes[i + 3] === 0x43) {
+      const hex = (byte) => byte.toString(16).padStart(2, "0").toUpperCase();
+      return `video/mp4; codecs="avc1.${hex(bytes[i + 5])}${hex(bytes[i + 6])}${hex(bytes[i + 7])}"`;
+    }
+  }
+  return AVATAR_CODECS;
+}
+
+/**
+ * A Live Avatar (`responseModalities: ["VIDEO"]`): fragmented MP4 chunks (`video/mp4`, each
+ * with its init segment) appended in order to a <video> through Media Source Extensions.
+ * `flush()` drops what is buffered ahead of the picture (barge-in). Events: chunk {frames}.
+ */
+export class VideoPlayer extends EventTarget {
+  constructor(video) {
+    super();
+    this.video = video;
+    this.queue = [];
+    this.source = null;
+    this.buffer = null;
+    this.chunks = 0; // chunks appended
+    this.resumeAt = null; // after a flush: where the next chunk goes on the timeline
+  }
+
+  enqueueBase64(data) {
+    this.enqueue(decodeBase64(data));
+  }
+
+  enqueue(bytes) {
+    this.queue.push(bytes);
+    if (this.source === null) this.#open(bytes);
+    else this.#pump();
+  }
+
+  /** Seconds of video buffered ahead of the picture. */
+  get queuedSeconds() {
+    const ranges = this.buffer?.buffered;
+    if (!ranges || ranges.length === 0) return 0;
+    return Math.max(0, ranges.end(ranges.length - 1) - this.video.currentTime);
+  }
+
+  flush() {
+    this.queue.length = 0;
+    const ranges = this.buffer?.buffered;
+    if (!ranges || ranges.length === 0 || this.buffer.updating) return;
+    const from = this.video.currentTime;
+    const end = ranges.end(ranges.length - 1);
+    if (end <= from) return;
+    this.resumeAt = from;
+    this.buffer.remove(from, end);
+  }
+
+  #open(first) {
+    this.source = new MediaSource();
+    this.video.src = URL.createObjectURL(this.source);
+    this.source.addEventListener("sourceopen", () => {
+      this.buffer = this.source.addSourceBuffer(mp4Codecs(first));
+      this.buffer.mode = "sequence"; // chunks follow each other, whatever their timestamps say
+      this.buffer.addEventListener("updateend", () => {
+        if (this.resumeAt !== null) {
+          this.buffer.timestampOffset = this.resumeAt; // no gap where the flush cut
+          this.resumeAt = null;
+        }
+        this.#pump();
+      });
+      this.#pump();
+    }, { once: true });
+  }
+
+  #pump() {
+    if (this.buffer === null || this.buffer.updating || this.queue.length === 0) return;
+    this.buffer.appendBuffer(this.queue.shift());
+    this.chunks += 1;
+    this.video.play().catch(() => {}); // muted avatars may autoplay; the voice plays as audio
+    this.dispatchEvent(new CustomEvent("chunk", { detail: { chunks: this.chunks } }));
+  }
+}
+
 // --- a session over the relay's plain protocol ------------------------------------------------
 
 /**
@@ -166,9 +252,10 @@ export class AudioPlayer extends EventTarget {
  *   setupcomplete, message (every server message), text {text}, input-transcript {text},
  *   output-transcript {text}, playing {latencyMs}, interrupted {flushedSeconds}, turn-complete, tool-call
  *   {functionCalls}, usage {usageMetadata}, goaway {timeLeft}, close {code, reason}.
+ * Given `video` (a <video> element), a VIDEO answer's avatar plays there (`videoPlayer`).
  */
 export class LiveRelay extends EventTarget {
-  constructor({ url, token, setup, audioContext, sampleRate } = {}) {
+  constructor({ url, token, setup, audioContext, sampleRate, video } = {}) {
     super();
     this.url = url;
     this.token = token;
@@ -176,6 +263,9 @@ export class LiveRelay extends EventTarget {
     this.context = audioContext ?? new AudioContext(sampleRate ? { sampleRate } : {});
     this.microphone = new Microphone(this.context);
     this.player = new AudioPlayer(this.context);
+    // With a <video> element: the avatar of a VIDEO answer plays there (muted: its voice
+    // comes as audio).
+    this.videoPlayer = video ? new VideoPlayer(video) : null;
     this.socket = null;
     this.closed = null; // {code, reason} once the session has ended
     this.latencies = []; // per answer: last speech from the mic -> first sound played, in ms
@@ -264,6 +354,8 @@ export class LiveRelay extends EventTarget {
         if (data?.data && data.mimeType?.startsWith("audio/pcm")) {
           const rate = Number(/rate=(\d+)/.exec(data.mimeType)?.[1] ?? OUTPUT_RATE);
           this.player.enqueueBase64(data.data, rate);
+        } else if (data?.data && data.mimeType?.startsWith("video/mp4")) {
+          this.videoPlayer?.enqueueBase64(data.data);
         }
       }
       if (content.inputTranscription?.text) this.#emit("input-transcript", { text: content.inputTranscription.text });
@@ -271,6 +363,7 @@ export class LiveRelay extends EventTarget {
       if (content.interrupted) {
         const flushedSeconds = this.player.queuedSeconds;
         this.player.flush();
+        this.videoPlayer?.flush();
         this.#emit("interrupted", { flushedSeconds });
       }
       if (content.turnComplete) {
