@@ -88,6 +88,12 @@ _FLASH_2_5 = ModelPrice(
     output={"TEXT": 2.00, "AUDIO": 12.00},
 )
 
+# Default models no price source we could check names a list price for (docs/usage.md): their
+# cost is null in reports, never guessed, until a prices file or the projects file gives one.
+UNPRICED_DEFAULT_MODELS = frozenset(
+    {"gemini-3.8-live", "gemini-3.8-live-extended-thinking", "gemini-3.5-transcribe-live"}
+)
+
 # Model name patterns (fnmatch), tried in order; the first that matches prices the model.
 BUILT_IN_PRICES: Mapping[str, ModelPrice] = {
     "gemini-live-2.5-flash*": _FLASH_2_5,

@@ -27,11 +27,13 @@ def tokens_of(*reports: dict[str, object]) -> dict[str, int]:
     return totals.tokens
 
 
-def test_every_default_model_has_a_built_in_price() -> None:
+def test_every_default_model_has_a_built_in_price_or_is_named_unpriced() -> None:
+    from app.ledger.prices import UNPRICED_DEFAULT_MODELS
     from app.settings import DEFAULT_ALLOWED_MODELS
 
     for model in DEFAULT_ALLOWED_MODELS:
-        assert BUILT_IN.for_model(model) is not None, model
+        priced = BUILT_IN.for_model(model) is not None
+        assert priced != (model in UNPRICED_DEFAULT_MODELS), model
     assert BUILT_IN.for_model("some-other-model") is None
 
 
