@@ -34,9 +34,9 @@ from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
 from app.protocol.models import transcription_only
-from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
-from app.relay.vertex import (
+from app.relay.upstream.target import UpstreamTarget
+from app.relay.upstream.upstream import UpstreamConnector, UpstreamUnavailable, live_url
+from app.relay.upstream.vertex import (
     GoogleTokenSource,
     describe_credentials,
     load_credentials,
@@ -55,7 +55,7 @@ PROJECT_FIX = (
     "check that RELAY_VERTEX_PROJECT names a project with the Vertex AI API enabled where these "
     "credentials hold roles/aiplatform.user"
 )
-# The fix for each cause of a failed handshake (see app.relay.upstream.FAILURE_CAUSES).
+# The fix for each cause of a failed handshake (see app.relay.upstream.upstream.FAILURE_CAUSES).
 HANDSHAKE_FIXES = {
     "timeout": "check that this host can reach the endpoint on port 443 (firewall, egress proxy)",
     "dns": "check RELAY_VERTEX_LOCATION (or RELAY_VERTEX_BASE_URL) and this host's DNS",

@@ -33,18 +33,18 @@ from app.quota.keeper import QuotaKeeper
 from app.quota.store import open_quota_store
 from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
-from app.relay.bounded_protocols import METRICS_STATE
-from app.relay.drain import install_drain_on_sigterm
-from app.relay.early_connect import EarlyConnects
-from app.relay.handles import ResumptionHandles
+from app.relay.admission.early_connect import EarlyConnects
+from app.relay.admission.pending import PendingAdmissions
+from app.relay.client.bounded_protocols import METRICS_STATE
+from app.relay.client.handles import ResumptionHandles
 from app.relay.heap import freeze_startup_heap
 from app.relay.metrics_port import metrics_port
-from app.relay.pending import PendingAdmissions
-from app.relay.registry import LiveSessions
 from app.relay.runtime import Relay
-from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream import UpstreamConnector, live_url
-from app.relay.vertex import GoogleTokenSource, vertex_connector
+from app.relay.session.drain import install_drain_on_sigterm
+from app.relay.session.registry import LiveSessions
+from app.relay.upstream.target import UpstreamTarget
+from app.relay.upstream.upstream import UpstreamConnector, live_url
+from app.relay.upstream.vertex import GoogleTokenSource, vertex_connector
 from app.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)

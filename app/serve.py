@@ -17,7 +17,7 @@ from app.factory import create_app
 from app.logs import configure_logging
 from app.metrics import prepare_multiprocess
 from app.ports import said_cannot_listen
-from app.relay.bounded_protocols import ConnectionLimits, RelayUvicornConfig
+from app.relay.client.bounded_protocols import ConnectionLimits, RelayUvicornConfig
 from app.settings import Settings, SettingsError, describe_settings, load_settings
 from app.startup import Problem, StartupError, preflight, settings_problems
 from app.supervisor import ReloadingMultiprocess
@@ -75,7 +75,7 @@ def refuse(problems: list[Problem]) -> int:
 def uvicorn_config(settings: Settings, app: Any, *, configure_logs: bool = True) -> uvicorn.Config:
     """uvicorn's configuration for the relay; tests pass `configure_logs=False` to keep theirs.
     The protocols are uvicorn's httptools and websockets-sansio with every wait on a client
-    bounded (`app.relay.bounded_protocols`)."""
+    bounded (`app.relay.client.bounded_protocols`)."""
     return RelayUvicornConfig(
         app,
         connection_limits=ConnectionLimits.from_settings(settings),

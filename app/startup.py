@@ -19,7 +19,7 @@ import google.auth.exceptions
 from app.auth.projects import load_projects
 from app.auth.projects_file import ProjectsFileError
 from app.exit_status import ExitStatus
-from app.relay.vertex import check_vertex_settings, load_credentials
+from app.relay.upstream.vertex import check_vertex_settings, load_credentials
 from app.settings import Settings, SettingsError
 
 GOOGLE_CREDENTIALS_FIX = (

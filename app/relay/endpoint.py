@@ -17,9 +17,14 @@ from app.ledger.ledger import SessionStart
 from app.logs import hash_user, session_id_var
 from app.protocol.errors import ProtocolViolation
 from app.quota.types import Lease
-from app.relay.bounded_protocols import admit_full_frames, handshake_done
-from app.relay.client_frames import ClientFrames, FrameRules
-from app.relay.client_gone import client_left
+from app.relay.admission.early_connect import UpstreamOpening
+from app.relay.admission.pending import PendingSlot, credential_id
+from app.relay.client.bounded_protocols import admit_full_frames, handshake_done
+from app.relay.client.client_frames import ClientFrames, FrameRules
+from app.relay.client.client_gone import client_left
+from app.relay.client.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
+from app.relay.client.refusals import Refusal, refuse
+from app.relay.client.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
 from app.relay.closes import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -29,18 +34,13 @@ from app.relay.closes import (
     Ending,
     truncate_reason,
 )
-from app.relay.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
-from app.relay.early_connect import UpstreamOpening
-from app.relay.estimated_usage import EstimatedUsageLeg
-from app.relay.pending import PendingSlot, credential_id
-from app.relay.refusals import Refusal, refuse
-from app.relay.resumable_upstream import ResumableUpstream, resumption_policy
 from app.relay.runtime import Relay
-from app.relay.session import Session, SessionLimits, goaway_frame
-from app.relay.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
+from app.relay.session.session import Session, SessionLimits, goaway_frame
 from app.relay.sniff import Usage
-from app.relay.upstream import UpstreamUnavailable
-from app.relay.upstream_leg import UpstreamLeg, close_in_background
+from app.relay.upstream.estimated_usage import EstimatedUsageLeg
+from app.relay.upstream.resumable_upstream import ResumableUpstream, resumption_policy
+from app.relay.upstream.upstream import UpstreamUnavailable
+from app.relay.upstream.upstream_leg import UpstreamLeg, close_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,9 @@ async def _relay(
         bytes_per_second=project.input_limits.bytes_per_second,
     )
     if setup.model in settings.estimated_usage_models:
-        leg = EstimatedUsageLeg(leg)  # app/relay/estimated_usage.py: its upstream reports none
+        leg = EstimatedUsageLeg(
+            leg
+        )  # app/relay/upstream/estimated_usage.py: its upstream reports none
     if dialect == "gemini":
         leg = GeminiDialectLeg(leg)
     frames = ClientFrames(

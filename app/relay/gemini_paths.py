@@ -23,8 +23,8 @@ from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.logs import redact_target
+from app.relay.client.refusals import refuse, unknown_path
 from app.relay.endpoint import serve_live
-from app.relay.refusals import refuse, unknown_path
 
 API_VERSIONS = frozenset({"v1alpha", "v1beta", "v1"})
 METHODS = frozenset({"BidiGenerateContent", "BidiGenerateContentConstrained"})

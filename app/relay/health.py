@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.relay.runtime import Relay
-from app.relay.upstream import UpstreamUnavailable
+from app.relay.upstream.upstream import UpstreamUnavailable
 
 router = APIRouter()
 

@@ -10,12 +10,12 @@ from app.ledger.ledger import Ledger
 from app.metrics import RelayMetrics
 from app.quota.keeper import QuotaKeeper
 from app.quota.types import QuotaStore
-from app.relay.early_connect import EarlyConnects
-from app.relay.handles import ResumptionHandles
-from app.relay.pending import PendingAdmissions
-from app.relay.registry import LiveSessions
-from app.relay.upstream import UpstreamConnector
-from app.relay.vertex import GoogleTokenSource
+from app.relay.admission.early_connect import EarlyConnects
+from app.relay.admission.pending import PendingAdmissions
+from app.relay.client.handles import ResumptionHandles
+from app.relay.session.registry import LiveSessions
+from app.relay.upstream.upstream import UpstreamConnector
+from app.relay.upstream.vertex import GoogleTokenSource
 from app.settings import Settings
 
 

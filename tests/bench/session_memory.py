@@ -39,14 +39,14 @@ WAVE = 10
 # (component, path fragments): a traced block belongs to the first component whose fragment
 # appears in its innermost frame outside the standard library and these helper packages.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("upstream leg: lean connection", ("app/relay/lean_upstream.py",)),
+    ("upstream leg: lean connection", ("app/relay/upstream/lean_upstream.py",)),
     ("upstream leg: websockets asyncio client", ("websockets/asyncio/",)),
-    ("upstream leg: connector", ("app/relay/upstream.py", "websockets/client.py")),
+    ("upstream leg: connector", ("app/relay/upstream/upstream.py", "websockets/client.py")),
     ("client leg: uvicorn WebSocket protocol", ("uvicorn/protocols/websockets/",)),
     ("client leg: websockets server protocol", ("websockets/server.py",)),
     ("websockets protocol core (either leg)", ("websockets/",)),
     ("ASGI stack (uvicorn, Starlette, FastAPI)", ("uvicorn/", "starlette/", "fastapi/")),
-    ("relay session (session.py)", ("app/relay/session.py",)),
+    ("relay session (session.py)", ("app/relay/session/session.py",)),
     ("relay endpoint (endpoint.py, auth, setup)", ("app/relay/", "app/auth/")),
     ("quota lease, Redis", ("app/quota/", "redis/")),
     ("metrics, logging", ("prometheus_client/", "app/metrics.py", "app/logs.py")),

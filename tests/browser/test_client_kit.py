@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from app.emulator import Emulator, EmulatorConfig
-from app.relay.upstream import live_url
+from app.relay.upstream.upstream import live_url
 from tests.browser.conftest import Microphone, browser_required, console_lines
 from tests.relay.conftest import API_KEY, MODEL, relay_settings
 from tests.support.relay import RunningRelay, running_relay

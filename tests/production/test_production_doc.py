@@ -16,7 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from app.doctor import CREDENTIALS_FIX, HANDSHAKE_FIXES, PROJECT_FIX
 from app.exit_status import ExitStatus
 from app.metrics import RelayMetrics, metrics_registry
-from app.relay.upstream import FAILURE_CAUSES
+from app.relay.upstream.upstream import FAILURE_CAUSES
 from app.settings import Settings, describe_settings
 from tests.support.token_server import write_authorized_user
 

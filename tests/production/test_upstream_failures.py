@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from app.emulator import Emulator, EmulatorConfig
 from app.exit_status import ExitStatus
 from app.metrics import RelayMetrics, metrics_registry
-from app.relay.upstream import connect_failure
+from app.relay.upstream.upstream import connect_failure
 from app.settings import Settings
 from tests.production.launch import API_KEY, PROJECT
 from tests.relay.test_setup_and_closes import close_of

@@ -54,8 +54,8 @@ def auth_headers(api_key: str = API_KEY) -> dict[str, str]:
 
 async def assert_reached_no_upstream(emulator: Emulator) -> None:
     """A refused session sent the upstream nothing and left no connection open there. (The
-    relay may have opened one while the quota answered, app/relay/early_connect.py: it must
-    be closed unused.)"""
+    relay may have opened one while the quota answered, app/relay/admission/early_connect.py:
+    it must be closed unused.)"""
     assert not emulator.stats.frames_received
 
     async def none_open() -> bool:

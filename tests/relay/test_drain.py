@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.logs import session_id_var
-from app.relay.drain import install_drain_on_sigterm
-from app.relay.registry import LiveSessions
+from app.relay.session.drain import install_drain_on_sigterm
+from app.relay.session.registry import LiveSessions
 from tests.relay.conftest import API_KEY, MODEL, auth_headers
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.relay import RelayProcess
@@ -75,8 +75,8 @@ async def test_the_drain_logs_outside_the_session_a_sigterm_interrupted(
         seen.append(session_id_var.get())
         return True
 
-    caplog.set_level(logging.INFO, logger="app.relay.registry")
-    drain_logger = logging.getLogger("app.relay.registry")
+    caplog.set_level(logging.INFO, logger="app.relay.session.registry")
+    drain_logger = logging.getLogger("app.relay.session.registry")
     previous = signal.signal(signal.SIGTERM, uvicorns_handler)
     drain_logger.addFilter(note_session)
     try:

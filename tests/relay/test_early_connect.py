@@ -1,4 +1,4 @@
-"""The upstream connection opens while the quota answers (app/relay/early_connect.py): an
+"""The upstream connection opens while the quota answers (app/relay/admission/early_connect.py): an
 admitted session uses it, a refused one closes it unused, and the waste stays bounded."""
 
 from __future__ import annotations

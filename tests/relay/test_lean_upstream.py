@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from app.relay.lean_upstream import LeanConnection
+from app.relay.upstream.lean_upstream import LeanConnection
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 

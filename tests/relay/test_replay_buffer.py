@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.relay.replay_buffer import ReplayBuffer
+from app.relay.upstream.replay_buffer import ReplayBuffer
 
 
 def test_frames_are_numbered_from_one_and_pruning_keeps_the_numbers() -> None:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig, Faults
-from app.relay.session import HELD_FRAME_OVERHEAD_BYTES
+from app.relay.session.session import HELD_FRAME_OVERHEAD_BYTES
 from tests.relay.conftest import MODEL, assert_reached_no_upstream, auth_headers, relay_settings
 from tests.support.net import free_port
 from tests.support.relay import RunningRelay, running_relay

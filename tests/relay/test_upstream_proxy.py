@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.emulator import Emulator
-from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
+from app.relay.upstream.target import UpstreamTarget
+from app.relay.upstream.upstream import UpstreamConnector, UpstreamUnavailable, live_url
 from tests.relay.conftest import relay_settings
 from tests.support.net import free_port
 

@@ -15,7 +15,7 @@ import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from app.relay.bounded_protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
+from app.relay.client.bounded_protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
 
 # Methods the relay overrides, each called by uvicorn itself: a rename would silently skip it.
 HTTP_OVERRIDES = [

@@ -9,10 +9,10 @@ import pytest
 
 from app.auth.token_api import MAX_SESSION_TOKEN_LENGTH
 from app.bounded_json import MAX_JSON_DEPTH
-from app.relay import bounded_protocols as bounds
-from app.relay.early_connect import QUIET_SECONDS
-from app.relay.handshake_pacing import MAX_WAITING
-from app.relay.pending import PENDING_WAIT_SECONDS
+from app.relay.admission.early_connect import QUIET_SECONDS
+from app.relay.admission.pending import PENDING_WAIT_SECONDS
+from app.relay.client import bounded_protocols as bounds
+from app.relay.client.handshake_pacing import MAX_WAITING
 from app.settings import Settings
 from tests.reliability.conftest import soak_marks
 

@@ -22,12 +22,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.emulator import Emulator
-from app.relay.bounded_protocols import (
+from app.relay.client.bounded_protocols import (
     ADMISSION_EXTENSION,
     ConnectionLimits,
     RelayUvicornConfig,
 )
-from app.relay.handshake_pacing import HandshakePacer
+from app.relay.client.handshake_pacing import HandshakePacer
 from app.settings import Settings
 from tests.relay.conftest import MODEL, auth_headers, relay_settings
 from tests.reliability.conftest import soak_marks

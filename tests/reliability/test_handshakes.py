@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.emulator import Emulator
-from app.relay.bounded_protocols import (
+from app.relay.client.bounded_protocols import (
     MAX_HEADER_LINE_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE_BYTES,

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.emulator import Emulator
-from app.relay.pending import PENDING_WAIT_SECONDS
+from app.relay.admission.pending import PENDING_WAIT_SECONDS
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.relay.test_setup_and_closes import close_of
 from tests.reliability.conftest import SCALE, record, refusals, soak_marks

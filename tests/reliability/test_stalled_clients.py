@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app.emulator import Emulator
-from app.relay.bounded_protocols import CLOSE_TIMEOUT_SECONDS
+from app.relay.client.bounded_protocols import CLOSE_TIMEOUT_SECONDS
 from tests.relay.conftest import API_KEY, MODEL, relay_settings
 from tests.reliability.conftest import SCALE, aborts, record, soak_marks
 from tests.reliability.stalled import StalledClient, in_batches, open_session, stalled_client

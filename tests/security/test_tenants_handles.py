@@ -1,6 +1,6 @@
 """Resumption handles are tenant-bound: a client gets the relay's own opaque handle, usable
 only by the project and owner it was issued to, on any replica; any other is refused exactly
-like an unknown handle, before the upstream hears of it (app/relay/handles.py)."""
+like an unknown handle, before the upstream hears of it (app/relay/client/handles.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.emulator import Emulator, EmulatorConfig
-from app.relay.upstream import live_url
+from app.relay.upstream.upstream import live_url
 from tests.security.tenants_support import (
     ALPHA_KEY,
     ALPHA_OTHER_KEY,

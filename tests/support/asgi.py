@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
-from app.relay.bounded_protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
+from app.relay.client.bounded_protocols import BoundedHttpProtocol, BoundedWebSocketProtocol
 
 
 @asynccontextmanager

@@ -26,8 +26,8 @@ import google.auth.transport.requests
 import google.oauth2.credentials
 from google.oauth2 import service_account
 
-from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream import UpstreamConnector, UpstreamUnavailable, live_url
+from app.relay.upstream.target import UpstreamTarget
+from app.relay.upstream.upstream import UpstreamConnector, UpstreamUnavailable, live_url
 from app.settings import Settings, SettingsError
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"

@@ -26,7 +26,7 @@ import re
 from websockets.typing import Data
 
 from app.relay.sniff import TURN_COMPLETE_KEY, USAGE_KEY
-from app.relay.upstream_leg import UpstreamLeg
+from app.relay.upstream.upstream_leg import UpstreamLeg
 
 AUDIO_TOKENS_PER_SECOND = 25
 DEFAULT_INPUT_RATE = 16_000

@@ -22,9 +22,9 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
-from app.relay.lean_upstream import LeanConnection
-from app.relay.setup_policy import UpstreamTarget
-from app.relay.upstream_leg import UpstreamConnection
+from app.relay.upstream.lean_upstream import LeanConnection
+from app.relay.upstream.target import UpstreamTarget
+from app.relay.upstream.upstream_leg import UpstreamConnection
 from app.settings import Settings
 
 LIVE_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"

@@ -21,21 +21,11 @@ from app.auth.setup_locks import SETUP, bare_model_name, merge_locked
 from app.protocol.canonical import canonical
 from app.protocol.errors import ProtocolViolation
 from app.relay.closes import INVALID_PAYLOAD, POLICY_VIOLATION
+from app.relay.upstream.target import UpstreamTarget
 
 _MODEL_PATH = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/models/(?P<model>[^/]+)$"
 )
-
-
-@dataclass(frozen=True)
-class UpstreamTarget:
-    """Where models live upstream: `projects/{project}/locations/{location}`."""
-
-    project: str
-    location: str
-
-    def model_path(self, model: str) -> str:
-        return f"projects/{self.project}/locations/{self.location}/publishers/google/models/{model}"
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from app import bounded_json
 from app.auth.principal import Principal
 from app.protocol.errors import ProtocolViolation
+from app.relay.client.setup_policy import AcceptedSetup
 from app.relay.closes import POLICY_VIOLATION
-from app.relay.setup_policy import AcceptedSetup
-from app.relay.upstream_leg import UpstreamLeg
+from app.relay.upstream.upstream_leg import UpstreamLeg
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ from websockets.typing import Data
 
 from app import bounded_json
 from app.protocol.errors import ProtocolViolation
+from app.relay.client.setup_policy import AcceptedSetup, parse_setup_frame
 from app.relay.closes import POLICY_VIOLATION
-from app.relay.setup_policy import AcceptedSetup, parse_setup_frame
-from app.relay.upstream_leg import UpstreamLeg
+from app.relay.upstream.upstream_leg import UpstreamLeg
 
 # What a client speaks, chosen once per session by the path it connected to.
 Dialect = Literal["vertex", "gemini"]

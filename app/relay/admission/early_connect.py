@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from websockets.protocol import State
 
 from app.metrics import RelayMetrics
-from app.relay.upstream import UpstreamUnavailable
-from app.relay.upstream_leg import UpstreamConnection, close_in_background
+from app.relay.upstream.upstream import UpstreamUnavailable
+from app.relay.upstream.upstream_leg import UpstreamConnection, close_in_background
 
 QUIET_SECONDS = 10.0
 """After a session that connected early is not admitted, the project's sessions connect only

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
 from app.protocol.errors import ProtocolViolation
-from app.relay.client_frames import ClientFrames
+from app.relay.client.client_frames import ClientFrames
 from app.relay.closes import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -41,7 +41,7 @@ from app.relay.sniff import (
     Usage,
     read_usage,
 )
-from app.relay.upstream_leg import UpstreamLeg, UpstreamSwitchFailed, close_in_background
+from app.relay.upstream.upstream_leg import UpstreamLeg, UpstreamSwitchFailed, close_in_background
 
 logger = logging.getLogger(__name__)
 

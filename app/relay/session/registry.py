@@ -10,7 +10,7 @@ from dataclasses import astuple
 from app.quota.refusals import lost_slot_reason
 from app.quota.types import LostSlot, QuotaLimits
 from app.relay.closes import GOING_AWAY, TRY_AGAIN_LATER, Ending
-from app.relay.session import Session, Traffic
+from app.relay.session.session import Session, Traffic
 
 logger = logging.getLogger(__name__)
 

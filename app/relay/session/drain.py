@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from app.relay.registry import LiveSessions
+from app.relay.session.registry import LiveSessions
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 
 from app.metrics import RelayMetrics
-from app.relay.handshake_pacing import Turn, pacer_for
+from app.relay.client.handshake_pacing import Turn, pacer_for
 from app.settings import Settings
 from app.web import error_body
 

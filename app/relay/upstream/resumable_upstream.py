@@ -43,10 +43,10 @@ from websockets.protocol import State
 from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
-from app.relay.replay_buffer import ReplayBuffer
 from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
-from app.relay.upstream import UpstreamUnavailable
-from app.relay.upstream_leg import UpstreamConnection, UpstreamSwitchFailed
+from app.relay.upstream.replay_buffer import ReplayBuffer
+from app.relay.upstream.upstream import UpstreamUnavailable
+from app.relay.upstream.upstream_leg import UpstreamConnection, UpstreamSwitchFailed
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
