@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.ledger.report import build_report, parse_group_by, parse_rfc3339, to_csv
 from app.ledger.store import LedgerStoreError, ReportQuery
-from app.relay.admin import admin_refusal
+from app.relay.admin import admin_project
 from app.relay.runtime import Relay
 from app.web import error_response
 
@@ -17,12 +17,9 @@ router = APIRouter()
 @router.get("/v1/projects/{project}/usage/report", response_model=None)
 async def usage_report(project: str, request: Request) -> Response:
     relay: Relay = request.app.state.relay
-    refusal = admin_refusal(relay, request)
-    if refusal is not None:
-        return refusal
-    config = relay.authenticator.registry.get(project)
-    if config is None:
-        return error_response(404, f'no project "{project}" is configured')
+    config = admin_project(relay, request, project)
+    if isinstance(config, JSONResponse):
+        return config
     writer = relay.ledger.writer
     if writer is None:
         return error_response(404, "the usage ledger is off: set RELAY_LEDGER_URL")

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.auth.projects import Project
 from app.quota.types import QuotaStoreError
 from app.relay.runtime import Relay
 from app.web import bearer_matches, error_response
@@ -15,13 +16,18 @@ from app.web import bearer_matches, error_response
 router = APIRouter()
 
 
-def admin_refusal(relay: Relay, request: Request) -> JSONResponse | None:
+def admin_project(relay: Relay, request: Request, project: str) -> Project | JSONResponse:
+    """The configured project an admin request names, or the error answer: 403 with admin
+    endpoints off, 401 without the admin token, 404 for a project that is not configured."""
     token = relay.settings.admin_token
     if token is None:
         return error_response(403, "admin endpoints are off: set RELAY_ADMIN_TOKEN")
     if not bearer_matches(request.headers.get("authorization"), token):
         return error_response(401, "send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
-    return None
+    config = relay.authenticator.registry.get(project)
+    if config is None:
+        return error_response(404, f'no project "{project}" is configured')
+    return config
 
 
 def _time(unix: float) -> str:
@@ -31,12 +37,9 @@ def _time(unix: float) -> str:
 @router.get("/v1/projects/{project}/usage")
 async def project_usage(project: str, request: Request) -> JSONResponse:
     relay: Relay = request.app.state.relay
-    refusal = admin_refusal(relay, request)
-    if refusal is not None:
-        return refusal
-    config = relay.authenticator.registry.get(project)
-    if config is None:
-        return error_response(404, f'no project "{project}" is configured')
+    config = admin_project(relay, request, project)
+    if isinstance(config, JSONResponse):
+        return config
     try:
         leases = await relay.store.sessions(project)
         window = await relay.store.window(project, config.quota)

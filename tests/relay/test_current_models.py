@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,11 +20,11 @@ from app.protocol.models import LIVE_3_8, LIVE_3_8_EXTENDED_THINKING, TRANSCRIBE
 from app.settings import DEFAULT_ALLOWED_MODELS
 from tests.relay.conftest import API_KEY, auth_headers, relay_settings, sdk_client
 from tests.relay.test_gemini_dialect import gemini_url
-from tests.relay.test_js_sdk import JS_DIR
 from tests.relay.test_quota_metrics import eventually
 from tests.relay.test_resumption import switches, wait_until_released
 from tests.relay.test_setup_and_closes import close_of
 from tests.support.audio import speech
+from tests.support.node import needs_js_sdk, run_script
 from tests.support.redis_server import RedisServer
 from tests.support.relay import RunningRelay, running_relay
 from tests.support.scrape import value
@@ -334,26 +332,12 @@ async def transcribe_once(ws: ClientConnection) -> dict[str, Any]:
                 return usage
 
 
-@pytest.mark.skipif(
-    shutil.which("node") is None or not (JS_DIR / "node_modules" / "@google" / "genai").exists(),
-    reason="Node.js or tests/js/node_modules is missing (`make test` installs them)",
-)
+@needs_js_sdk
 async def test_the_javascript_sdk_calls_a_function_of_gemini_3_8_live_through_the_relay(
     relay: RunningRelay, tls_files: TLSFiles
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        "current_model.mjs",
-        relay.url,
-        API_KEY,
-        cwd=JS_DIR,
-        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(tls_files.ca_file)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, stderr.decode()
-    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    stdout = await run_script("current_model.mjs", relay.url, API_KEY, ca_file=tls_files.ca_file)
+    result = json.loads(stdout.strip().splitlines()[-1])
     assert result["calls"] == ["get_weather"]
     assert 'get_weather returned "{"temp_c":21}"' in result["transcript"]
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,10 @@ from google.genai import errors, types
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.auth.keys import hash_api_key
-from app.emulator import Emulator, EmulatorConfig
+from app.emulator import Emulator
 from tests.relay.conftest import MODEL, relay_settings, sdk_client
 from tests.relay.test_setup_and_closes import close_of
+from tests.support.node import needs_js_sdk, run_script
 from tests.support.relay import RelayProcess, RunningRelay, running_relay
 from tests.support.tls import TLSFiles
 
@@ -55,12 +54,6 @@ api_keys = ["{hash_api_key(OPEN_KEY)}"]
 """
 
 GEMINI_ROUTE = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig()) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -448,14 +441,8 @@ async def test_a_lock_added_after_a_token_was_minted_holds_for_that_token(
 
 # --- the JavaScript SDK against `live-relay serve` ------------------------------------------
 
-JS_DIR = Path(__file__).parents[1] / "js"
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None or not (JS_DIR / "node_modules" / "@google" / "genai").exists(),
-    reason="Node.js or tests/js/node_modules is missing (`make test` installs them)",
-)
 
-
-@needs_node
+@needs_js_sdk
 @pytest.mark.parametrize("mode", ["vertex", "gemini"])
 async def test_the_js_sdk_cannot_add_a_forbidden_tool_through_live_relay_serve(
     emulator: Emulator, projects_file: Path, tls_files: TLSFiles, tmp_path: Path, mode: str
@@ -484,24 +471,18 @@ async def test_the_js_sdk_cannot_add_a_forbidden_tool_through_live_relay_serve(
                 )
             credential, base_url = answer.json()["token"], origin
         update = {"tools": [{"functionDeclarations": [{"name": "transferFunds"}]}]}
-        process = await asyncio.create_subprocess_exec(
-            "node",
+        stdout = await run_script(
             "context_update.mjs",
             mode,
             base_url,
             credential,
             json.dumps(update),
             "transferFunds {}",
-            cwd=JS_DIR,
-            env={**os.environ, "NODE_EXTRA_CA_CERTS": str(tls_files.ca_file)},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            ca_file=tls_files.ca_file,
         )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     finally:
         relay.kill()
-    assert process.returncode == 0, stderr.decode()
-    seen = json.loads(stdout.decode().strip().splitlines()[-1])
+    seen = json.loads(stdout.strip().splitlines()[-1])
     assert seen["toolCalls"] == []
     assert seen["closed"]["code"] == 1008
     assert '"tools"' in seen["closed"]["reason"]

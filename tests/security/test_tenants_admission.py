@@ -9,14 +9,10 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.emulator import Emulator, EmulatorConfig
 from tests.security.tenants_support import (
     ALPHA_KEY,
     CAPPED_KEY,
@@ -24,21 +20,10 @@ from tests.security.tenants_support import (
     bearer,
     open_session,
     refusal,
-    replicas,
     setup_message,
     text_turn,
     try_open,
 )
-from tests.support.redis_server import RedisServer
-
-
-@pytest.fixture
-async def two_replicas(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Replicas]:
-    async with (
-        Emulator(EmulatorConfig()) as emulator,
-        replicas(emulator, redis_server, tmp_path) as running,
-    ):
-        yield running
 
 
 async def idle_sockets(url: str, credential: str, count: int) -> list[ClientConnection]:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.emulator import Emulator, EmulatorConfig
 from app.relay.upstream.upstream import live_url
+from tests.security.conftest import NOT_FOUND
 from tests.security.tenants_support import (
     ALPHA_KEY,
     ALPHA_OTHER_KEY,
@@ -24,26 +22,14 @@ from tests.security.tenants_support import (
     Replicas,
     open_session,
     refusal,
-    replicas,
     reply_text,
     say_and_take_handle,
     setup_message,
     text_turn,
     upstream_setups,
 )
-from tests.support.redis_server import RedisServer
 
-NOT_FOUND = (1008, "BidiGenerateContent session not found")
 SECRET_WORDS = "my card number is 4111-1111-1111-1111"
-
-
-@pytest.fixture
-async def two_replicas(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Replicas]:
-    async with (
-        Emulator(EmulatorConfig()) as emulator,
-        replicas(emulator, redis_server, tmp_path) as running,
-    ):
-        yield running
 
 
 async def handle_of_a_secret(running: Replicas, key: str) -> str:

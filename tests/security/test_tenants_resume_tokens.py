@@ -5,12 +5,10 @@ a new conversation past the token's uses or its newSessionExpireTime."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from app.emulator import Emulator, EmulatorConfig
+from tests.security.conftest import NOT_FOUND
 from tests.security.tenants_support import (
     ALPHA_KEY,
     LEAN_KEY,
@@ -20,27 +18,15 @@ from tests.security.tenants_support import (
     mint_token,
     open_session,
     refusal,
-    replicas,
     reply_text,
     say_and_take_handle,
     setup_message,
     text_turn,
     upstream_setups,
 )
-from tests.support.redis_server import RedisServer
 
-NOT_FOUND = (1008, "BidiGenerateContent session not found")
 NEEDS_HANDLE = (1008, "?resume=1 resumes a session: send setup.sessionResumption.handle")
 RESUME = "?resume=1"
-
-
-@pytest.fixture
-async def two_replicas(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Replicas]:
-    async with (
-        Emulator(EmulatorConfig()) as emulator,
-        replicas(emulator, redis_server, tmp_path) as running,
-    ):
-        yield running
 
 
 async def test_resume_1_continues_only_what_the_same_token_started(

@@ -4,6 +4,8 @@ taken back: two replicas of `live-relay serve`, one Redis that forgets everythin
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -69,10 +71,16 @@ async def test_a_lost_lease_is_not_taken_back_over_the_users_cap(
     two_replicas: Replicas, redis_server: RedisServer
 ) -> None:
     first = await open_session(two_replicas.url(0), alice(), setup_message())
-    await asyncio.to_thread(redis_server.restart)  # forgets every lease
-    await asyncio.sleep(0.2)
-    # Meanwhile alice starts another session elsewhere: the store has no lease of hers.
-    second = await open_session(two_replicas.url(1), alice(), setup_message())
+    # Replica 0 is frozen, so no heartbeat of its can take alice's lease back before the
+    # second session takes her place: the order is the test's, not the scheduler's.
+    holder = two_replicas.relays[0].process.pid
+    os.kill(holder, signal.SIGSTOP)
+    try:
+        await asyncio.to_thread(redis_server.restart)  # forgets every lease
+        # Meanwhile alice starts another session elsewhere: the store has no lease of hers.
+        second = await open_session(two_replicas.url(1), alice(), setup_message())
+    finally:
+        os.kill(holder, signal.SIGCONT)
     with pytest.raises(ConnectionClosed) as ended:
         async with asyncio.timeout(10):
             while True:
