@@ -31,8 +31,8 @@ from app.relay.closes import INVALID_PAYLOAD, POLICY_VIOLATION
 
 Frame = str | bytes
 
-# Where each field of a contextUpdate lands in the setup it changes.
-_UPDATE_TARGETS = {"systemInstruction": "systemInstruction", "tools": "tools"}
+# The fields of a contextUpdate; each replaces the setup field of the same name.
+_UPDATABLE = ("systemInstruction", "tools")
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,13 @@ class ClientFrames:
     def _context_update(self, update: dict[str, Any]) -> dict[str, Any] | None:
         """The update without the locked fields it would change (or ProtocolViolation)."""
         locks = self._rules.locks
-        for name, target in _UPDATE_TARGETS.items():
-            if name not in update or target not in locks:
+        for name in _UPDATABLE:
+            if name not in update or name not in locks:
                 continue
             value = update[name]
             if name == "tools":  # a wrapper: {"tools": [...]}; no list clears the tools
                 value = value.get("tools", [])
-            departure = first_departure({target: locks[target]}, {target: value}, SETUP)
+            departure = first_departure({name: locks[name]}, {name: value}, SETUP)
             if departure is None:
                 continue
             if not self._rules.drop_locked_updates:
