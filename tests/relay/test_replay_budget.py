@@ -120,7 +120,7 @@ async def test_the_largest_holders_lose_replayability_first_and_only_their_switc
         overflows = metrics.upstream_switch_failures_total.labels("buffer_overflow")
         dropped_metric = metrics.replay_buffers_dropped_total._value.get()
         held_after = budget.held
-    assert outcomes == [(1011, DROPPED_REASON), (1011, DROPPED_REASON)]
+    assert list(outcomes) == [(1011, DROPPED_REASON), (1011, DROPPED_REASON)]
     assert switched == 2  # c's and d's
     assert overflows._value.get() == 2
     assert dropped_metric == 2
