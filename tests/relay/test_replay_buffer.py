@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from app.logs import session_id_var
 from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.replay_buffer import ReplayBuffer
 
@@ -78,3 +81,24 @@ def test_the_appending_buffer_itself_is_dropped_when_it_holds_the_most() -> None
     assert grower.append("g" * 40) == 2
     assert (grower.dropped, other.dropped, budget.held) == (True, False, 40)
     assert grower.lost_through == 2
+
+
+def test_a_drop_is_logged_once_under_the_dropped_buffers_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="app.relay.upstream.replay_budget")
+    budget = ReplayBudget(max_bytes=100)
+    buffers = {}
+    for session in ("large", "small"):
+        token = session_id_var.set(session)
+        buffers[session] = ReplayBuffer(1000, budget)
+        session_id_var.reset(token)
+    buffers["large"].append("l" * 60)
+    token = session_id_var.set("small")
+    try:
+        buffers["small"].append("s" * 50)  # the small session's append drops the large one
+        buffers["small"].append("s" * 10)
+    finally:
+        session_id_var.reset(token)
+    drops = [r for r in caplog.records if r.getMessage().startswith("replay buffer dropped")]
+    assert [(r.__dict__["session"], r.__dict__["buffer_bytes"]) for r in drops] == [("large", 60)]

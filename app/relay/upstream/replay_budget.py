@@ -65,7 +65,12 @@ class ReplayBudget:
                 "replay buffer dropped: the process's replay budget of %d bytes was reached; "
                 "this session's next upstream switch fails unless its input is confirmed first",
                 self.max_bytes,
-                extra={"buffer_bytes": size, "budget_held_bytes": self.held},
+                # The dropped buffer's session, not the one whose append went over the budget.
+                extra={
+                    "session": buffer.session,
+                    "buffer_bytes": size,
+                    "budget_held_bytes": self.held,
+                },
             )
 
     def report(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from app.logs import session_id_var
 from app.relay.upstream.replay_budget import ReplayBudget
 
 
@@ -34,6 +35,8 @@ class ReplayBuffer:
         self._size = 0
         self.lost_through = 0  # frames up to this number were dropped over the bound
         self.dropped = False  # by the budget: nothing is kept any more
+        # Whose input this is, for the budget's log line: another session's append drops it.
+        self.session = session_id_var.get()
 
     def __len__(self) -> int:
         return len(self._frames)
