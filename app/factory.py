@@ -42,6 +42,7 @@ from app.relay.metrics_port import metrics_port
 from app.relay.runtime import Relay
 from app.relay.session.drain import install_drain_on_sigterm
 from app.relay.session.registry import LiveSessions
+from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.target import UpstreamTarget
 from app.relay.upstream.upstream import UpstreamConnector, live_url
 from app.relay.upstream.vertex import GoogleTokenSource, vertex_connector
@@ -69,12 +70,16 @@ async def _open_upstream(
     return UpstreamConnector(url=url, target=target, settings=settings), None
 
 
-async def _flush_traffic(sessions: LiveSessions, metrics: RelayMetrics) -> None:
-    """Move frame and byte counts of live sessions into metrics every few seconds."""
+async def _flush_traffic(
+    sessions: LiveSessions, metrics: RelayMetrics, replay_budget: ReplayBudget
+) -> None:
+    """Move frame and byte counts of live sessions, and the replay bytes they hold, into
+    metrics every few seconds."""
     while True:
         await asyncio.sleep(TRAFFIC_FLUSH_SECONDS)
         t = sessions.take_traffic()
         metrics.add_traffic(t.frames_in, t.bytes_in, t.frames_out, t.bytes_out)
+        replay_budget.report()
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -126,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.lease_ttl_seconds,
                 )
             )
+            replay_budget = ReplayBudget(settings.resumption_buffer_budget_bytes, metrics)
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,
@@ -143,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 handles=ResumptionHandles.from_settings(settings),
                 ledger=ledger,
                 budgets=Budgets(store, ledger_metrics, fail_open=settings.quota_fail_open),
+                replay_budget=replay_budget,
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
@@ -150,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.metrics_enabled and not settings.metrics_on_client_port:
                 port = stack.enter_context(metrics_port(registry, settings))
                 logger.info("metrics on port %d", port)
-            flusher = asyncio.create_task(_flush_traffic(sessions, metrics))
+            flusher = asyncio.create_task(_flush_traffic(sessions, metrics, replay_budget))
             install_drain_on_sigterm(sessions, settings.drain_seconds)
             freeze_startup_heap()
             logger.info("relay ready, upstream %s", connector.url)

@@ -269,6 +269,20 @@ class RelayMetrics:
             "of that reply was lost and the model answered again from the replayed input.",
             registry=registry,
         )
+        self.replay_buffers_dropped_total = Counter(
+            "relay_replay_buffers_dropped_total",
+            "Sessions whose replay buffer was dropped at the process's replay budget "
+            "(RELAY_RESUMPTION_BUFFER_BUDGET_BYTES): their next switch fails unless the "
+            "upstream confirmed all their input first.",
+            registry=registry,
+        )
+        self.replay_budget_bytes_held = Gauge(
+            "relay_replay_budget_bytes_held",
+            "Bytes of unconfirmed client input held by the replay buffers of all sessions, "
+            "against the process's replay budget (refreshed every few seconds).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.build_info = Gauge(
             "relay_build_info",
             "Always 1; the labels say which live-relay and Python are running.",

@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     resumption_buffer_bytes: int = Field(
         8 * MiB, gt=0, description="Client input kept per session until the upstream confirms it."
     )
+    resumption_buffer_budget_bytes: int = Field(
+        256 * MiB,
+        gt=0,
+        description="Client input kept by all sessions of one process until the upstream "
+        "confirms it; past it, the sessions holding the most lose replayability first.",
+    )
     resumption_switch_timeout_seconds: float = Field(
         15.0, gt=0, description="Deadline of one switch to a new upstream connection."
     )

@@ -304,7 +304,12 @@ async def _relay(
     resumable: ResumableUpstream | None = None
     if project.resumes(settings):
         leg = resumable = ResumableUpstream(
-            relay.connector.connect, connection, setup.frame, resumption_policy(settings), metrics
+            relay.connector.connect,
+            connection,
+            setup.frame,
+            resumption_policy(settings),
+            metrics,
+            relay.replay_budget,
         )
         setup_frame = resumable.first_setup_frame
         client_sees_updates = resumable.client.asked
@@ -395,6 +400,8 @@ async def _relay(
     finally:
         for bound in budget_bound:
             bound.cancel()
+        if resumable is not None:
+            resumable.release()
         closing = session.ending or Ending("relay", INTERNAL_ERROR, "internal error", "error")
         relay.ledger.close(
             account,

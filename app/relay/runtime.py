@@ -14,6 +14,7 @@ from app.relay.admission.early_connect import EarlyConnects
 from app.relay.admission.pending import PendingAdmissions
 from app.relay.client.handles import ResumptionHandles
 from app.relay.session.registry import LiveSessions
+from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.upstream import UpstreamConnector
 from app.relay.upstream.vertex import GoogleTokenSource
 from app.settings import Settings
@@ -34,3 +35,4 @@ class Relay:
     handles: ResumptionHandles  # the resumption handles clients see (tenant-bound)
     ledger: Ledger  # one usage record per session (docs/usage.md)
     budgets: Budgets  # tokens and cost per day and month, in the quota store
+    replay_budget: ReplayBudget  # bytes every session's replay buffer holds, together

@@ -50,6 +50,8 @@ EXPECTED_METRICS = {
     "relay_upstream_switch_gap_seconds": "histogram",
     "relay_upstream_switch_failures": "counter",
     "relay_upstream_switch_cut_turns": "counter",
+    "relay_replay_buffers_dropped": "counter",
+    "relay_replay_budget_bytes_held": "gauge",
     "relay_build_info": "gauge",
 }
 

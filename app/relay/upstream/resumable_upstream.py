@@ -44,6 +44,7 @@ from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
 from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
+from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.replay_buffer import ReplayBuffer
 from app.relay.upstream.upstream import UpstreamUnavailable
 from app.relay.upstream.upstream_leg import UpstreamConnection, UpstreamSwitchFailed
@@ -146,6 +147,7 @@ class ResumableUpstream:
         setup_frame: str | bytes,
         policy: ResumptionPolicy,
         metrics: RelayMetrics | None = None,
+        budget: ReplayBudget | None = None,
     ) -> None:
         self._connect = connect
         self._conn = connection
@@ -154,7 +156,7 @@ class ResumableUpstream:
         self._binary = isinstance(setup_frame, bytes)
         self._setup, self.client = split_setup(setup_frame)
         self._loop = asyncio.get_running_loop()
-        self._buffer = ReplayBuffer(policy.buffer_bytes)
+        self._buffer = ReplayBuffer(policy.buffer_bytes, budget)
         # A client's own handle carries an index from its earlier connections: unknown here.
         self._checkpoint = _Checkpoint(self.client.handle, 0, None if self.client.handle else 0)
         # The checkpoint _conn started from, to turn its consumed indexes into our numbers.
@@ -421,8 +423,7 @@ class ResumableUpstream:
         if not self._buffer.replayable_from(checkpoint.seq):
             raise UpstreamSwitchFailed(
                 "buffer_overflow",
-                f"replay buffer over its bound of {self._buffer.max_bytes} bytes: "
-                "client input since the last resumable point is lost",
+                f"{self._overflow()}: client input since the last resumable point is lost",
             )
         try:
             async with asyncio.timeout(self._policy.switch_timeout_seconds):
@@ -434,6 +435,12 @@ class ResumableUpstream:
                 "deadline", f"upstream switch did not finish within {seconds:g}s"
             ) from None
         return mode
+
+    def _overflow(self) -> str:
+        """Which bound lost client input: the session's own, or the process's budget."""
+        if self._buffer.dropped:
+            return "replay buffer dropped at the relay's memory budget for replay buffers"
+        return f"replay buffer over its bound of {self._buffer.max_bytes} bytes"
 
     async def _resume(self, old: UpstreamConnection, checkpoint: _Checkpoint) -> Mode:
         """Make `_candidate` the resumed connection; say how it was made."""
@@ -520,8 +527,7 @@ class ResumableUpstream:
                 frame = buffer.get(seq)
                 if frame is None:
                     raise UpstreamSwitchFailed(
-                        "buffer_overflow",
-                        f"replay buffer over its bound of {buffer.max_bytes} bytes during a switch",
+                        "buffer_overflow", f"{self._overflow()} during a switch"
                     )
                 await conn.send(frame)
                 seq += 1
@@ -531,6 +537,10 @@ class ResumableUpstream:
         self._switching = False
 
     # --- ending ---------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Give the replay buffer's bytes back to the process's budget: the session is over."""
+        self._buffer.release()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._closing = True
