@@ -120,8 +120,13 @@ async def test_lines_carry_the_session_of_the_task_that_logged(json_log: Capture
 
 def test_text_line_shows_level_logger_message_and_fields() -> None:
     text_log = Captured(TextFormatter())
-    session_id_var.set("s-text")  # pytest runs each test in a copy of the context
-    text_log.logger.info("session ended", extra={"project": "demo", "reason": "client closed"})
+    # pytest does not give a plain test a context of its own: set the session, then reset it,
+    # or every later test of this worker logs "outside any session" under s-text.
+    token = session_id_var.set("s-text")
+    try:
+        text_log.logger.info("session ended", extra={"project": "demo", "reason": "client closed"})
+    finally:
+        session_id_var.reset(token)
     [line] = text_log.lines()
     assert f"INFO {text_log.logger.name}: session ended" in line
     assert "project=demo" in line
