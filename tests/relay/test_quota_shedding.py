@@ -67,8 +67,10 @@ class Talker:
                     self.turns += 1
                     return
         except ConnectionClosed as closed:
-            assert closed.rcvd is not None, "closed without a close frame"
-            self.close = (closed.rcvd.code, closed.rcvd.reason)
+            received = closed.rcvd  # None: dropped without a close frame, which fails below
+            self.close = (
+                (1006, "no close frame") if received is None else (received.code, received.reason)
+            )
 
 
 def shedding_replicas(
