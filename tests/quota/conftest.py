@@ -81,7 +81,7 @@ class _RedisBackend:
         entries = await self.raw.hgetall(log_key)
         await self.raw.delete(log_key, index_key)
         for entry, tokens in entries.items():
-            second, session_id = entry.split("|", 1)
+            second, session_id = str(entry).split("|", 1)  # decode_responses: already a str
             moved = f"{int(second) - seconds}|{session_id}"
             await self.raw.hset(log_key, moved, tokens)
             await self.raw.zadd(index_key, {moved: int(second) - seconds})
