@@ -361,7 +361,8 @@ async def _relay(
             await relay.quota.charge(project.name, usage.total, project.quota)
             return spent
         if over_budget:  # decided at an earlier report of this turn: one goAway, one count
-            await relay.quota.charge(project.name, usage.total, quota)
+            shed_id = session_id if quota.over_budget == "shed" else None
+            await relay.quota.charge_session(project.name, shed_id, usage.total, quota)
             return over_budget[0]
         reason = await _charge_window(
             relay, websocket, project.name, session_id, usage.total, quota
