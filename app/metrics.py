@@ -234,9 +234,18 @@ class RelayMetrics:
             ["side", "code"],
             registry=registry,
         )
+        self.sessions_shed_total = Counter(
+            "relay_sessions_shed_total",
+            "Live sessions ended at a turn boundary because their project's tokens-per-minute "
+            'window was over budget, by reason: shed (the over_budget policy "shed" chose '
+            'them) or end_all (the policy "end_all" ends every session).',
+            ["reason"],
+            registry=registry,
+        )
         self.goaways_total = Counter(
             "relay_goaways_total",
-            "goAway messages sent to clients, by reason: time_limit, drain, budget, or upstream "
+            "goAway messages sent to clients, by reason: time_limit, drain, budget, tokens (over "
+            "the tokens-per-minute budget), or upstream "
             "(the upstream's own, passed on).",
             ["reason"],
             registry=registry,

@@ -244,6 +244,21 @@ class Settings(BaseSettings):
     default_tokens_per_minute: int = Field(
         4_000_000, ge=0, description="Tokens per project per sliding minute, unless overridden."
     )
+    default_over_budget: Literal["shed", "end_all"] = Field(
+        "shed",
+        description="What happens to live sessions while a project's tokens-per-minute window "
+        "is over budget, unless the project says otherwise: `shed` ends the sessions that spent "
+        "the most, one at a time at their turn boundaries, only while the window (less what "
+        "shed sessions spent) is over budget plus the grace; `end_all` ends every session at "
+        "its next turn boundary (docs/quotas.md#over-the-budget).",
+    )
+    default_shed_grace_percent: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="How far over its tokens-per-minute budget, in percent, a project's window "
+        "may go before `shed` ends anyone, unless the project says otherwise.",
+    )
 
     # --- usage ledger (docs/usage.md) --------------------------------------------------------
     ledger_url: str | None = Field(

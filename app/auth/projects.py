@@ -112,6 +112,8 @@ def default_quota(settings: Settings) -> QuotaLimits:
         max_sessions=settings.default_max_sessions,
         max_sessions_per_user=settings.default_max_sessions_per_user,
         tokens_per_minute=settings.default_tokens_per_minute,
+        over_budget=settings.default_over_budget,
+        shed_grace_percent=settings.default_shed_grace_percent,
     )
 
 
@@ -148,6 +150,10 @@ def project_from_entry(name: str, entry: ProjectEntry, settings: Settings) -> Pr
             ),
             tokens_per_minute=quota_overrides.get(
                 "tokens_per_minute", quota_defaults.tokens_per_minute
+            ),
+            over_budget=quota_overrides.get("over_budget", quota_defaults.over_budget),
+            shed_grace_percent=quota_overrides.get(
+                "shed_grace_percent", quota_defaults.shed_grace_percent
             ),
         ),
         budgets=BudgetLimits(**entry.budgets.model_dump()),

@@ -78,6 +78,8 @@ class QuotaEntry(_Strict):
     max_sessions: Annotated[int | None, Field(ge=0)] = None
     max_sessions_per_user: Annotated[int | None, Field(ge=1)] = None
     tokens_per_minute: Annotated[int | None, Field(ge=0)] = None
+    over_budget: Literal["shed", "end_all"] | None = None
+    shed_grace_percent: Annotated[int | None, Field(ge=0, le=1000)] = None
 
 
 class BudgetsEntry(_Strict):

@@ -54,6 +54,7 @@ from app.quota.types import (
     QuotaStoreError,
     Refusal,
     Renewal,
+    TokenWindow,
 )
 from app.settings import Settings
 
@@ -293,7 +294,18 @@ class QuotaKeeper:
         Never raises: while the store is unreachable the tokens are kept and charged when it
         answers again, and the answer is False (an outage does not end running sessions).
         """
-        return await asyncio.shield(self._spawn(self._charge_or_keep(project, tokens, limits)))
+        window = await self.charge_session(project, None, tokens, limits)
+        return window is not None and window.spent
+
+    async def charge_session(
+        self, project: str, session_id: str | None, tokens: int, limits: QuotaLimits
+    ) -> TokenWindow | None:
+        """`charge`, counted to `session_id`'s spend too: the window after the charge, whose
+        `shed` says whether the session is to end (the "shed" policy), or None while the
+        store is unreachable (the tokens are kept; nobody is ended for an outage)."""
+        return await asyncio.shield(
+            self._spawn(self._charge_or_keep(project, tokens, limits, session_id))
+        )
 
     def _give_up(self, lease: Lease) -> None:
         self._spawn(self._release_or_retry(lease))
@@ -312,16 +324,18 @@ class QuotaKeeper:
         if self._unreleased.get(lease.session_id) is lease:
             del self._unreleased[lease.session_id]
 
-    async def _charge_or_keep(self, project: str, tokens: int, limits: QuotaLimits) -> bool:
+    async def _charge_or_keep(
+        self, project: str, tokens: int, limits: QuotaLimits, session_id: str | None
+    ) -> TokenWindow | None:
         try:
-            window = await self._store.charge(project, tokens, limits)
+            window = await self._store.charge(project, tokens, limits, session_id=session_id)
         except QuotaStoreError as exc:
             self._lost_store(exc)
             self._keep_uncharged(project, tokens, limits)
             self._retry_writes()
-            return False
+            return None
         self._found_store()
-        return window.spent
+        return window
 
     def _keep_uncharged(self, project: str, tokens: int, limits: QuotaLimits) -> None:
         kept, _ = self._uncharged.get(project, (0, limits))

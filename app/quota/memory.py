@@ -6,6 +6,7 @@ await, so each one runs atomically on the event loop, the way a Lua script runs 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,10 @@ class _Project:
     """session id -> unix time until which its lease may not be taken again."""
     provisional: set[str] = field(default_factory=set)
     """Session ids of `leases` taken while their setup was on its way."""
+    spend: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(unix second, session id) -> tokens the session charged then (the "shed" policy)."""
+    shed: dict[str, float] = field(default_factory=dict)
+    """session id -> unix time until which it counts as shed."""
 
 
 @dataclass
@@ -110,7 +115,9 @@ class MemoryQuotaStore:
         project.provisional.discard(lease.session_id)
         project.released[lease.session_id] = now + ttl
 
-    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+    async def charge(
+        self, project: str, tokens: int, limits: QuotaLimits, *, session_id: str | None = None
+    ) -> TokenWindow:
         if tokens < 0:
             raise ValueError(f"cannot charge a negative number of tokens ({tokens})")
         now = self._clock()
@@ -118,6 +125,13 @@ class MemoryQuotaStore:
         second = math.floor(now)
         state.buckets[second] = state.buckets.get(second, 0) + tokens
         window = self._window(state, limits, now)
+        if session_id is not None:
+            if tokens:
+                key = (second, session_id)
+                state.spend[key] = state.spend.get(key, 0) + tokens
+            if self._sheds(state, session_id, window, limits):
+                state.shed[session_id] = now + WINDOW_SECONDS
+                window = dataclasses.replace(window, shed=True)
         self._forget_if_idle(project, state)
         return window
 
@@ -190,11 +204,47 @@ class MemoryQuotaStore:
         oldest = math.floor(now) - WINDOW_SECONDS + 1
         for second in [second for second in project.buckets if second < oldest]:
             del project.buckets[second]
+        for key in [key for key in project.spend if key[0] < oldest]:
+            del project.spend[key]
+        for session_id in [sid for sid, until in project.shed.items() if until <= now]:
+            del project.shed[session_id]
         return project
 
     def _forget_if_idle(self, name: str, project: _Project) -> None:
-        if not project.leases and not project.buckets and not project.released:
+        if not (
+            project.leases or project.buckets or project.released or project.spend or project.shed
+        ):
             self._projects.pop(name, None)
+
+    @staticmethod
+    def _sheds(
+        project: _Project, session_id: str, window: TokenWindow, limits: QuotaLimits
+    ) -> bool:
+        """Whether `session_id` is among the fewest top spenders of the live, unshed sessions
+        whose ending brings the window's kept use under the budget (tokens.lua, same rule)."""
+        grace = limits.shed_grace_percent
+        if window.used * 100 <= window.limit * (100 + grace) or session_id in project.shed:
+            return False
+        spent: dict[str, int] = {}
+        for (_, owner), tokens in project.spend.items():
+            spent[owner] = spent.get(owner, 0) + tokens
+        kept = window.used
+        live = []
+        for owner, tokens in sorted(spent.items(), key=lambda item: item[1], reverse=True):
+            if owner in project.shed or owner not in project.leases:
+                kept -= tokens
+            else:
+                live.append((owner, tokens))
+        if kept * 100 <= window.limit * (100 + grace):
+            return False
+        excess, covered = kept - window.limit, 0
+        for owner, tokens in live:
+            if covered >= excess:
+                return False
+            if owner == session_id:
+                return True
+            covered += tokens
+        return False
 
     @classmethod
     def _refusal(

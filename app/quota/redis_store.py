@@ -43,7 +43,19 @@ from app.quota.types import (
     TokenWindow,
 )
 
-KeyKind = Literal["leases", "details", "tokens", "released", "counted", "provisional", "uses"]
+KeyKind = Literal[
+    "leases",
+    "details",
+    "tokens",
+    "released",
+    "counted",
+    "provisional",
+    "uses",
+    "spend",
+    "spend_log",
+    "spend_index",
+    "shed",
+]
 ScriptCall = tuple[list[str], list[str | int]]
 """KEYS and ARGV of one script run."""
 
@@ -198,10 +210,12 @@ class RedisQuotaStore:
                 [lease.session_id, _milliseconds(ttl)],
             )
 
-    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
+    async def charge(
+        self, project: str, tokens: int, limits: QuotaLimits, *, session_id: str | None = None
+    ) -> TokenWindow:
         if tokens < 0:
             raise ValueError(f"cannot charge a negative number of tokens ({tokens})")
-        return await self._token_window(project, tokens, limits)
+        return await self._token_window(project, tokens, limits, session_id)
 
     async def window(self, project: str, limits: QuotaLimits) -> TokenWindow:
         return await self._token_window(project, 0, limits)
@@ -274,15 +288,22 @@ class RedisQuotaStore:
         with _store_errors("close"):
             await self._connection.aclose()
 
-    async def _token_window(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
-        with _store_errors("charge" if tokens else "window"):
-            used, ms_until_free = await self._call(
-                self._tokens,
-                self._project_keys(project, "tokens"),
-                [tokens, limits.tokens_per_minute, WINDOW_SECONDS],
+    async def _token_window(
+        self, project: str, tokens: int, limits: QuotaLimits, session_id: str | None = None
+    ) -> TokenWindow:
+        keys = self._project_keys(project, "tokens")
+        args: list[str | int] = [tokens, limits.tokens_per_minute, WINDOW_SECONDS]
+        if session_id is not None:
+            keys += self._project_keys(
+                project, "spend", "spend_log", "spend_index", "shed", "leases"
             )
+            args += [session_id, limits.shed_grace_percent]
+        with _store_errors("charge" if tokens else "window"):
+            used, ms_until_free, shed = await self._call(self._tokens, keys, args)
         seconds_until_free = None if int(ms_until_free) < 0 else int(ms_until_free) / 1000
-        return TokenWindow(int(used), limits.tokens_per_minute, seconds_until_free)
+        return TokenWindow(
+            int(used), limits.tokens_per_minute, seconds_until_free, shed=bool(int(shed))
+        )
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         if self._coalescer is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from app.quota.types import LostSlot, QuotaLimits, Refusal
+from app.quota.types import LostSlot, QuotaLimits, Refusal, TokenWindow
 
 MAX_CLOSE_REASON_BYTES = 123
 MAX_NAME_BYTES = 32
@@ -69,6 +69,16 @@ def tokens_refusal(project: str, limit: int, seconds_until_free: float) -> Refus
             f"retry in {retry_in} s"
         ),
         "tokens",
+    )
+
+
+def over_budget_reason(project: str, window: TokenWindow) -> str:
+    """The close reason of a live session ended because its project's token window is over
+    budget (shed, or every session under "end_all"): the budget, the use and the retry delay."""
+    retry_in = max(1, math.ceil(window.seconds_until_free or 1))
+    return _fit(
+        f"RESOURCE_EXHAUSTED: project {_quoted(project)} used {window.used} of its "
+        f"{window.limit} tokens per minute; retry in {retry_in} s"
     )
 
 

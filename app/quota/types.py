@@ -14,6 +14,8 @@ WINDOW_SECONDS = 60
 """Length of the token window. A charge counts for 59 to 60 s: buckets are whole seconds."""
 
 RefusalKind = Literal["sessions", "user_sessions", "tokens", "store"]
+OverBudgetPolicy = Literal["shed", "end_all"]
+"""What happens to live sessions while the token window is over budget (docs/quotas.md)."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,12 @@ class QuotaLimits:
     max_sessions: int = 10
     max_sessions_per_user: int | None = None
     tokens_per_minute: int = 4_000_000
+    over_budget: OverBudgetPolicy = "shed"
+    """"shed": end the sessions that spent the most, one turn boundary at a time, only while
+    the window (less what shed sessions spent) is over the budget plus `shed_grace_percent`;
+    "end_all": end every session at its next turn boundary once the budget is spent."""
+    shed_grace_percent: int = 10
+    """How far over the budget, in percent, the window may go before anyone is shed."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class TokenWindow:
     limit: int
     seconds_until_free: float | None
     """While the budget is spent: how long until enough tokens leave the window; else None."""
+    shed: bool = False
+    """For a session's charge under the "shed" policy: the session is to end at its turn
+    boundary, so that the project's rate comes back under its budget."""
 
     @property
     def spent(self) -> bool:
@@ -117,8 +128,16 @@ class QuotaStore(Protocol):
         `acquire` or `renew` of it that runs late (sent before, delayed by a stalled store) does
         not take the slot again. Releasing a lease that is not held only leaves that mark."""
 
-    async def charge(self, project: str, tokens: int, limits: QuotaLimits) -> TokenWindow:
-        """Add `tokens` to the project's window and return the window after the charge."""
+    async def charge(
+        self, project: str, tokens: int, limits: QuotaLimits, *, session_id: str | None = None
+    ) -> TokenWindow:
+        """Add `tokens` to the project's window and return the window after the charge.
+
+        With `session_id` (a session holding a lease, under the "shed" policy) the tokens also
+        count to the session's spend in the window, and the answer's `shed` says whether this
+        session is one of the fewest top spenders whose ending brings the rate under the
+        budget (docs/quotas.md#over-the-budget). Atomic: a session is shed once, and two
+        replicas never shed for the same overage."""
 
     async def window(self, project: str, limits: QuotaLimits) -> TokenWindow:
         """The project's window as it is now."""

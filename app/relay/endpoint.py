@@ -16,7 +16,8 @@ from app.auth.principal import AuthFailure, Principal
 from app.ledger.ledger import SessionStart
 from app.logs import hash_user, session_id_var
 from app.protocol.errors import ProtocolViolation
-from app.quota.types import Lease
+from app.quota.refusals import over_budget_reason
+from app.quota.types import Lease, QuotaLimits
 from app.relay.admission.early_connect import UpstreamOpening
 from app.relay.admission.pending import PendingSlot, credential_id
 from app.relay.client.bounded_protocols import admit_full_frames, handshake_done
@@ -162,6 +163,32 @@ async def _refused_by_budget(relay: Relay, websocket: WebSocket, principal: Prin
     logger.info("session refused: %s", state.refusal)
     await _close(websocket, TRY_AGAIN_LATER, state.refusal)
     return True
+
+
+async def _charge_window(
+    relay: Relay,
+    websocket: WebSocket,
+    project: str,
+    session_id: str,
+    tokens: int,
+    quota: QuotaLimits,
+) -> str | None:
+    """Charge the project's token window; the close reason if this session is to end at its
+    turn boundary: shed (the "shed" policy) or, under "end_all", whenever the budget is spent.
+    The client reads a goAway first, then the close (docs/quotas.md#over-the-budget)."""
+    shedding = quota.over_budget == "shed"
+    window = await relay.quota.charge_session(
+        project, session_id if shedding else None, tokens, quota
+    )
+    if window is None or not (window.shed if shedding else window.spent):
+        return None
+    relay.metrics.sessions_shed_total.labels(quota.over_budget).inc()
+    relay.metrics.goaways_total.labels("tokens").inc()
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.send_bytes(goaway_frame(0))
+    reason = over_budget_reason(project, window)
+    logger.info("session ends over the token budget (%s): %s", quota.over_budget, reason)
+    return reason
 
 
 async def _charge_budgets(
@@ -317,6 +344,8 @@ async def _relay(
         leg = relay.handles.sealing_leg(leg, principal)  # never an upstream handle to a client
 
     budget_bound: list[asyncio.TimerHandle] = []  # ends the session if no turn ends in time
+    quota = project.quota
+    over_budget: list[str] = []  # the close reason, once the token window ends this session
 
     async def charge(usage: Usage) -> str | None:
         columns = relay.ledger.add_usage(account, usage.report)
@@ -333,12 +362,19 @@ async def _relay(
             metrics.goaways_total.labels("budget").inc()
             ending = Ending("relay", TRY_AGAIN_LATER, truncate_reason(spent), "tokens")
             budget_bound.append(asyncio.get_running_loop().call_later(grace, session.end, ending))
-        if await relay.quota.charge(project.name, usage.total, project.quota) and spent is None:
-            window = project.quota.tokens_per_minute
-            return (
-                f'RESOURCE_EXHAUSTED: project "{project.name}" spent its {window} tokens per minute'
-            )
-        return spent
+        if spent is not None:
+            await relay.quota.charge(project.name, usage.total, project.quota)
+            return spent
+        if over_budget:  # decided at an earlier report of this turn: one goAway, one count
+            shed_id = session_id if quota.over_budget == "shed" else None
+            await relay.quota.charge_session(project.name, shed_id, usage.total, quota)
+            return over_budget[0]
+        reason = await _charge_window(
+            relay, websocket, project.name, session_id, usage.total, quota
+        )
+        if reason is not None:
+            over_budget.append(reason)
+        return reason
 
     max_seconds = settings.max_session_seconds
     if principal.expires_at is not None:

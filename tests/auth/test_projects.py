@@ -70,6 +70,31 @@ lifetime_seconds = 600
     assert project.session_tokens.new_session_seconds == 60
 
 
+def test_the_over_budget_policy_defaults_to_shed_and_a_project_may_choose_end_all(
+    tmp_path: Path,
+) -> None:
+    registry = registry_for(
+        tmp_path,
+        """
+[projects.calm]
+[projects.strict.quota]
+over_budget = "end_all"
+[projects.roomy.quota]
+shed_grace_percent = 25
+""",
+        default_shed_grace_percent=5,
+    )
+    quotas = {name: registry.get(name).quota for name in ("calm", "strict", "roomy")}  # type: ignore[union-attr]
+    assert (quotas["calm"].over_budget, quotas["calm"].shed_grace_percent) == ("shed", 5)
+    assert (quotas["strict"].over_budget, quotas["strict"].shed_grace_percent) == ("end_all", 5)
+    assert (quotas["roomy"].over_budget, quotas["roomy"].shed_grace_percent) == ("shed", 25)
+
+
+def test_an_unknown_over_budget_policy_is_refused_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ProjectsFileError, match="over_budget"):
+        registry_for(tmp_path, '[projects.p.quota]\nover_budget = "drop_some"\n')
+
+
 def test_without_a_projects_file_relay_api_keys_form_the_default_project() -> None:
     registry = ProjectRegistry.from_settings(make_settings(api_keys=f"{KEY}, {ACME_KEY}"))
     default = registry.get(DEFAULT_PROJECT)

@@ -99,7 +99,14 @@ def test_the_session_holds_its_quota_lease_in_redis_and_charges_tokens_there(
     assert turn["leases_after_session"] == 0
     # What stays: the token window and the release mark, which lives one lease TTL so that a late
     # admission of the same session cannot re-create its lease (docs/quota-guarantees.md).
-    assert turn["keys_after_session"] == ["relay:{default}:released", "relay:{default}:tokens"]
+    # The session's spend in the window (the "shed" policy) stays as long as its tokens do.
+    assert turn["keys_after_session"] == [
+        "relay:{default}:released",
+        "relay:{default}:spend",
+        "relay:{default}:spend_index",
+        "relay:{default}:spend_log",
+        "relay:{default}:tokens",
+    ]
 
 
 def test_the_session_leaves_its_usage_record_in_the_stacks_postgres(

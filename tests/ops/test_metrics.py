@@ -46,6 +46,7 @@ EXPECTED_METRICS = {
     "relay_upstream_failures": "counter",  # issue 10: why upstream connections failed
     "relay_closes": "counter",
     "relay_goaways": "counter",
+    "relay_sessions_shed": "counter",
     "relay_upstream_switches": "counter",
     "relay_upstream_switch_gap_seconds": "histogram",
     "relay_upstream_switch_failures": "counter",

@@ -75,6 +75,16 @@ class _RedisBackend:
         if buckets:
             older = [(int(second) - seconds, int(tokens)) for second, tokens in buckets.items()]
             await self.raw.hset(key, items=[value for bucket in older for value in bucket])
+        # The sessions' spend (the "shed" policy) ages with the buckets: its log and index.
+        log_key = quota_key(KEY_PREFIX, project, "spend_log")
+        index_key = quota_key(KEY_PREFIX, project, "spend_index")
+        entries = await self.raw.hgetall(log_key)
+        await self.raw.delete(log_key, index_key)
+        for entry, tokens in entries.items():
+            second, session_id = str(entry).split("|", 1)  # decode_responses: already a str
+            moved = f"{int(second) - seconds}|{session_id}"
+            await self.raw.hset(log_key, moved, tokens)
+            await self.raw.zadd(index_key, {moved: int(second) - seconds})
 
     async def __aenter__(self) -> Backend:
         return Backend("redis", self.open_store(), self.open_store, self.make_tokens_older)

@@ -547,3 +547,109 @@ async def test_a_counter_is_forgotten_when_it_expires(backend: Backend) -> None:
     assert await backend.store.add_to_counters("acme", [("tokens:day:x", 5, soon)]) == [5]
     await asyncio.sleep(0.4)
     assert await backend.store.add_to_counters("acme", [("tokens:day:x", 0, soon + 10)]) == [0]
+
+
+# --- over the budget: shedding the top spenders ----------------------------------------------
+
+SHED = QuotaLimits(max_sessions=10, tokens_per_minute=1_000, shed_grace_percent=10)
+
+
+async def spend(backend: Backend, number: int, tokens: int, limits: QuotaLimits = SHED) -> bool:
+    """Charge `tokens` to session `number` (it holds a lease); whether it is to be shed."""
+    window = await backend.store.charge("acme", tokens, limits, session_id=f"session-{number}")
+    return window.shed
+
+
+async def test_a_burst_within_the_grace_sheds_nobody(backend: Backend) -> None:
+    for number in range(3):
+        await backend.store.acquire(lease(number), SHED, TTL)
+
+    shed = [
+        await spend(backend, 0, 600),
+        await spend(backend, 1, 400),
+        await spend(backend, 2, 100),
+    ]
+
+    assert (await backend.store.window("acme", SHED)).used == 1_100  # spent, within 10 %
+    assert shed == [False, False, False]
+
+
+async def test_over_the_grace_only_the_fewest_top_spenders_are_shed_each_at_its_own_charge(
+    backend: Backend,
+) -> None:
+    for number in range(4):
+        await backend.store.acquire(lease(number), SHED, TTL)
+    for number, tokens in enumerate([500, 400, 200, 100]):
+        assert await spend(backend, number, tokens) is False  # 1,200 only after the last
+
+    # 1,200 used, 200 over the budget: session-0 (500) alone brings it under, so the charges
+    # of the others shed nobody, and session-0 is shed at its own next charge, once.
+    assert await spend(backend, 3, 1) is False
+    assert await spend(backend, 1, 1) is False
+    assert await spend(backend, 0, 1) is True
+    assert await spend(backend, 0, 1) is False
+    assert [await spend(backend, number, 1) for number in (1, 2, 3)] == [False, False, False]
+
+
+async def test_an_overage_larger_than_the_top_spender_sheds_the_next_ones_too(
+    backend: Backend,
+) -> None:
+    for number in range(4):
+        await backend.store.acquire(lease(number), SHED, TTL)
+    for number, tokens in enumerate([500, 400, 300, 200]):
+        await spend(backend, number, tokens)
+
+    # 1,400 used, 400 over: session-0 (500) alone covers it, and the kept 900 is under the
+    # budget. Then session-3 grows to 600: 1,300 kept, 300 over, and it is the top spender.
+    assert await spend(backend, 0, 0) is True
+    assert await spend(backend, 3, 400) is True  # now the top live spender: 600
+    assert await spend(backend, 1, 0) is False  # kept 1,800 - 500 - 600 = 700: under
+
+
+async def test_a_session_that_ended_no_longer_counts_to_the_kept_rate(backend: Backend) -> None:
+    for number in range(2):
+        await backend.store.acquire(lease(number), SHED, TTL)
+    await spend(backend, 0, 800)
+    await backend.store.release(lease(0), TTL)
+
+    assert await spend(backend, 1, 400) is False  # 1,200 used, but only 400 kept
+
+
+async def test_two_replicas_charging_at_once_shed_once_for_one_overage(backend: Backend) -> None:
+    replicas = [backend.store, backend.replica()]
+    for number in range(6):
+        await backend.store.acquire(lease(number), SHED, TTL)
+    for number, tokens in enumerate([300, 250, 200, 150, 100, 50]):
+        await spend(backend, number, tokens)  # 1,050: within the grace
+
+    async def charge(number: int, replica: int) -> tuple[str, bool]:
+        store = replicas[replica % 2]
+        window = await store.charge("acme", 30, SHED, session_id=f"session-{number}")
+        return f"session-{number}", window.shed
+
+    # Every session charges from both replicas at once: 1,410 used. Shedding session-0 (360)
+    # keeps 1,050, within the grace: nobody else is shed, and session-0 only once.
+    answers = await asyncio.gather(*(charge(n, r) for n in range(6) for r in range(2)))
+
+    assert [name for name, shed in answers if shed] == ["session-0"]
+
+
+async def test_nobody_is_shed_once_the_overage_left_the_window(backend: Backend) -> None:
+    for number in range(2):
+        await backend.store.acquire(lease(number), SHED, TTL)
+    await spend(backend, 0, 900)
+    await spend(backend, 1, 300)
+    await backend.make_tokens_older("acme", WINDOW_SECONDS + 1)
+    for number in range(2):  # the memory store's leases aged with its clock
+        await backend.store.acquire(lease(number), SHED, TTL)
+
+    assert await spend(backend, 0, 100) is False
+    assert await spend(backend, 1, 100) is False
+
+
+async def test_a_charge_without_a_session_never_sheds(backend: Backend) -> None:
+    await backend.store.acquire(lease(0), SHED, TTL)
+    window = await backend.store.charge("acme", 5_000, SHED)
+
+    assert window.spent
+    assert window.shed is False

@@ -25,20 +25,25 @@ LEASE_TTL = 2.0
 
 
 def start_replicas(
-    count: int, redis_url: str, tmp_path: Path, lease_ttl: float = LEASE_TTL
+    count: int,
+    redis_url: str,
+    tmp_path: Path,
+    lease_ttl: float = LEASE_TTL,
+    env: dict[str, str] | None = None,
 ) -> Iterator[list[RelayProcess]]:
-    env = {
+    full_env = {
         "RELAY_UPSTREAM": "emulator",
         "RELAY_API_KEYS": API_KEY,
         "RELAY_REDIS_URL": redis_url,
         "RELAY_ADMIN_TOKEN": ADMIN,
         "RELAY_LEASE_TTL_SECONDS": str(lease_ttl),
         "RELAY_DEFAULT_TOKENS_PER_MINUTE": "2000",
+        **(env or {}),
     }
     started: list[RelayProcess] = []
     try:
         for index in range(count):
-            started.append(RelayProcess(env, tmp_path / f"relay-{index}.log"))
+            started.append(RelayProcess(full_env, tmp_path / f"relay-{index}.log"))
         yield started
     finally:
         for relay in started:
