@@ -155,7 +155,9 @@ async def _refused_by_budget(relay: Relay, websocket: WebSocket, principal: Prin
     project = principal.project
     if not project.budgets.any:
         return False
-    state = await relay.budgets.admit(project.name, principal.user, project.budgets, time.time())
+    # The user as quotas know it: one `sub` of two issuers is two users, with two budgets.
+    user = principal.quota_user()
+    state = await relay.budgets.admit(project.name, user, project.budgets, time.time())
     if state.refusal is None:
         return False
     relay.metrics.quota_rejections_total.labels(project.name, "budget").inc()
@@ -202,7 +204,7 @@ async def _charge_budgets(
         price = relay.ledger.prices.with_overrides(project.name, project.prices).for_model(model)
         usd = price.cost(columns) if price is not None else 0.0
     state = await relay.budgets.charge(
-        project.name, principal.user, project.budgets, time.time(), tokens=tokens, usd=usd
+        project.name, principal.quota_user(), project.budgets, time.time(), tokens=tokens, usd=usd
     )
     return state.refusal
 

@@ -17,6 +17,14 @@ from app.auth.keys import hash_api_key
 from app.emulator import Emulator
 from tests.ledger.support import open_session, turn
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
+from tests.security.tenants_support import (
+    AUDIENCE,
+    ISSUER_ONE,
+    ISSUER_SECRET_ONE,
+    ISSUER_SECRET_TWO,
+    ISSUER_TWO,
+    issuer_jwt,
+)
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.relay import RelayProcess, running_relay
@@ -147,3 +155,28 @@ async def test_a_user_budget_stops_that_user_only(emulator: Emulator, tmp_path: 
             ws = await open_session(relay.url, headers)
             await turn(ws, "hi")
             await ws.close()
+
+
+async def test_one_sub_from_two_issuers_has_two_user_budgets(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A user is the user of its issuer, for budgets as for the per-user session cap: another
+    identity provider's "alice" neither spends nor is refused by this one's."""
+    cost = await one_turn_costs(emulator)
+    path = projects_file(tmp_path, f"user_tokens_per_day = {cost}")
+    issuers = "".join(
+        f'\n[[projects.acme.issuers]]\nissuer = "{issuer}"\naudience = "{AUDIENCE}"\n'
+        f'algorithm = "HS256"\nsecret = "{secret}"\n'
+        for issuer, secret in ((ISSUER_ONE, ISSUER_SECRET_ONE), (ISSUER_TWO, ISSUER_SECRET_TWO))
+    )
+    await asyncio.to_thread(path.write_text, path.read_text() + issuers)
+    settings = relay_settings(emulator, None, api_keys=(), projects_file=path)
+    one = {"Authorization": f"Bearer {issuer_jwt(ISSUER_ONE, ISSUER_SECRET_ONE, 'alice')}"}
+    two = {"Authorization": f"Bearer {issuer_jwt(ISSUER_TWO, ISSUER_SECRET_TWO, 'alice')}"}
+    async with running_relay(settings) as relay:
+        ws = await open_session(relay.url, one)
+        _, code, _ = await turn_then_close(ws, "hi")  # spends issuer one's alice's budget
+        assert code == 1013
+        ws = await open_session(relay.url, two)
+        await turn(ws, "hi")
+        await ws.close()
