@@ -8,7 +8,7 @@ outside every token quota. For the models in `RELAY_ESTIMATED_USAGE_MODELS`,
 tell it from the connection) and
 
 - counts the seconds of audio the client sends (`realtimeInput` audio, from the length of its
-  base64 and the rate its MIME type names; 16 kHz when it names none);
+  base64 and the rate its MIME type names, held to 8-48 kHz; 16 kHz when it names none);
 - at each `turnComplete` of a turn that brought no `usageMetadata`, sends the client one of
   its own, alone, as the service may: the audio heard since the previous turn at 25 tokens a
   second (Vertex's rate for audio input), as prompt tokens. `Session` charges it like any.
@@ -30,6 +30,9 @@ from app.relay.upstream.upstream_leg import UpstreamLeg
 
 AUDIO_TOKENS_PER_SECOND = 25
 DEFAULT_INPUT_RATE = 16_000
+# The rate a client names is its word about its own bill: held to what audio input can be, so
+# `rate=1000000000` cannot charge a second of speech as nothing.
+MIN_INPUT_RATE, MAX_INPUT_RATE = 8_000, 48_000
 _HEAD = 64  # the message type comes first
 _REALTIME = re.compile(rb'"realtime_?[iI]nput"')
 # A MIME type in quotes: base64 never holds a quote, so audio data cannot fake one.
@@ -48,7 +51,8 @@ def audio_seconds(frame: Data) -> float:
     if mime is None:
         return 0.0
     named = _RATE.search(mime.group())
-    rate = max(int(named.group(1)), 1) if named else DEFAULT_INPUT_RATE
+    rate = int(named.group(1)) if named else DEFAULT_INPUT_RATE
+    rate = min(max(rate, MIN_INPUT_RATE), MAX_INPUT_RATE)
     seconds = 0.0
     for found in _DATA.finditer(raw):
         start, end = found.end(), raw.find(b'"', found.end())
