@@ -20,7 +20,7 @@ from app.quota.refusals import over_budget_reason
 from app.quota.types import Lease, QuotaLimits
 from app.relay.admission.early_connect import UpstreamOpening
 from app.relay.admission.pending import PendingSlot, credential_id
-from app.relay.client.bounded_protocols import admit_full_frames, handshake_done
+from app.relay.client.bounded_protocols import admit_full_frames, client_lane, handshake_done
 from app.relay.client.client_frames import ClientFrames, FrameRules
 from app.relay.client.client_gone import client_left
 from app.relay.client.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
@@ -404,7 +404,9 @@ async def _relay(
             keep_unknown=settings.forward_unknown_client_fields,
         )
     )
-    session = Session(websocket, leg, setup_frame, limits, charge, frames)
+    session = Session(
+        websocket, leg, setup_frame, limits, charge, frames, client_lane=client_lane(websocket)
+    )
     relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()
     logger.info(
@@ -478,6 +480,8 @@ async def _relay(
             "bytes_in": t.bytes_in,
             "frames_out": t.frames_out,
             "bytes_out": t.bytes_out,
+            "fast_frames_in": t.fast_in,
+            "fast_frames_out": t.fast_out,
             "prompt_tokens": t.prompt_tokens,
             "response_tokens": t.response_tokens,
             "locked_updates_dropped": frames.dropped_updates,

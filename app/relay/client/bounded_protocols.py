@@ -36,9 +36,12 @@ from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
+from websockets.protocol import OPEN
 
 from app.metrics import RelayMetrics
 from app.relay.client.handshake_pacing import Turn, pacer_for
+from app.relay.fast_lane import Lane, MessageSink
+from app.relay.wire import BINARY, TEXT, server_frame
 from app.settings import Settings
 from app.web import error_body
 
@@ -360,6 +363,7 @@ class _Admission:
 
     answered: Callable[[], None]
     admit: Callable[[], None]
+    lane: Lane  # the connection's fast lane (app/relay/fast_lane.py)
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -385,6 +389,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._aborted = False  # counted once, whichever timer or deadline came first
         self._turn: Turn | None = None  # the handshake's turn, until the session is set up
+        self._sink: MessageSink | None = None  # the fast lane's, while a session runs
+        self._plain = False  # admitted, and no extension: frames may be built by hand
 
     # --- admission ------------------------------------------------------------------------
 
@@ -394,11 +400,35 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             _count_refusal(self.metrics, self.response.status_code)
             self._abort_later()
             return
-        admission = _Admission(self._end_turn, self._admit)
+        admission = _Admission(self._end_turn, self._admit, self)
         self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": admission}
 
     def _admit(self) -> None:
         self.conn.max_message_size = self.limits.admitted_frame_bytes
+        self._plain = not self.conn.extensions
+
+    # --- the fast lane (app/relay/fast_lane.py) -------------------------------------------
+
+    @property
+    def writable_now(self) -> bool:
+        """A frame written now goes out as the session's next: the connection is open, the
+        relay has not closed it, and its write buffer is under the high-water mark (above
+        it, the generic path waits, under the send deadline)."""
+        return (
+            self._plain
+            and self.writable.is_set()
+            and not self.close_sent
+            and self.conn.state is OPEN
+        )
+
+    def send_now(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self.transport.write(server_frame(message.encode(), TEXT))
+        else:
+            self.transport.write(server_frame(message, BINARY))
+
+    def set_sink(self, sink: MessageSink | None) -> None:
+        self._sink = sink
 
     def hold_turn(self, turn: Turn) -> None:
         """Keep the handshake's turn until the client is answered or the connection ends."""
@@ -415,24 +445,37 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     # --- frames ---------------------------------------------------------------------------
 
     def send_receive_event_to_app(self) -> None:
-        """uvicorn's, except for a text frame that is not UTF-8: that is the client's error, so
+        """uvicorn's, with two changes. A text frame that is not UTF-8 is the client's error, so
         it is closed 1007 with a reason and logged at INFO, where uvicorn logs an ERROR
-        traceback (ERROR is for the relay's own faults). Valid text is decoded once, as there."""
-        if self.curr_msg_data_type != "text" or self.close_sent:
+        traceback (ERROR is for the relay's own faults). And a message goes to the fast lane's
+        sink first when nothing is queued ahead of it; one it takes is not queued and reading
+        goes on. Valid text is decoded once, as there."""
+        if self.close_sent:
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
-        try:
-            text = data.decode()
-        except UnicodeDecodeError as exc:
-            logger.info(
-                "client sent a text frame that is not UTF-8 (at byte %d): closed 1007", exc.start
-            )
-            self.conn.send_close(INVALID_UTF8_CODE, INVALID_UTF8_REASON)
-            self.handle_parser_exception()
+        message: str | bytes = data
+        if self.curr_msg_data_type == "text":
+            try:
+                message = data.decode()
+            except UnicodeDecodeError as exc:
+                logger.info(
+                    "client sent a text frame that is not UTF-8 (at byte %d): closed 1007",
+                    exc.start,
+                )
+                self.conn.send_close(INVALID_UTF8_CODE, INVALID_UTF8_REASON)
+                self.handle_parser_exception()
+                return
+        # Reading pauses while a message is queued, so a queued one is seldom behind; the
+        # check keeps it so whatever else changes.
+        sink = self._sink
+        if sink is not None and self.queue.empty() and sink(message):
             return
-        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if isinstance(message, str):
+            self.queue.put_nowait({"type": "websocket.receive", "text": message})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": message})
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -574,6 +617,12 @@ def _admission(websocket: WebSocket) -> _Admission | None:
     """None when the server is not the relay's uvicorn (e.g. a test client)."""
     extension = websocket.scope.get("extensions", {}).get(ADMISSION_EXTENSION)
     return None if extension is None else extension["admission"]
+
+
+def client_lane(websocket: WebSocket) -> Lane | None:
+    """The client connection's fast lane; None when the server is not the relay's uvicorn."""
+    admission = _admission(websocket)
+    return None if admission is None else admission.lane
 
 
 def admit_full_frames(websocket: WebSocket) -> None:

@@ -33,6 +33,7 @@ from app.relay.closes import (
     TRY_AGAIN_LATER,
     Ending,
 )
+from app.relay.fast_lane import Lane
 from app.relay.sniff import (
     GOAWAY_KEY,
     SETUP_COMPLETE_KEY,
@@ -71,7 +72,14 @@ class Traffic:
     prompt_tokens: int = 0
     response_tokens: int = 0
     goaways_from_upstream: int = 0
+    # Of frames_in and frames_out, those that took the fast lane (app/relay/fast_lane.py).
+    fast_in: int = 0
+    fast_out: int = 0
 
+
+# The sniffed keys as str, to look into a text frame without encoding it.
+_USAGE_TEXT = USAGE_KEY.decode()
+_GOAWAY_TEXT = GOAWAY_KEY.decode()
 
 # What a frame held back until setupComplete costs beyond its payload: the str or bytes object
 # and its slot in the list. Held frames are charged this too, or 8 MiB of 2-byte frames would
@@ -129,6 +137,8 @@ class Session:
     limits: SessionLimits
     on_usage: UsageHook
     frames: ClientFrames  # what each client frame may be, and what of it goes upstream
+    # The client connection's fast lane (app/relay/fast_lane.py); None: the generic path only.
+    client_lane: Lane | None = None
     traffic: Traffic = field(default_factory=Traffic)
     started_at: float = field(default_factory=time.time)
     ending: Ending | None = None
@@ -156,12 +166,19 @@ class Session:
         # the caller's task instead of its own: a task is ~600 bytes of a held session.
         self._runner: asyncio.Task[object] | None = None
         self._runner_stopping = False
+        # The fast lane runs when both legs have one; a pump's direction takes it only while
+        # that pump waits to read (nothing of that direction is in flight).
+        upstream = self.upstream
+        self._upstream_lane: Lane | None = upstream if isinstance(upstream, Lane) else None
+        self._client_waiting = False
+        self._upstream_waiting = False
 
     # --- ending ---------------------------------------------------------------------------
 
     def end(self, ending: Ending) -> None:
         """Ask the session to end; the first ending wins."""
         if not self._ended.done():
+            self._stop_fast_lane()
             self._ended.set_result(ending)
             runner = self._runner
             if runner is not None and not self._runner_stopping:
@@ -188,6 +205,7 @@ class Session:
             await self._run_upstream_pump()
             self.ending = self._ended.result()
         finally:
+            self._stop_fast_lane()
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -246,55 +264,63 @@ class Session:
     async def _pump_client(self) -> Ending:
         receive = self.client.receive
         send = self.upstream.send
-        admit = self.frames.admit
-        traffic = self.traffic
-        limits = self.limits
-        loop_time = self._loop.time
+        take = self._take_client_frame
         while True:
+            self._client_waiting = True
             message = await receive()
+            self._client_waiting = False
             if message["type"] != "websocket.receive":
                 return client_ended(message.get("code"), message.get("reason"))
             frame: str | bytes | None = message.get("bytes")
             if frame is None:
                 frame = message["text"]
-            # Live API frames are ASCII JSON (base64 media), so a text frame's length in
-            # characters is its length in bytes, without encoding it again.
-            size = len(frame)
-            if size > limits.max_frame_bytes:
-                return Ending(
-                    "relay",
-                    MESSAGE_TOO_BIG,
-                    f"frame of {size} bytes exceeds the limit of {limits.max_frame_bytes}",
-                    "frame_too_big",
-                )
-            now = loop_time()
-            self._last_client_frame = now
-            traffic.frames_in += 1
-            traffic.bytes_in += size
-            if limits.frames_per_second is not None and self._over_rate(now, size):
-                return Ending("relay", POLICY_VIOLATION, self._rate_reason(), "rate_limited")
-            try:
-                frame = admit(frame)
-            except ProtocolViolation as refused:
-                return Ending("relay", refused.code, refused.reason, "message_refused")
-            if frame is None:
+            taken = take(frame)
+            if taken is None:
                 continue
+            if isinstance(taken, Ending):
+                return taken
             if self._ready:
                 try:
-                    await send(frame)
+                    await send(taken)
                 except ConnectionClosed as closed:  # the upstream pump may not have seen it yet
                     return upstream_ended(closed)
                 continue
-            self._queued_bytes += size + HELD_FRAME_OVERHEAD_BYTES
-            if self._queued_bytes > limits.max_frame_bytes:
+            self._queued_bytes += len(frame) + HELD_FRAME_OVERHEAD_BYTES
+            if self._queued_bytes > self.limits.max_frame_bytes:
                 return Ending(
                     "relay",
                     MESSAGE_TOO_BIG,
                     f"{self._queued_bytes} bytes sent before setupComplete exceed the limit of "
-                    f"{limits.max_frame_bytes}",
+                    f"{self.limits.max_frame_bytes}",
                     "frame_too_big",
                 )
-            self._queued.append(frame)
+            self._queued.append(taken)
+
+    def _take_client_frame(self, frame: str | bytes) -> str | bytes | Ending | None:
+        """A client frame through the session's rules, on either path: what goes upstream (the
+        frame or its canonical form), None for nothing, or the Ending it calls for."""
+        # Live API frames are ASCII JSON (base64 media), so a text frame's length in
+        # characters is its length in bytes, without encoding it again.
+        size = len(frame)
+        limits = self.limits
+        if size > limits.max_frame_bytes:
+            return Ending(
+                "relay",
+                MESSAGE_TOO_BIG,
+                f"frame of {size} bytes exceeds the limit of {limits.max_frame_bytes}",
+                "frame_too_big",
+            )
+        now = self._loop.time()
+        self._last_client_frame = now
+        traffic = self.traffic
+        traffic.frames_in += 1
+        traffic.bytes_in += size
+        if limits.frames_per_second is not None and self._over_rate(now, size):
+            return Ending("relay", POLICY_VIOLATION, self._rate_reason(), "rate_limited")
+        try:
+            return self.frames.admit(frame)
+        except ProtocolViolation as refused:
+            return Ending("relay", refused.code, refused.reason, "message_refused")
 
     def _over_rate(self, now: float, size: int) -> bool:
         rate = self._rate
@@ -353,8 +379,11 @@ class Session:
             traffic.frames_in += 1
             traffic.bytes_in += len(self.setup_frame)  # ASCII JSON: characters are bytes
             await self._forward_setup_complete()
+            self._start_fast_lane()
             while True:
+                self._upstream_waiting = True
                 frame = await recv()
+                self._upstream_waiting = False
                 probe, message = _outgoing(frame)
                 traffic.frames_out += 1
                 traffic.bytes_out += len(probe)
@@ -416,6 +445,60 @@ class Session:
         if self._usage_frame_index == self.traffic.frames_out:
             # Usage came at the end of a turn and nothing followed: no reply is in flight.
             self.end(Ending("relay", TRY_AGAIN_LATER, refusal, "tokens"))
+
+    # --- the fast lane (app/relay/fast_lane.py) -------------------------------------------
+
+    def _start_fast_lane(self) -> None:
+        """Once setupComplete is through and the held frames are sent: every frame after
+        that may take the fast lane."""
+        client, upstream = self.client_lane, self._upstream_lane
+        if client is None or upstream is None or self._ended.done():
+            return
+        client.set_sink(self._client_message)
+        upstream.set_sink(self._upstream_message)
+
+    def _stop_fast_lane(self) -> None:
+        if self.client_lane is not None and self._upstream_lane is not None:
+            self.client_lane.set_sink(None)
+            self._upstream_lane.set_sink(None)
+
+    def _client_message(self, frame: str | bytes) -> bool:
+        """A client frame, offered straight from the client connection's callback."""
+        upstream = self._upstream_lane
+        if not self._client_waiting or upstream is None or not upstream.writable_now:
+            return False
+        try:
+            taken = self._take_client_frame(frame)
+        except Exception:
+            logger.exception("session fast lane client->upstream failed")
+            self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
+            return True
+        if isinstance(taken, Ending):
+            self.end(taken)
+        elif taken is not None:
+            upstream.send_now(taken)
+            self.traffic.fast_in += 1
+        return True
+
+    def _upstream_message(self, frame: str | bytes) -> bool:
+        """An upstream frame, offered straight from the upstream connection's callback. Frames
+        the relay acts on (usage, goAway, the turn a refusal waits for) decline."""
+        client = self.client_lane
+        if not self._upstream_waiting or client is None or self._close_after_turn is not None:
+            return False
+        if isinstance(frame, str):
+            if _USAGE_TEXT in frame or frame.find(_GOAWAY_TEXT, 0, 32) >= 0:
+                return False
+        elif USAGE_KEY in frame or frame.find(GOAWAY_KEY, 0, 32) >= 0:
+            return False
+        if not client.writable_now:
+            return False
+        client.send_now(frame)
+        traffic = self.traffic
+        traffic.frames_out += 1
+        traffic.fast_out += 1
+        traffic.bytes_out += len(frame)  # ASCII JSON: characters are bytes
+        return True
 
     # --- helpers --------------------------------------------------------------------------
 

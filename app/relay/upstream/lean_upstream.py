@@ -34,6 +34,9 @@ from websockets.http11 import Response
 from websockets.protocol import OPEN, State
 from websockets.uri import parse_uri
 
+from app.relay.fast_lane import MessageSink
+from app.relay.wire import BINARY, TEXT, client_frame
+
 # Received messages held before reading from the socket pauses (the asyncio client's
 # default `max_queue`); reading resumes once the reader has taken the deque down to a quarter.
 MAX_QUEUE = 16
@@ -60,9 +63,11 @@ class LeanConnection(asyncio.Protocol):
         "_ping_sent_at",
         "_ping_timeout",
         "_ping_timer",
+        "_plain",
         "_protocol",
         "_reading_paused",
         "_recv_waiter",
+        "_sink",
         "_transport",
         "_write_paused",
     )
@@ -98,6 +103,8 @@ class LeanConnection(asyncio.Protocol):
         self._ping_sent_at = 0.0
         self._close_timeout = close_timeout
         self._close_timer: asyncio.TimerHandle | None = None
+        self._sink: MessageSink | None = None
+        self._plain = False  # no extension negotiated: frames may be built by hand
 
     @classmethod
     async def open(
@@ -151,6 +158,7 @@ class LeanConnection(asyncio.Protocol):
             connection.abort()
             raise
         connection._handshake = None
+        connection._plain = not protocol.extensions
         if connection._ping_interval is not None:
             connection._ping_timer = loop.call_later(connection._ping_interval, connection._ping)
         return connection
@@ -222,6 +230,29 @@ class LeanConnection(asyncio.Protocol):
         if received is None:  # woken by the connection's end
             raise self._protocol.close_exc from self._lost_exc
         return received
+
+    # --- the fast lane (app/relay/fast_lane.py) ----------------------------------------------
+
+    @property
+    def writable_now(self) -> bool:
+        """`send_now` would write at once: open, not backed up, no extension in the way."""
+        return self._plain and not self._write_paused and self._protocol.state is OPEN
+
+    def send_now(self, message: str | bytes) -> None:
+        """`send`, for a caller that checked `writable_now`: the frame goes to the transport
+        now, masked with a pooled key (`app.relay.wire`)."""
+        transport = self._transport
+        assert transport is not None
+        if isinstance(message, str):
+            transport.write(client_frame(message.encode(), TEXT))
+        else:
+            transport.write(client_frame(message, BINARY))
+
+    def set_sink(self, sink: MessageSink | None) -> None:
+        """While a reader waits in `recv`, offer each message to `sink` first: a message it
+        takes never reaches `recv`. Messages queued for `recv` are never offered, so nothing
+        overtakes them."""
+        self._sink = sink
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake, then wait until the TCP connection is gone.
@@ -334,7 +365,9 @@ class LeanConnection(asyncio.Protocol):
                 return
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(message)
+            sink = self._sink
+            if sink is None or not sink(message):
+                waiter.set_result(message)
             return
         messages = self._queue()
         messages.append(message)

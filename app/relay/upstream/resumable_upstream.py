@@ -43,6 +43,7 @@ from websockets.protocol import State
 from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
+from app.relay.fast_lane import Lane, MessageSink
 from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
 from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.replay_buffer import ReplayBuffer
@@ -187,6 +188,10 @@ class ResumableUpstream:
         self._connect_seconds = 0.0  # of the latest switch's new connection, for its log line
         self._spare: asyncio.Task[UpstreamConnection] | None = None  # opened at a goAway
         self.switches = 0  # switches done, for the session's usage record
+        # The fast lane (app/relay/fast_lane.py): the session's sink, and the current
+        # connection when it has a lane (a connection through an HTTP proxy has none).
+        self._sink: MessageSink | None = None
+        self._lane: Lane | None = connection if isinstance(connection, Lane) else None
 
     @property
     def first_setup_frame(self) -> str | bytes:
@@ -220,6 +225,57 @@ class ResumableUpstream:
             # Not the client's problem: recv() sees the close and switches, and the frame,
             # kept in the buffer, is replayed on the new connection.
             return
+
+    # --- the fast lane ----------------------------------------------------------------------
+
+    @property
+    def writable_now(self) -> bool:
+        """A client frame can be taken now: buffered for the switch under way, or written to a
+        connection that takes it at once. A connection that has closed takes it into the
+        buffer only, as `send` does: `recv` sees the close and the switch replays it."""
+        if not self._setup_sent:
+            return False
+        if self._switching:
+            return True
+        lane = self._lane
+        return lane is not None and (lane.writable_now or self._conn.state is not State.OPEN)
+
+    def send_now(self, message: str | bytes) -> None:
+        """`send`, for a caller that checked `writable_now`."""
+        self._buffer.append(message)
+        lane = self._lane
+        if not self._switching and lane is not None and lane.writable_now:
+            lane.send_now(message)
+
+    def set_sink(self, sink: MessageSink | None) -> None:
+        self._sink = sink
+        if self._lane is not None:
+            self._lane.set_sink(self._through if sink is not None else None)
+
+    def _through(self, message: str | bytes) -> bool:
+        """The current connection's sink: what `recv` would return at once goes to the
+        session's sink; control messages and anything while `recv` has other work decline."""
+        sink = self._sink
+        if sink is None or self._out or self._switch_due is not None:
+            return False
+        head = message[:_HEAD_BYTES]
+        if isinstance(head, str):
+            head = head.encode()
+        if _UPDATE_KEY in head or GOAWAY_KEY in head or not sink(message):
+            return False
+        self._unstable_switches = 0
+        self._error_switch_spent = False
+        self._setup_completed = True
+        return True
+
+    def _make_current(self, conn: UpstreamConnection) -> None:
+        """Switch the fast lane, if any, over to `conn`."""
+        if self._lane is not None:
+            self._lane.set_sink(None)
+        self._conn = conn
+        self._lane = conn if isinstance(conn, Lane) else None
+        if self._lane is not None and self._sink is not None:
+            self._lane.set_sink(self._through)
 
     # --- upstream -> client ---------------------------------------------------------------
 
@@ -516,7 +572,7 @@ class ResumableUpstream:
         conn = self._candidate
         assert conn is not None
         self._candidate = None
-        self._conn = conn
+        self._make_current(conn)
         self._conn_base_seq = checkpoint.seq
         self._conn_base_index = self._base_index(checkpoint)
         self._conn_opened_at = self._loop.time()

@@ -1,0 +1,43 @@
+"""The fast lane: a frame crosses the relay inside the callback that read it.
+
+On the generic path a frame read from one leg is a message handed to a task (an ASGI message
+on uvicorn's queue, or a future of the upstream connection), the task wakes, and it writes
+the frame to the other leg through another `await`. That is two wake-ups of the event loop,
+two pauses and resumes of reading, and a dict or future per frame: about a fifth of a frame's
+CPU (docs/performance.md, "Where a frame's CPU goes").
+
+Once a session is running, each leg offers every frame it reads to the session first (its
+*sink*). The session takes it when nothing is ahead of it: its pump for that direction is
+waiting to read and the other leg can take a write at once. It then runs the same per-frame
+rules as the pump (`Session`) and writes the frame to the other leg before the callback
+returns. Anything else (a leg backed up, a frame the relay must act on, a session ending)
+is declined and takes the generic path, so every bound and every rule stays where it was:
+the fast lane is an optimisation of the common case, never a second set of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+# Offered each message a leg reads (a text frame as str, a binary one as bytes): True when
+# the session took it, False to let it take the generic path.
+MessageSink = Callable[[str | bytes], bool]
+
+
+@runtime_checkable
+class Lane(Protocol):
+    """What the fast lane needs of a leg."""
+
+    @property
+    def writable_now(self) -> bool:
+        """`send_now` may be called: the leg is open and its write buffer is not backed up."""
+        ...
+
+    def send_now(self, message: str | bytes) -> None:
+        """Write one message (str: a text frame, bytes: binary) to the leg now."""
+        ...
+
+    def set_sink(self, sink: MessageSink | None) -> None:
+        """Offer each message read from now on to `sink`, or stop offering (None)."""
+        ...
