@@ -145,6 +145,11 @@ class EmulatorConfig:
     # Models that send no `usageMetadata` at all (as reported of transcription models by
     # users of other gateways). By default every model reports usage.
     models_without_usage: tuple[str, ...] = ()
+    # Vertex may send `usageMetadata` beside any message, not only the turn's last. True: a
+    # turn's prompt usage comes beside its first reply chunk and the response's with
+    # `turnComplete` (two reports that sum to the one the default sends with `turnComplete`),
+    # so a test can see usage arrive while no turn ends.
+    usage_mid_turn: bool = False
     # A search tool (googleSearch, ...) beside function declarations or retrieval in one setup:
     # Vertex refuses it (1007); "allow" accepts it.
     search_with_function_calling: Literal["refuse", "allow"] = "refuse"

@@ -58,9 +58,13 @@ def reply_text(number: int, user_text: str, history: Sequence[Entry], system: st
     return " ".join(parts)
 
 
+def compact_json(value: object) -> str:
+    """A function response as the model reads it (quoted in replies, counted as tool use)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def tool_reply_text(number: int, name: str, response: object) -> str:
-    result = json.dumps(response, sort_keys=True, separators=(",", ":"), default=str)
-    return f"Reply {number}: {name} returned {quote(result)}."
+    return f"Reply {number}: {name} returned {quote(compact_json(response))}."
 
 
 def find_tool_call(text: str, function_names: Iterable[str]) -> ToolTrigger | None:

@@ -31,6 +31,7 @@ from app.emulator.replies import (
     Entry,
     ToolTrigger,
     chunks,
+    compact_json,
     find_tool_call,
     reply_text,
     spoken_input_text,
@@ -41,6 +42,7 @@ from app.emulator.setup import SessionSetup, content_text, functions, refused_fi
 from app.emulator.speech import OUTPUT_MIME_TYPE, Voice
 from app.emulator.stats import EmulatorStats
 from app.emulator.tokens import (
+    NO_TOKENS,
     TokenCounts,
     audio_tokens,
     text_tokens,
@@ -436,8 +438,10 @@ class LiveSession:
         if await self._pause(self._config.reply_delay_seconds):
             await self._finish(prompt, "", 0.0, interrupted=True)
             return
+        tool_use = NO_TOKENS  # the function response the reply is made from, if any
         if turn.tool_result is not None:
             text = tool_reply_text(number, *turn.tool_result)
+            tool_use = TokenCounts(text=text_tokens(compact_json(turn.tool_result[1])))
         else:
             trigger = None if turn.spoken else find_tool_call(turn.text, self._setup.function_names)
             if trigger is None:
@@ -455,8 +459,13 @@ class LiveSession:
                     await self._finish(prompt, "", 0.0, interrupted=True)
                     return
                 text = tool_reply_text(number, trigger.name, response)
-        sent, audio_seconds, interrupted = await self._stream(text)
-        await self._finish(prompt, sent, audio_seconds, interrupted=interrupted)
+                tool_use = TokenCounts(text=text_tokens(compact_json(response)))
+        # With `usage_mid_turn` the prompt's usage goes out beside the first chunk.
+        early = self._config.usage_mid_turn and self._setup.reports_usage
+        sent, audio_seconds, interrupted = await self._stream(text, prompt if early else None)
+        if early and sent:
+            prompt = NO_TOKENS  # reported already
+        await self._finish(prompt, sent, audio_seconds, interrupted=interrupted, tool_use=tool_use)
 
     def _new_call(self, trigger: ToolTrigger, response: asyncio.Future[Any] | None) -> _PendingCall:
         self._stats.tool_calls += 1
@@ -486,15 +495,23 @@ class LiveSession:
                 await self._send({"toolCallCancellation": {"ids": [call.id]}})
         return response
 
-    async def _stream(self, text: str) -> tuple[str, float, bool]:
-        """Send the reply chunk by chunk: (text sent, seconds of audio sent, interrupted)."""
+    async def _stream(
+        self, text: str, early_prompt: TokenCounts | None = None
+    ) -> tuple[str, float, bool]:
+        """Send the reply chunk by chunk: (text sent, seconds of audio sent, interrupted).
+        `early_prompt`: usage reported beside the first chunk."""
         sent: list[str] = []
         audio_seconds = 0.0
         for piece in chunks(text, self._config.reply_chunk_chars):
             if await self._pause(self._config.reply_chunk_interval_seconds):
                 return "".join(sent), audio_seconds, True
+            usage: dict[str, Any] = {}
+            if early_prompt is not None and not sent:
+                usage = {"usageMetadata": usage_metadata(early_prompt, NO_TOKENS)}
             if self._setup.response_modality == "TEXT":
-                await self._send({"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}})
+                await self._send(
+                    {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}, **usage}
+                )
             else:
                 seconds = len(piece) * self._config.speech_seconds_per_char
                 audio = {
@@ -502,7 +519,7 @@ class LiveSession:
                     "data": encode_base64(self._voice.render(seconds)),
                 }
                 await self._send(
-                    {"serverContent": {"modelTurn": {"parts": [{"inlineData": audio}]}}}
+                    {"serverContent": {"modelTurn": {"parts": [{"inlineData": audio}]}}, **usage}
                 )
                 audio_seconds += seconds
                 if self._setup.response_modality == "VIDEO":
@@ -518,7 +535,13 @@ class LiveSession:
         return "".join(sent), audio_seconds, False
 
     async def _finish(
-        self, prompt: TokenCounts, sent: str, audio_seconds: float, *, interrupted: bool
+        self,
+        prompt: TokenCounts,
+        sent: str,
+        audio_seconds: float,
+        *,
+        interrupted: bool,
+        tool_use: TokenCounts = NO_TOKENS,
     ) -> None:
         if self._setup.response_modality == "TEXT":
             candidates = TokenCounts(text=text_tokens(sent))
@@ -529,14 +552,16 @@ class LiveSession:
             await self._send({"serverContent": {"interrupted": True}})
         else:
             await self._send({"serverContent": {"generationComplete": True}})
-        await self._turn_complete(prompt, candidates)
+        await self._turn_complete(prompt, candidates, tool_use)
         # What the user heard is what the model remembers, as with the service.
         self._remember(Entry("model", sent))
 
-    async def _turn_complete(self, prompt: TokenCounts, candidates: TokenCounts) -> None:
+    async def _turn_complete(
+        self, prompt: TokenCounts, candidates: TokenCounts, tool_use: TokenCounts = NO_TOKENS
+    ) -> None:
         message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
         if self._setup.reports_usage:
-            message["usageMetadata"] = usage_metadata(prompt, candidates)
+            message["usageMetadata"] = usage_metadata(prompt, candidates, tool_use)
         await self._send(message)
 
     async def _transcribe(self, turn: UserTurn, prompt: TokenCounts) -> None:

@@ -6,7 +6,9 @@ Rules (documented in docs/emulator.md, "What it imitates"):
 - video: 258 tokens per frame; with `generationConfig.mediaResolution`, what Vertex's
   `MediaResolution` reference says: LOW 64, MEDIUM and HIGH 256;
 - a turn's prompt is the whole context: system instruction, every earlier turn's text (user
-  and model), and the new input with the audio and video received since the previous turn.
+  and model), and the new input with the audio and video received since the previous turn;
+- a function response the reply is made from is its tool-use prompt (Vertex's
+  `toolUsePromptTokenCount`), counted as text of its compact JSON, apart from the prompt.
 """
 
 from __future__ import annotations
@@ -56,14 +58,23 @@ class TokenCounts:
         return [{"modality": name, "tokenCount": count} for name, count in counts if count]
 
 
-def usage_metadata(prompt: TokenCounts, candidates: TokenCounts) -> dict[str, Any]:
+NO_TOKENS = TokenCounts()
+
+
+def usage_metadata(
+    prompt: TokenCounts, candidates: TokenCounts, tool_use: TokenCounts = NO_TOKENS
+) -> dict[str, Any]:
+    # Vertex's total is prompt + candidates + tool-use prompt (+ thoughts, which we have none of).
     usage: dict[str, Any] = {
         "promptTokenCount": prompt.total,
         "candidatesTokenCount": candidates.total,
-        "totalTokenCount": prompt.total + candidates.total,
+        "totalTokenCount": prompt.total + candidates.total + tool_use.total,
     }
     if prompt.details():
         usage["promptTokensDetails"] = prompt.details()
     if candidates.details():
         usage["candidatesTokensDetails"] = candidates.details()
+    if tool_use.total:
+        usage["toolUsePromptTokenCount"] = tool_use.total
+        usage["toolUsePromptTokensDetails"] = tool_use.details()
     return usage

@@ -63,14 +63,19 @@ def expected_tokens(reports: Sequence[Mapping[str, Any]]) -> Counter[str]:
     for report in reports:
         sums["prompt_tokens"] += report.get("promptTokenCount", 0)
         sums["response_tokens"] += report.get("candidatesTokenCount", 0)
+        sums["cached_tokens"] += report.get("cachedContentTokenCount", 0)
+        sums["thinking_tokens"] += report.get("thoughtsTokenCount", 0)
+        sums["tool_use_tokens"] += report.get("toolUsePromptTokenCount", 0)
         sums["total_tokens"] += report["totalTokenCount"]
         for field, kind in (
             ("promptTokensDetails", "prompt"),
             ("candidatesTokensDetails", "response"),
+            ("cacheTokensDetails", "cached"),
+            ("toolUsePromptTokensDetails", "tool_use"),
         ):
             for detail in report.get(field, []):
                 sums[f"{kind}_{detail['modality'].lower()}"] += detail["tokenCount"]
-    return sums
+    return +sums  # without zero counts, as `nonzero` compares
 
 
 def nonzero(tokens: Mapping[str, int] | None) -> Counter[str]:

@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.auth.keys import hash_api_key
-from app.emulator import Emulator
+from app.emulator import Emulator, EmulatorConfig
 from tests.ledger.support import open_session, turn
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.security.tenants_support import (
@@ -180,3 +180,79 @@ async def test_one_sub_from_two_issuers_has_two_user_budgets(
         ws = await open_session(relay.url, two)
         await turn(ws, "hi")
         await ws.close()
+
+
+async def _frames_until_closed(
+    ws: ClientConnection, text: str
+) -> tuple[list[tuple[float, dict[str, Any]]], float, int, str]:
+    """Send a turn; every frame after it (with when it came), when the close came, its code
+    and reason."""
+    loop = asyncio.get_running_loop()
+    content = {"turns": [{"role": "user", "parts": [{"text": text}]}], "turnComplete": True}
+    await ws.send(json.dumps({"clientContent": content}))
+    frames: list[tuple[float, dict[str, Any]]] = []
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            frames.append((loop.time(), frame))
+    received = closed.value.rcvd
+    assert received is not None
+    return frames, loop.time(), received.code, received.reason
+
+
+def _keys(frames: list[tuple[float, dict[str, Any]]]) -> list[str]:
+    """What each frame is: its top-level keys, and serverContent's."""
+    return [
+        "+".join(sorted({*frame, *frame.get("serverContent", {})} - {"serverContent"}))
+        for _, frame in frames
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chunk_interval", "grace", "ended_by"),
+    [
+        # The reply outlasts the grace: the bound ends the session mid-reply.
+        (1.0, 0.5, "the bound"),
+        # The reply ends within the grace: the session ends at its turnComplete, the reply
+        # whole (usage beside a reply chunk does not cut the reply).
+        (0.1, 10.0, "the turn's end"),
+    ],
+)
+async def test_usage_while_no_turn_ends_ends_the_session_at_the_turn_end_or_the_bound(
+    tmp_path: Path, chunk_interval: float, grace: float, ended_by: str
+) -> None:
+    # Vertex may report usage beside a reply's content: here a turn's prompt usage comes with
+    # its first chunk, long before the turn's end (its response's usage comes with turnComplete).
+    config = EmulatorConfig(usage_mid_turn=True, reply_chunk_interval_seconds=chunk_interval)
+    async with Emulator(config) as emulator:
+        settings = relay_settings(
+            emulator,
+            None,
+            api_keys=(),
+            projects_file=projects_file(tmp_path, "tokens_per_day = 1"),
+            budget_grace_seconds=grace,
+        )
+        async with running_relay(settings) as relay:
+            ws = await open_session(relay.url, auth_headers())
+            frames, closed_at, code, reason = await _frames_until_closed(
+                ws, "a question whose answer takes several chunks"
+            )
+    # The first report spends the budget (the second, with turnComplete, changes nothing).
+    reported_at, report = next((at, frame) for at, frame in frames if "usageMetadata" in frame)
+    used = report["usageMetadata"]["totalTokenCount"]
+    assert code == 1013
+    assert reason == (
+        f'RESOURCE_EXHAUSTED: project "acme" used {used} of its 1 tokens per day; resets {TOMORROW}'
+    )
+    kinds = _keys(frames)
+    assert kinds[0] == "modelTurn+usageMetadata"  # the report that spent the budget
+    assert kinds[1] == "goAway"  # told at once
+    assert frames[1][1]["goAway"]["timeLeft"] == f"{grace:g}s"
+    if ended_by == "the bound":
+        assert "turnComplete" not in kinds  # no turn ended: the bound closed it
+        assert closed_at - reported_at >= grace
+        assert closed_at - reported_at < chunk_interval + grace  # and not much later
+    else:
+        assert kinds[-1] == "turnComplete+usageMetadata"  # the whole reply, then the close
+        assert kinds.count("modelTurn") >= 2
+        assert closed_at - reported_at < grace

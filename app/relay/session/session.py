@@ -434,7 +434,11 @@ class Session:
             return
         self.traffic.prompt_tokens += usage.prompt
         self.traffic.response_tokens += usage.response
-        self._usage_frame_index = self.traffic.frames_out
+        # A report that ends a turn, or comes alone (its key first: no content beside it), and
+        # no frame after it means no reply is in flight. One beside a reply's content (Vertex
+        # may send usage with any message) does not: -1, the turn's end or the bound decides.
+        ends_turn = TURN_COMPLETE_KEY in frame or frame.find(USAGE_KEY, 0, 32) >= 0
+        self._usage_frame_index = self.traffic.frames_out if ends_turn else -1
         self._spawn(self._charge(usage))
 
     async def _charge(self, usage: Usage) -> None:
