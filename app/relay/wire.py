@@ -9,13 +9,20 @@ at a time: just as unpredictable (what RFC 6455 section 10.3 asks of them), one 
 per thousand frames.
 
 Control frames, fragmented messages and compressed connections never come here: the
-`websockets` protocols send those.
+`websockets` protocols send those. `FrameReader` is the reading side: whole simple frames
+read here, everything else by the protocol.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
+from typing import Any
+
+from websockets.protocol import OPEN as _OPEN
+from websockets.protocol import Protocol
+from websockets.streams import StreamReader
 
 try:  # the C implementation `websockets` itself uses when it is built
     from websockets.speedups import apply_mask
@@ -74,3 +81,149 @@ def client_frame(payload: bytes, opcode: int) -> bytes:
     """A whole masked data frame (client to server)."""
     mask = mask_keys.next()
     return _header(opcode, len(payload), _MASKED) + mask + apply_mask(payload, mask)
+
+
+# A data frame's first byte when it is whole (FIN), uncompressed (no RSV bit) and text or
+# binary: the only frames `FrameReader` reads itself. (An uncompressed message is one of
+# these whatever the extensions: permessage-deflate marks compressed ones with RSV1.)
+_SIMPLE_FIRST_BYTES = frozenset((_FIN | TEXT, _FIN | BINARY))
+_LENGTH_16 = struct.Struct("!H")
+_LENGTH_64 = struct.Struct("!Q")
+
+
+_FRAME_LOOP = Protocol.parse.__code__
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def at_frame_boundary(protocol: Protocol) -> bool:
+    """Whether `protocol`'s parser waits for the first byte of a frame and holds no byte of
+    one: the moment a `FrameReader` may take the stream over. The parser is then suspended
+    in its frame loop's end-of-stream check (`Protocol.parse` in `StreamReader.at_eof`); in
+    the middle of a frame, or of the HTTP handshake, it is suspended anywhere else.
+    (tests/relay/test_wire.py holds this to the pinned `websockets`.)"""
+    if protocol.reader.buffer:
+        return False
+    outer: Any = protocol.parser  # a generator: typeshed types its gi_yieldfrom as an Iterator
+    inner = outer.gi_yieldfrom
+    while inner is not None and inner.gi_yieldfrom is not None:
+        outer, inner = inner, inner.gi_yieldfrom
+    return inner is not None and outer.gi_code is _FRAME_LOOP and inner.gi_code is _AT_EOF
+
+
+class FrameReader:
+    """Cuts a connection's byte stream into whole frames in front of its `websockets` protocol.
+
+    `websockets` parses each frame through a generator, a stream reader and a `Frame` object:
+    the largest share of a relayed frame's Python work after the fast lane (docs/performance.md).
+    The frames a live session is made of are simple: one whole text or binary frame per
+    message, uncompressed. This reads those itself and hands every other frame to the
+    protocol, whole, so the protocol's parser is always at a frame boundary and keeps every
+    rule it has: control frames, fragments, size limits, masking, and the closing handshake.
+
+    It starts at a frame boundary (`at_frame_boundary`). A frame is read here only while the
+    protocol is open and no fragmented message is in progress; its length is held to the
+    protocol's `max_message_size` before its payload is waited for. A header that claims more
+    hands the rest of the stream to the protocol, which refuses it as it always did (1009).
+    Bytes held between reads are at most one frame under that limit, as in the protocol's own
+    buffer.
+    """
+
+    __slots__ = ("_bypass", "_masked", "_partial", "_protocol", "_wanted")
+
+    def __init__(self, protocol: Protocol, *, masked: bool) -> None:
+        self._protocol = protocol
+        self._masked = masked  # frames from a client are masked (RFC 6455 section 5.3)
+        self._partial = bytearray()  # the start of a frame not yet whole
+        self._wanted = 0  # the bytes `_partial` must reach before it is read again
+        self._bypass = False  # the protocol reads everything from now on
+
+    def feed(
+        self,
+        data: bytes,
+        simple: Callable[[int, bytes], None],
+        other: Callable[[bytes], None],
+    ) -> None:
+        """Read `data`: each simple frame goes to `simple(opcode, payload)` (unmasked), any
+        other bytes to `other`, in stream order."""
+        if self._bypass:
+            other(data)
+            return
+        partial = self._partial
+        if partial:
+            # Part of a frame was held: add to it in place until the frame is whole (a setup
+            # of 1 MiB may arrive in many reads), then read on from one copy.
+            partial += data
+            if len(partial) < self._wanted:
+                return
+            buffer = bytes(partial)
+            self._partial = bytearray()
+        else:
+            buffer = data
+        size = len(buffer)
+        offset = 0
+        protocol = self._protocol
+        masked = self._masked
+        wanted = 2  # bytes the frame at `offset` needs before anything can be decided
+        while size - offset >= wanted:
+            first = buffer[offset]
+            second = buffer[offset + 1]
+            length = second & 0x7F
+            start = offset + 2
+            if length == 126:
+                wanted = 4
+                if size - offset < wanted:
+                    break
+                length = _LENGTH_16.unpack_from(buffer, start)[0]
+                start += 2
+            elif length == 127:
+                wanted = 10
+                if size - offset < wanted:
+                    break
+                length = _LENGTH_64.unpack_from(buffer, start)[0]
+                start += 8
+            limit = protocol.max_message_size
+            if limit is not None and length > limit:
+                # The protocol refuses it (1009) from the header, without the payload.
+                self._bypass = True
+                other(buffer[offset:])
+                return
+            has_mask = second & _MASKED
+            end = start + (4 if has_mask else 0) + length
+            if end > size:
+                wanted = end - offset
+                break
+            if (
+                first in _SIMPLE_FIRST_BYTES
+                and bool(has_mask) == masked
+                and protocol.state is _OPEN
+                and protocol.current_size is None
+            ):
+                if has_mask:
+                    mask = buffer[start : start + 4]
+                    simple(first & 0x0F, apply_mask(buffer[start + 4 : end], mask))
+                else:
+                    simple(first & 0x0F, buffer[start:end])
+            else:
+                other(buffer[offset:end])
+                if protocol.state is not _OPEN:
+                    # Closing or failed: the protocol reads (or discards) the rest itself.
+                    self._bypass = True
+                    if end < size:
+                        other(buffer[end:])
+                    return
+            offset = end
+            wanted = 2
+        if offset < size:
+            self._partial = bytearray(buffer[offset:])
+            self._wanted = wanted
+
+    def release(self) -> None:
+        """Let go of a partly received frame (the connection is gone)."""
+        self._partial = bytearray()
+
+    def flush(self, other: Callable[[bytes], None]) -> None:
+        """Hand a partly received frame to the protocol (at the end of the stream, so it sees
+        the same bytes it would have)."""
+        if self._partial:
+            partial, self._partial = bytes(self._partial), bytearray()
+            other(partial)

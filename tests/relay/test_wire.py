@@ -3,6 +3,9 @@ class of RFC 6455's header, masked and not."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
@@ -12,7 +15,16 @@ from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from app.relay.wire import BINARY, TEXT, MaskKeys, client_frame, mask_keys, server_frame
+from app.relay.wire import (
+    BINARY,
+    TEXT,
+    FrameReader,
+    MaskKeys,
+    at_frame_boundary,
+    client_frame,
+    mask_keys,
+    server_frame,
+)
 
 # Around each boundary of the header's length field: 7 bits, 16 bits, 64 bits.
 BOUNDARIES = [0, 1, 125, 126, 127, 0xFFFF, 0x10000, 0x10001]
@@ -86,3 +98,130 @@ def test_a_masked_frame_does_not_carry_its_payload_in_clear() -> None:
     framed = client_frame(payload, TEXT)
     assert payload not in framed
     assert mask_keys.next() != framed[2:6]  # the next key is another one
+
+
+def test_the_parser_is_at_a_frame_boundary_only_between_frames() -> None:
+    client = ClientProtocol(parse_uri("ws://relay.test/v1/live"), max_size=None)
+    server = ServerProtocol(max_size=None)
+    assert not at_frame_boundary(server)  # waiting for the HTTP request
+    client, server = _pair()
+    assert at_frame_boundary(server)
+    assert at_frame_boundary(client)
+    framed = client_frame(b"x" * 200, TEXT)  # 2 header bytes, 2 of length, 4 of mask
+    server.receive_data(framed[:1])
+    assert not at_frame_boundary(server)  # a byte held
+    server.receive_data(framed[1:4])
+    assert not server.reader.buffer  # header and length read, nothing held...
+    assert not at_frame_boundary(server)  # ...but inside the frame
+    server.receive_data(framed[4:])
+    assert _messages_of(server.events_received()) == [("text", b"x" * 200)]
+    assert at_frame_boundary(server)
+
+
+def _stream_frames(frames: list[Frame]) -> bytes:
+    """Frames as a client sends them (masked), through websockets' own serializer."""
+    return b"".join(frame.serialize(mask=True) for frame in frames)
+
+
+_FRAMES = st.lists(
+    st.one_of(
+        st.builds(lambda data: [Frame(Opcode.TEXT, data.encode())], st.text(max_size=200)),
+        st.builds(lambda data: [Frame(Opcode.BINARY, data)], st.binary(max_size=300)),
+        st.builds(lambda data: [Frame(Opcode.PING, data)], st.binary(max_size=20)),
+        st.builds(
+            lambda parts: [
+                Frame(Opcode.BINARY if i == 0 else Opcode.CONT, part, fin=i == len(parts) - 1)
+                for i, part in enumerate(parts)
+            ],
+            st.lists(st.binary(max_size=50), min_size=2, max_size=4),
+        ),
+    ),
+    max_size=12,
+).map(lambda groups: [frame for group in groups for frame in group])
+
+
+def _messages_of(events: Sequence[object]) -> list[tuple[str, bytes]]:
+    """Whole messages (fragments joined) and pings, from a protocol's events."""
+    messages: list[tuple[str, bytes]] = []
+    fragments: list[bytes] = []
+    for event in events:
+        assert isinstance(event, Frame)
+        if event.opcode is Opcode.PING:
+            messages.append(("ping", bytes(event.data)))
+            continue
+        fragments.append(bytes(event.data))
+        if event.fin:
+            kind = "text" if event.opcode is Opcode.TEXT else "data"
+            messages.append((kind, b"".join(fragments)))
+            fragments = []
+    return messages
+
+
+@given(frames=_FRAMES, cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8))
+def test_a_frame_reader_reads_what_the_protocol_reads(frames: list[Frame], cuts: list[int]) -> None:
+    """Any mix of frames, cut into chunks anywhere: the messages read through a FrameReader
+    are the protocol's own, in order, and what it answers (pongs) is the same."""
+    stream = _stream_frames(frames)
+    _, alone = _pair()
+    alone.receive_data(stream)
+    expected = _messages_of(alone.events_received())
+
+    _, server = _pair()
+    reader = FrameReader(server, masked=True)
+    events: list[object] = []
+
+    def simple(opcode: int, payload: bytes) -> None:
+        events.append(Frame(Opcode(opcode), payload))
+
+    def other(data: bytes) -> None:
+        server.receive_data(data)
+        events.extend(server.events_received())
+
+    bounds = sorted({cut % (len(stream) + 1) for cut in cuts} | {0, len(stream)})
+    for start, end in itertools.pairwise(bounds):
+        reader.feed(stream[start:end], simple, other)
+    assert _messages_of(events) == expected
+    assert b"".join(server.data_to_send()) != b"" or not any(
+        frame.opcode is Opcode.PING for frame in frames
+    )
+    assert at_frame_boundary(server)
+
+
+def test_a_frame_over_the_limit_is_refused_by_the_protocol_from_its_header() -> None:
+    _, server = _pair()
+    server.max_message_size = 1000
+    reader = FrameReader(server, masked=True)
+    simple_frames: list[bytes] = []
+    header_only = client_frame(b"x" * 5000, BINARY)[:8]  # no payload sent at all
+    reader.feed(header_only, lambda _, payload: simple_frames.append(payload), server.receive_data)
+    assert simple_frames == []
+    assert server.close_sent is not None
+    assert server.close_sent.code == 1009
+
+
+def test_an_unmasked_client_frame_goes_to_the_protocol_which_fails_it() -> None:
+    _, server = _pair()
+    reader = FrameReader(server, masked=True)
+    simple_frames: list[bytes] = []
+    reader.feed(
+        server_frame(b"hello", TEXT),
+        lambda _, payload: simple_frames.append(payload),
+        server.receive_data,
+    )
+    assert simple_frames == []
+    assert server.close_sent is not None
+    assert server.close_sent.code == 1002
+
+
+def test_a_whole_frame_inside_a_fragmented_message_is_the_protocol_s_to_refuse() -> None:
+    """RFC 6455 section 5.4: only control frames may come between fragments."""
+    stream = _stream_frames(
+        [Frame(Opcode.BINARY, b"first", fin=False), Frame(Opcode.TEXT, b"intruder")]
+    )
+    _, server = _pair()
+    reader = FrameReader(server, masked=True)
+    simple_frames: list[bytes] = []
+    reader.feed(stream, lambda _, payload: simple_frames.append(payload), server.receive_data)
+    assert simple_frames == []
+    assert server.close_sent is not None
+    assert server.close_sent.code == 1002

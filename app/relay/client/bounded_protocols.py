@@ -41,7 +41,7 @@ from websockets.protocol import OPEN
 from app.metrics import RelayMetrics
 from app.relay.client.handshake_pacing import Turn, pacer_for
 from app.relay.fast_lane import Lane, MessageSink
-from app.relay.wire import BINARY, TEXT, server_frame
+from app.relay.wire import BINARY, TEXT, FrameReader, at_frame_boundary, server_frame
 from app.settings import Settings
 from app.web import error_body
 
@@ -391,6 +391,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._turn: Turn | None = None  # the handshake's turn, until the session is set up
         self._sink: MessageSink | None = None  # the fast lane's, while a session runs
         self._plain = False  # admitted, and no extension: frames may be built by hand
+        self._reader: FrameReader | None = None  # reads simple frames after the handshake
 
     # --- admission ------------------------------------------------------------------------
 
@@ -483,6 +484,22 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     # --- handshake refusals ---------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None and self.handshake_initiated and at_frame_boundary(self.conn):
+            reader = self._reader = FrameReader(self.conn, masked=True)
+        if reader is None:
+            self._protocol_received(data)
+        else:
+            reader.feed(data, self._message_received, self._protocol_received)
+
+    def _message_received(self, opcode: int, data: bytes) -> None:
+        """A whole message `FrameReader` read: on as uvicorn passes one on."""
+        self.curr_msg_data_type = "text" if opcode == TEXT else "bytes"
+        self.frames = [data]
+        self.send_receive_event_to_app()
+
+    def _protocol_received(self, data: bytes) -> None:
+        """Bytes uvicorn's protocol reads: the handshake, and frames `FrameReader` leaves."""
         super().data_received(data)
         refused = self.conn.handshake_exc is not None and not self.close_sent
         if refused and not self.handshake_initiated:  # answered and counted once
@@ -602,6 +619,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         # partly received frame (up to the setup cap) resident until then.
         self.conn.reader.buffer.clear()
         self.frames = []
+        if self._reader is not None:
+            self._reader.release()
 
 
 def _handshake_status(refusal: Exception | None) -> int:

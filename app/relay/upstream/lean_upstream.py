@@ -35,7 +35,7 @@ from websockets.protocol import OPEN, State
 from websockets.uri import parse_uri
 
 from app.relay.fast_lane import MessageSink
-from app.relay.wire import BINARY, TEXT, client_frame
+from app.relay.wire import BINARY, TEXT, FrameReader, at_frame_boundary, client_frame
 
 # Received messages held before reading from the socket pauses (the asyncio client's
 # default `max_queue`); reading resumes once the reader has taken the deque down to a quarter.
@@ -65,6 +65,7 @@ class LeanConnection(asyncio.Protocol):
         "_ping_timer",
         "_plain",
         "_protocol",
+        "_reader",
         "_reading_paused",
         "_recv_waiter",
         "_sink",
@@ -105,6 +106,7 @@ class LeanConnection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._sink: MessageSink | None = None
         self._plain = False  # no extension negotiated: frames may be built by hand
+        self._reader: FrameReader | None = None  # reads simple frames after the handshake
 
     @classmethod
     async def open(
@@ -281,6 +283,17 @@ class LeanConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None and at_frame_boundary(self._protocol):
+            reader = self._reader = FrameReader(self._protocol, masked=False)
+        if reader is None:
+            self._protocol_received(data)
+        else:
+            reader.feed(data, self._message_received, self._protocol_received)
+
+    def _protocol_received(self, data: bytes) -> None:
+        """Bytes the `websockets` protocol reads: the handshake, and any frame `FrameReader`
+        does not read itself."""
         protocol = self._protocol
         protocol.receive_data(data)
         for event in protocol.events_received():
@@ -291,11 +304,15 @@ class LeanConnection(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> None:
+        if self._reader is not None:
+            self._reader.flush(self._protocol_received)
         self._protocol.receive_eof()
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._protocol.receive_eof()  # idempotent: the protocol is now CLOSED
+        if self._reader is not None:
+            self._reader.release()
         self._lost_exc = exc
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
@@ -356,12 +373,17 @@ class LeanConnection(asyncio.Protocol):
             self._fragments = None
         else:  # ping and close are answered by the protocol itself
             return
+        self._message_received(TEXT if text else BINARY, data)
+
+    def _message_received(self, opcode: int, data: bytes) -> None:
+        """A whole message: to the fast lane's sink, the waiting reader, or the queue."""
         message: str | bytes = data
-        if text:
+        if opcode == TEXT:
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
                 self._protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                self._flush()
                 return
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
