@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import astuple
+from typing import NamedTuple
 
 from app.quota.refusals import lost_slot_reason
 from app.quota.types import LostSlot, QuotaLimits
@@ -15,9 +15,28 @@ from app.relay.session.session import Session, Traffic
 logger = logging.getLogger(__name__)
 
 
+class FrameCounts(NamedTuple):
+    """The part of a session's `Traffic` that metrics count."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+
+    @classmethod
+    def of(cls, traffic: Traffic) -> FrameCounts:
+        return cls(traffic.frames_in, traffic.bytes_in, traffic.frames_out, traffic.bytes_out)
+
+    def minus(self, other: FrameCounts) -> FrameCounts:
+        return FrameCounts(*(x - y for x, y in zip(self, other, strict=True)))
+
+    def plus(self, other: FrameCounts) -> FrameCounts:
+        return FrameCounts(*(x + y for x, y in zip(self, other, strict=True)))
+
+
 class LiveSessions:
     def __init__(self) -> None:
-        self._flushed: dict[Session, Traffic] = {}
+        self._flushed: dict[Session, FrameCounts] = {}  # what metrics have of each session
         self._by_id: dict[str, Session] = {}
         self._empty = asyncio.Event()
         self._empty.set()
@@ -27,7 +46,7 @@ class LiveSessions:
         return len(self._flushed)
 
     def add(self, session: Session, session_id: str) -> None:
-        self._flushed[session] = Traffic()
+        self._flushed[session] = FrameCounts()
         self._by_id[session_id] = session
         self._empty.clear()
 
@@ -45,21 +64,22 @@ class LiveSessions:
         reason = lost_slot_reason(lost, limits)
         self.end(lost.lease.session_id, Ending("relay", TRY_AGAIN_LATER, reason, "quota_lost"))
 
-    def remove(self, session: Session, session_id: str) -> Traffic:
+    def remove(self, session: Session, session_id: str) -> FrameCounts:
         """Forget a session; return the traffic not yet taken by `take_traffic`."""
         self._by_id.pop(session_id, None)
-        flushed = self._flushed.pop(session, Traffic())
+        flushed = self._flushed.pop(session, FrameCounts())
         if not self._flushed:
             self._empty.set()
-        return _minus(session.traffic, flushed)
+        return FrameCounts.of(session.traffic).minus(flushed)
 
-    def take_traffic(self) -> Traffic:
+    def take_traffic(self) -> FrameCounts:
         """Traffic of every live session since the last call: metrics see it every few seconds."""
-        total = Traffic()
-        for session, flushed in self._flushed.items():
-            now = Traffic(*astuple(session.traffic))
-            total = _plus(total, _minus(now, flushed))
-            self._flushed[session] = now
+        total = FrameCounts()
+        flushed = self._flushed
+        for session, before in flushed.items():
+            now = FrameCounts.of(session.traffic)
+            total = total.plus(now.minus(before))
+            flushed[session] = now
         return total
 
     async def drain(self, seconds: float) -> None:
@@ -83,11 +103,3 @@ class LiveSessions:
                 await self._empty.wait()
         except TimeoutError:
             logger.warning("%d sessions did not close after the drain", len(self._flushed))
-
-
-def _minus(a: Traffic, b: Traffic) -> Traffic:
-    return Traffic(*(x - y for x, y in zip(astuple(a), astuple(b), strict=True)))
-
-
-def _plus(a: Traffic, b: Traffic) -> Traffic:
-    return Traffic(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))

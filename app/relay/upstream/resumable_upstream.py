@@ -261,7 +261,14 @@ class ResumableUpstream:
         head = message[:_HEAD_BYTES]
         if isinstance(head, str):
             head = head.encode()
-        if _UPDATE_KEY in head or GOAWAY_KEY in head or not sink(message):
+        if _UPDATE_KEY in head:
+            # A checkpoint the client does not see (it did not ask for updates), with no goAway
+            # waiting for it: taken here. Anything else it could lead to is recv's to do.
+            if self.client.asked or self._goaway_deadline is not None:
+                return False
+            self._on_update(message)
+            return True
+        if GOAWAY_KEY in head or not sink(message):
             return False
         self._unstable_switches = 0
         self._error_switch_spent = False
