@@ -41,18 +41,15 @@ _LONG = struct.Struct("!BBQ")
 _POOL_KEYS = 1024
 
 
-def _header(opcode: int, length: int, mask_bit: int) -> bytes:
-    first = _FIN | opcode
-    if length < 126:
-        return _SHORT.pack(first, mask_bit | length)
-    if length < 0x10000:
-        return _MEDIUM.pack(first, mask_bit | 126, length)
-    return _LONG.pack(first, mask_bit | 127, length)
-
-
 def server_frame(payload: bytes, opcode: int) -> bytes:
     """A whole unmasked data frame (server to client)."""
-    return _header(opcode, len(payload), 0) + payload
+    length = len(payload)
+    first = _FIN | opcode
+    if length < 126:
+        return _SHORT.pack(first, length) + payload
+    if length < 0x10000:
+        return _MEDIUM.pack(first, 126, length) + payload
+    return _LONG.pack(first, 127, length) + payload
 
 
 class MaskKeys:
@@ -80,7 +77,15 @@ mask_keys = MaskKeys()
 def client_frame(payload: bytes, opcode: int) -> bytes:
     """A whole masked data frame (client to server)."""
     mask = mask_keys.next()
-    return _header(opcode, len(payload), _MASKED) + mask + apply_mask(payload, mask)
+    length = len(payload)
+    first = _FIN | opcode
+    if length < 126:
+        head = _SHORT.pack(first, _MASKED | length)
+    elif length < 0x10000:
+        head = _MEDIUM.pack(first, _MASKED | 126, length)
+    else:
+        head = _LONG.pack(first, _MASKED | 127, length)
+    return head + mask + apply_mask(payload, mask)
 
 
 # A data frame's first byte when it is whole (FIN), uncompressed (no RSV bit) and text or

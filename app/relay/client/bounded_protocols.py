@@ -456,8 +456,15 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
+        self._deliver(TEXT if self.curr_msg_data_type == "text" else BINARY, data)
+
+    def _deliver(self, opcode: int, data: bytes) -> None:
+        """A whole message, from uvicorn's reading or `FrameReader`'s: to the fast lane's sink,
+        or queued for the application (reading pauses until it is taken)."""
+        if self.close_sent:
+            return  # as uvicorn: reads go on only until the peer's close reply
         message: str | bytes = data
-        if self.curr_msg_data_type == "text":
+        if opcode == TEXT:
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
@@ -490,13 +497,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         if reader is None:
             self._protocol_received(data)
         else:
-            reader.feed(data, self._message_received, self._protocol_received)
-
-    def _message_received(self, opcode: int, data: bytes) -> None:
-        """A whole message `FrameReader` read: on as uvicorn passes one on."""
-        self.curr_msg_data_type = "text" if opcode == TEXT else "bytes"
-        self.frames = [data]
-        self.send_receive_event_to_app()
+            reader.feed(data, self._deliver, self._protocol_received)
 
     def _protocol_received(self, data: bytes) -> None:
         """Bytes uvicorn's protocol reads: the handshake, and frames `FrameReader` leaves."""

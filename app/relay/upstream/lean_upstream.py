@@ -58,6 +58,7 @@ class LeanConnection(asyncio.Protocol):
         "_lost",
         "_lost_exc",
         "_messages",
+        "_open",
         "_ping_interval",
         "_ping_payload",
         "_ping_sent_at",
@@ -106,6 +107,7 @@ class LeanConnection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._sink: MessageSink | None = None
         self._plain = False  # no extension negotiated: frames may be built by hand
+        self._open = False  # the protocol's state is OPEN (read at every _flush: it is cheaper)
         self._reader: FrameReader | None = None  # reads simple frames after the handshake
 
     @classmethod
@@ -238,7 +240,7 @@ class LeanConnection(asyncio.Protocol):
     @property
     def writable_now(self) -> bool:
         """`send_now` would write at once: open, not backed up, no extension in the way."""
-        return self._plain and not self._write_paused and self._protocol.state is OPEN
+        return self._open and self._plain and not self._write_paused
 
     def send_now(self, message: str | bytes) -> None:
         """`send`, for a caller that checked `writable_now`: the frame goes to the transport
@@ -311,6 +313,7 @@ class LeanConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._protocol.receive_eof()  # idempotent: the protocol is now CLOSED
+        self._open = False
         if self._reader is not None:
             self._reader.release()
         self._lost_exc = exc
@@ -409,10 +412,13 @@ class LeanConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _flush(self) -> None:
+        # Every change of the protocol's state (a close sent or received, a failure, the
+        # handshake) comes from a call that is followed by this one.
+        protocol = self._protocol
+        self._open = protocol.state is OPEN
         transport = self._transport
         if transport is None:
             return
-        protocol = self._protocol
         for data in protocol.data_to_send():
             if data:
                 transport.write(data)

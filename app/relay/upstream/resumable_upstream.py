@@ -61,6 +61,8 @@ IndexCounting = Literal["per_connection", "per_session"]
 # Control messages put their key first; a look at the head of a frame rules them out.
 _HEAD_BYTES = 64
 _UPDATE_KEY = b'"sessionResumptionUpdate"'
+_UPDATE_TEXT = _UPDATE_KEY.decode()
+_GOAWAY_TEXT = GOAWAY_KEY.decode()
 _INDEX_FIELD = "lastConsumedClientMessageIndex"
 # Switches after drops, errors, or connections that ended (goAway included) within a second,
 # with no upstream frame in between: an upstream that keeps ending the session (a duration
@@ -260,15 +262,17 @@ class ResumableUpstream:
             return False
         head = message[:_HEAD_BYTES]
         if isinstance(head, str):
-            head = head.encode()
-        if _UPDATE_KEY in head:
+            update, goaway = _UPDATE_TEXT in head, _GOAWAY_TEXT in head
+        else:
+            update, goaway = _UPDATE_KEY in head, GOAWAY_KEY in head
+        if update:
             # A checkpoint the client does not see (it did not ask for updates), with no goAway
             # waiting for it: taken here. Anything else it could lead to is recv's to do.
             if self.client.asked or self._goaway_deadline is not None:
                 return False
             self._on_update(message)
             return True
-        if GOAWAY_KEY in head or not sink(message):
+        if goaway or not sink(message):
             return False
         self._unstable_switches = 0
         self._error_switch_spent = False
