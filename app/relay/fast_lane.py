@@ -18,14 +18,13 @@ the fast lane is an optimisation of the common case, never a second set of rules
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast
 
 # Offered each message a leg reads (a text frame as str, a binary one as bytes): True when
 # the session took it, False to let it take the generic path.
 MessageSink = Callable[[str | bytes], bool]
 
 
-@runtime_checkable
 class Lane(Protocol):
     """What the fast lane needs of a leg."""
 
@@ -41,3 +40,9 @@ class Lane(Protocol):
     def set_sink(self, sink: MessageSink | None) -> None:
         """Offer each message read from now on to `sink`, or stop offering (None)."""
         ...
+
+
+def lane_of(leg: object) -> Lane | None:
+    """`leg` when it has a fast lane, else None. (Duck-typed: `isinstance` against a
+    runtime-checkable Protocol costs about 11 µs, paid at every session's start.)"""
+    return cast(Lane, leg) if callable(getattr(leg, "set_sink", None)) else None

@@ -61,7 +61,8 @@ def resumption_update(consumed: int) -> bytes:
 
 
 class EchoConnection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, *, never_confirm: bool = False) -> None:
+        self._never_confirm = never_confirm  # a model that sends no resumption updates
         self._protocol = ServerProtocol(max_size=16 * 1024 * 1024)
         self._transport: asyncio.Transport | None = None
         self._set_up = False
@@ -90,7 +91,7 @@ class EchoConnection(asyncio.Protocol):
             return
         if not self._set_up:
             self._set_up = True
-            self._confirms = TRANSPARENT_MARKER in message
+            self._confirms = TRANSPARENT_MARKER in message and not self._never_confirm
             self._protocol.send_binary(SETUP_COMPLETE)
             return
         echo = echo_of(message)
@@ -112,12 +113,14 @@ class EchoConnection(asyncio.Protocol):
             transport.close()
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, *, never_confirm: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await loop.create_server(EchoConnection, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(
+        lambda: EchoConnection(never_confirm=never_confirm), "127.0.0.1", port, backlog=1024
+    )
     async with server:
         await stop.wait()
 
@@ -125,7 +128,13 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    uvloop.run(serve(parser.parse_args().port))
+    parser.add_argument(
+        "--never-confirm",
+        action="store_true",
+        help="send no sessionResumptionUpdate: the relay's replay buffers only grow",
+    )
+    args = parser.parse_args()
+    uvloop.run(serve(args.port, never_confirm=args.never_confirm))
 
 
 if __name__ == "__main__":

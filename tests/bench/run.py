@@ -44,9 +44,13 @@ MAX_SESSIONS = 2000
 MAX_DURATION_SECONDS = 120
 WARM_UP_SECONDS = 1.0
 LOADTEST_GRACE_SECONDS = 60  # beyond its own deadline, before the run gives up on it
-UPSTREAMS = {  # name -> (module run with --port, description)
-    "lean-echo": ("tests.bench.echo_upstream", "lean echo with the emulator's echo contract"),
-    "emulator": ("tests.bench.emulator", "the emulator in echo mode, under uvloop"),
+UPSTREAMS = {  # name -> (module and arguments, run with --port; description)
+    "lean-echo": (("tests.bench.echo_upstream",), "lean echo with the emulator's echo contract"),
+    "lean-echo-unconfirmed": (
+        ("tests.bench.echo_upstream", "--never-confirm"),
+        "lean echo that never confirms input (no sessionResumptionUpdate)",
+    ),
+    "emulator": (("tests.bench.emulator",), "the emulator in echo mode, under uvloop"),
 }
 
 
@@ -231,8 +235,8 @@ def _start_services(
     pin_existing(_redis_core(args), redis.process.pid)
 
     port = free_port()
-    module = UPSTREAMS[args.upstream][0]
-    upstream = pinned(args.load_core, python("-m", module, f"--port={port}"))
+    module, *arguments = UPSTREAMS[args.upstream][0]
+    upstream = pinned(args.load_core, python("-m", module, *arguments, f"--port={port}"))
     stack.enter_context(running(upstream, log=workdir / "upstream.log", port=port))
 
     key_file = workdir / "api-key"

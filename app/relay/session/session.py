@@ -33,7 +33,7 @@ from app.relay.closes import (
     TRY_AGAIN_LATER,
     Ending,
 )
-from app.relay.fast_lane import Lane
+from app.relay.fast_lane import Lane, lane_of
 from app.relay.sniff import (
     GOAWAY_KEY,
     SETUP_COMPLETE_KEY,
@@ -168,8 +168,7 @@ class Session:
         self._runner_stopping = False
         # The fast lane runs when both legs have one; a pump's direction takes it only while
         # that pump waits to read (nothing of that direction is in flight).
-        upstream = self.upstream
-        self._upstream_lane: Lane | None = upstream if isinstance(upstream, Lane) else None
+        self._upstream_lane = lane_of(self.upstream)
         self._client_waiting = False
         self._upstream_waiting = False
 

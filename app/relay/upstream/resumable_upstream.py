@@ -43,7 +43,7 @@ from websockets.protocol import State
 from app import bounded_json
 from app.metrics import RelayMetrics
 from app.relay.closes import INTERNAL_ERROR
-from app.relay.fast_lane import Lane, MessageSink
+from app.relay.fast_lane import Lane, MessageSink, lane_of
 from app.relay.sniff import GOAWAY_KEY, SETUP_COMPLETE_KEY
 from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.replay_buffer import ReplayBuffer
@@ -193,7 +193,7 @@ class ResumableUpstream:
         # The fast lane (app/relay/fast_lane.py): the session's sink, and the current
         # connection when it has a lane (a connection through an HTTP proxy has none).
         self._sink: MessageSink | None = None
-        self._lane: Lane | None = connection if isinstance(connection, Lane) else None
+        self._lane: Lane | None = lane_of(connection)
 
     @property
     def first_setup_frame(self) -> str | bytes:
@@ -284,7 +284,7 @@ class ResumableUpstream:
         if self._lane is not None:
             self._lane.set_sink(None)
         self._conn = conn
-        self._lane = conn if isinstance(conn, Lane) else None
+        self._lane = lane_of(conn)
         if self._lane is not None and self._sink is not None:
             self._lane.set_sink(self._through)
 
