@@ -8,15 +8,26 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.ledger.record import SessionRecord
 from app.ledger.store import LedgerStore, LedgerStoreError
-from tests.relay.conftest import MODEL
+from tests.relay.conftest import MODEL, auth_headers
 from tests.support.relay import RunningRelay
 
 ADMIN_TOKEN = "admin-" + "a" * 32
 MODALITY_NAMES = ("TEXT", "AUDIO", "VIDEO", "IMAGE")
+
+
+async def mint(http_url: str, user: str) -> dict[str, str]:
+    """Headers carrying a session token minted for `user` by the relay at `http_url`."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{http_url}/v1/tokens", json={"user": user}, headers=auth_headers()
+        )
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
 
 
 async def open_session(

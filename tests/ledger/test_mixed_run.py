@@ -28,7 +28,7 @@ from app.auth.keys import hash_api_key
 from app.emulator import Emulator, EmulatorConfig
 from app.ledger.record import SessionRecord
 from app.ledger.store import open_ledger_store
-from tests.ledger.support import ADMIN_TOKEN, MODALITY_NAMES, expected_tokens, records_now
+from tests.ledger.support import ADMIN_TOKEN, MODALITY_NAMES, expected_tokens, mint, records_now
 from tests.relay.conftest import API_KEY, MODEL, auth_headers
 from tests.security.tenants_support import (
     AUDIENCE,
@@ -146,15 +146,6 @@ def projects_file(tmp_path: Path) -> Path:
     return path
 
 
-async def mint(relay: RelayProcess, user: str) -> dict[str, str]:
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"http://127.0.0.1:{relay.port}/v1/tokens", json={"user": user}, headers=auth_headers()
-        )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
 def expected_row(tokens: Counter[str], sessions: int) -> dict[str, Any]:
     """A report row's token figures, from the sums of what the clients were told."""
     kinds = {"prompt": "prompt", "response": "response", "cached": "cached", "toolUse": "tool_use"}
@@ -237,7 +228,10 @@ async def test_the_report_after_a_mixed_run_equals_what_the_upstream_reported(
             one, two = replicas
             key = auth_headers()
             # A session token starts one session; tokens minted on one replica work on both.
-            alice, bob, alice_again = [await mint(one, user) for user in ("alice", "bob", "alice")]
+            alice, bob, alice_again = [
+                await mint(f"http://127.0.0.1:{one.port}", user)
+                for user in ("alice", "bob", "alice")
+            ]
             carol = {
                 "Authorization": f"Bearer {issuer_jwt(ISSUER_ONE, ISSUER_SECRET_ONE, 'carol')}"
             }

@@ -22,22 +22,13 @@ from app.auth.keys import hash_api_key
 from app.emulator import Emulator
 from app.ledger.record import SessionRecord
 from app.ledger.store import open_ledger_store
-from tests.ledger.support import ADMIN_TOKEN, expected_tokens, final_records, session
+from tests.ledger.support import ADMIN_TOKEN, expected_tokens, final_records, mint, session
 from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.support.relay import RunningRelay, running_relay
 
 START = "2020-01-01T00:00:00Z"
 END = "2100-01-01T00:00:00Z"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-async def mint(relay: RunningRelay, user: str) -> dict[str, str]:
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(
-            f"{relay.http_url}/v1/tokens", json={"user": user}, headers=auth_headers()
-        )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
 
 
 class Run:
@@ -79,7 +70,7 @@ async def run(emulator: Emulator, ledger_url: str, tmp_path: Path) -> AsyncItera
                 ("bob", ["bob once"], "AUDIO"),
             ]
             for user, texts, modality in plan:
-                headers = auth_headers() if user is None else await mint(relay, user)
+                headers = auth_headers() if user is None else await mint(relay.http_url, user)
                 reports = await session(relay, headers, texts, modality)
                 expected.setdefault(user, Counter()).update(expected_tokens(reports))
             records = await final_records(store, "default", len(plan))
