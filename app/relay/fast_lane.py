@@ -33,8 +33,9 @@ class Lane(Protocol):
         """`send_now` may be called: the leg is open and its write buffer is not backed up."""
         ...
 
-    def send_now(self, message: str | bytes) -> None:
-        """Write one message (str: a text frame, bytes: binary) to the leg now."""
+    def send_now(self, message: str | bytes) -> int:
+        """Write one message (str: a text frame, bytes: binary) to the leg now; return its
+        size in bytes (0 when the leg kept it to write later)."""
         ...
 
     def set_sink(self, sink: MessageSink | None) -> None:

@@ -143,8 +143,11 @@ async def test_sdk_sessions_reach_vertex_over_verified_tls_with_fresh_tokens(
                     reply = await tool_call_round_trip(first)
                     # No session opens while the first session's token expires: the relay
                     # refreshes ahead of need (every second here: 3 s tokens, a 2 s margin).
+                    # One refresh before the expiry is what matters; a loaded machine (the
+                    # suite runs in parallel) can make google-auth's refresh, a thread's
+                    # HTTP round trip, late for a second one.
                     await sleep_until(tokens.expires_at[first_token] + 0.2)
-                    assert len(tokens.issued) >= tokens.issued.index(first_token) + 3
+                    assert len(tokens.issued) >= tokens.issued.index(first_token) + 2
                     async with client.aio.live.connect(model=MODEL, config=AUDIO) as second:
                         second_token = bearer_token(emulator.stats.last_authorization)
                         audio, spoken = await audio_turn(second)

@@ -422,11 +422,14 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.conn.state is OPEN
         )
 
-    def send_now(self, message: str | bytes) -> None:
+    def send_now(self, message: str | bytes) -> int:
         if isinstance(message, str):
-            self.transport.write(server_frame(message.encode(), TEXT))
+            payload = message.encode()
+            self.transport.write(server_frame(payload, TEXT))
         else:
-            self.transport.write(server_frame(message, BINARY))
+            payload = message
+            self.transport.write(server_frame(payload, BINARY))
+        return len(payload)
 
     def set_sink(self, sink: MessageSink | None) -> None:
         self._sink = sink
@@ -488,7 +491,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    # --- handshake refusals ---------------------------------------------------------------
+    # --- reading, and handshake refusals ----------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader

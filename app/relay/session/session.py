@@ -472,15 +472,14 @@ class Session:
             return False
         try:
             taken = self._take_client_frame(frame)
+            if isinstance(taken, Ending):
+                self.end(taken)
+            elif taken is not None:
+                upstream.send_now(taken)
+                self.traffic.fast_in += 1
         except Exception:
             logger.exception("session fast lane client->upstream failed")
             self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
-            return True
-        if isinstance(taken, Ending):
-            self.end(taken)
-        elif taken is not None:
-            upstream.send_now(taken)
-            self.traffic.fast_in += 1
         return True
 
     def _upstream_message(self, frame: str | bytes) -> bool:
@@ -496,11 +495,15 @@ class Session:
             return False
         if not client.writable_now:
             return False
-        client.send_now(frame)
         traffic = self.traffic
+        try:
+            traffic.bytes_out += client.send_now(frame)
+        except Exception:  # raised in the upstream connection's callback, it would end that
+            logger.exception("session fast lane upstream->client failed")
+            self.end(Ending("relay", INTERNAL_ERROR, "internal error", "error"))
+            return True
         traffic.frames_out += 1
         traffic.fast_out += 1
-        traffic.bytes_out += len(frame)  # ASCII JSON: characters are bytes
         return True
 
     # --- helpers --------------------------------------------------------------------------

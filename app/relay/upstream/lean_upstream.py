@@ -242,15 +242,18 @@ class LeanConnection(asyncio.Protocol):
         """`send_now` would write at once: open, not backed up, no extension in the way."""
         return self._open and self._plain and not self._write_paused
 
-    def send_now(self, message: str | bytes) -> None:
+    def send_now(self, message: str | bytes) -> int:
         """`send`, for a caller that checked `writable_now`: the frame goes to the transport
         now, masked with a pooled key (`app.relay.wire`)."""
         transport = self._transport
         assert transport is not None
         if isinstance(message, str):
-            transport.write(client_frame(message.encode(), TEXT))
+            payload = message.encode()
+            transport.write(client_frame(payload, TEXT))
         else:
-            transport.write(client_frame(message, BINARY))
+            payload = message
+            transport.write(client_frame(payload, BINARY))
+        return len(payload)
 
     def set_sink(self, sink: MessageSink | None) -> None:
         """While a reader waits in `recv`, offer each message to `sink` first: a message it

@@ -242,12 +242,13 @@ class ResumableUpstream:
         lane = self._lane
         return lane is not None and (lane.writable_now or self._conn.state is not State.OPEN)
 
-    def send_now(self, message: str | bytes) -> None:
+    def send_now(self, message: str | bytes) -> int:
         """`send`, for a caller that checked `writable_now`."""
         self._buffer.append(message)
         lane = self._lane
         if not self._switching and lane is not None and lane.writable_now:
-            lane.send_now(message)
+            return lane.send_now(message)
+        return 0  # kept for the switch's replay
 
     def set_sink(self, sink: MessageSink | None) -> None:
         self._sink = sink
