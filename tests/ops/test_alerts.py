@@ -162,6 +162,26 @@ REPLAYS: list[dict[str, Any]] = [
             ),
         ],
     },
+    {
+        "interval": "1m",
+        "input_series": [
+            # Within budget for 10 minutes, then two buffers dropped at minute 12.
+            {
+                "series": 'relay_replay_buffers_dropped_total{instance="relay:9100"}',
+                "values": "0x11 2x20",
+            },
+        ],
+        "alert_rule_test": [
+            quiet("LiveRelayReplayBuffersDropped", "10m"),
+            alert(
+                "LiveRelayReplayBuffersDropped",
+                "14m",
+                {"severity": "warning", "instance": "relay:9100"},
+                "relay:9100 dropped 2 replay buffers at its budget",
+            ),
+            quiet("LiveRelayReplayBuffersDropped", "31m"),  # none for over 10 minutes
+        ],
+    },
 ]
 
 
