@@ -1,4 +1,4 @@
-"""The fast lane (app/relay/fast_lane.py) under `live-relay serve`: audio takes it both ways,
+"""The fast lane (app/relay/fast_lane.py): audio takes it both ways under `live-relay serve`,
 and frames that take it and frames that do not reach each side in the order they were sent."""
 
 from __future__ import annotations
@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from app.emulator import Emulator, EmulatorConfig, Faults
 from app.emulator.setup import ECHO_AUDIO_INSTRUCTION
-from tests.relay.conftest import API_KEY, MODEL, auth_headers
-from tests.support.relay import RelayProcess
+from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
+from tests.support.relay import RelayProcess, running_relay
+from tests.support.wait import eventually
 
 ECHO_SETUP = json.dumps(
     {
@@ -80,26 +84,35 @@ async def test_audio_takes_the_fast_lane_both_ways(tmp_path: Path) -> None:
     assert ended["fast_frames_out"] == 50
 
 
-async def test_frames_keep_their_order_across_both_paths(tmp_path: Path) -> None:
-    """The setup and 150 chunks sent at once (under the default 200 frames/s): the first wait
-    for setupComplete, the next queue behind them on the generic path, the rest take the fast
-    lane; the echoes come back in order, and all of them."""
-    relay = RelayProcess(
-        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY}, tmp_path / "relay.log"
-    )
-    count = 150
-    try:
-        async with connect(relay.url(), additional_headers=auth_headers()) as ws:
+async def test_frames_keep_their_order_across_both_paths(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """50 chunks sent behind the setup while the upstream holds setupComplete back for a
+    second: they wait on the pumps' path. 100 more, sent at once after it: they take the fast
+    lane as it opens, behind the held ones. Every echo comes back, in order."""
+    caplog.set_level(logging.INFO, logger="app.relay.endpoint")
+    held, then = 50, 100
+    slow_setup = EmulatorConfig(echo_audio=True, faults=Faults(setup_delay_seconds=1.0))
+    async with (
+        Emulator(slow_setup) as emulator,
+        running_relay(relay_settings(emulator, None)) as relay,
+    ):
+        async with connect(relay.url, additional_headers=auth_headers()) as ws:
             await ws.send(ECHO_SETUP)
-            for number in range(count):
+            for number in range(held):
                 await ws.send(audio_frame(number))
             assert "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-            echoes = [await next_echo(ws) for _ in range(count)]
-        ended = ended_line(relay)
-    finally:
-        relay.kill()
-    assert echoes == list(range(count))
-    assert ended["frames_in"] == count + 1
-    fast_in = ended["fast_frames_in"]
-    assert isinstance(fast_in, int)
-    assert 0 < fast_in < count  # some waited for setupComplete, the rest did not
+            for number in range(held, held + then):
+                await ws.send(audio_frame(number))
+            echoes = [await next_echo(ws) for _ in range(held + then)]
+        await eventually(lambda: _logged(caplog, "session ended"), within=10)
+    (record,) = [record for record in caplog.records if record.getMessage() == "session ended"]
+    ended = vars(record)  # the line's fields, as the JSON log writes them
+    assert echoes == list(range(held + then))
+    assert ended["frames_in"] == held + then + 1
+    # The held chunks cannot have taken it; how many of the rest did depends on timing.
+    assert ended["fast_frames_in"] <= then
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    return any(record.getMessage() == message for record in caplog.records)
