@@ -1,4 +1,5 @@
-"""Fixtures every test directory may use (TLS files, a private redis-server), and the switch
+"""Fixtures every test directory may use (TLS files, a private redis-server, a default
+emulator), and the switch
 behind `make test-fast`: `--no-servers` runs the suite as the inner loop needs it, skipping each
 test at the moment it would start a server, a process or a browser (see docs/development.md)."""
 
@@ -6,12 +7,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.emulator import Emulator
 from tests.support.redis_server import RedisServer
 from tests.support.tls import TLSFiles, make_tls_files
 
@@ -86,3 +88,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """A default emulator for the test (one with faults or options is the test's own)."""
+    async with Emulator() as running:
+        yield running

@@ -11,14 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.emulator import Emulator, EmulatorConfig
 from tests.support.postgres import postgres_database
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig()) as emu:
-        yield emu
 
 
 @pytest.fixture

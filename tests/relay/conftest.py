@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from google import genai
 
-from app.emulator import Emulator, EmulatorConfig
+from app.emulator import Emulator
 from app.settings import Settings
 from tests.support.relay import RunningRelay, running_relay
 from tests.support.tls import TLSFiles
@@ -66,12 +66,6 @@ async def assert_reached_no_upstream(emulator: Emulator) -> None:
 
 def client_ssl(relay: RunningRelay, tls_files: TLSFiles) -> ssl.SSLContext | None:
     return tls_files.client_context() if relay.url.startswith("wss") else None
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig()) as emu:
-        yield emu
 
 
 @pytest.fixture

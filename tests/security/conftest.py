@@ -17,12 +17,6 @@ NOT_FOUND = (1008, "BidiGenerateContent session not found")
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig()) as emu:
-        yield emu
-
-
-@pytest.fixture
 async def two_replicas(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Replicas]:
     async with (
         Emulator(EmulatorConfig()) as emulator,
