@@ -133,13 +133,18 @@ class FrameReader:
     buffer.
     """
 
-    __slots__ = ("_bypass", "_masked", "_partial", "_protocol", "_wanted")
+    __slots__ = ("_bypass", "_held", "_masked", "_pieces", "_protocol", "_wanted")
 
     def __init__(self, protocol: Protocol, *, masked: bool) -> None:
         self._protocol = protocol
         self._masked = masked  # frames from a client are masked (RFC 6455 section 5.3)
-        self._partial = bytearray()  # the start of a frame not yet whole
-        self._wanted = 0  # the bytes `_partial` must reach before it is read again
+        # The start of a frame not yet whole, as the reads that brought it: a 1 MiB setup
+        # arriving in many reads is joined once, when whole. (Growing one bytearray instead
+        # reallocated it at every read, and glibc kept twice the held setups' size after a
+        # burst of them: tests/reliability/test_memory_bounds.py.)
+        self._pieces: list[bytes] = []
+        self._held = 0  # bytes in `_pieces`
+        self._wanted = 0  # the bytes `_pieces` must reach before they are read again
         self._bypass = False  # the protocol reads everything from now on
 
     def feed(
@@ -153,15 +158,14 @@ class FrameReader:
         if self._bypass:
             other(data)
             return
-        partial = self._partial
-        if partial:
-            # Part of a frame was held: add to it in place until the frame is whole (a setup
-            # of 1 MiB may arrive in many reads), then read on from one copy.
-            partial += data
-            if len(partial) < self._wanted:
+        pieces = self._pieces
+        if pieces:
+            pieces.append(data)
+            self._held += len(data)
+            if self._held < self._wanted:
                 return
-            buffer = bytes(partial)
-            self._partial = bytearray()
+            buffer = b"".join(pieces)
+            self._pieces = []
         else:
             buffer = data
         size = len(buffer)
@@ -219,16 +223,17 @@ class FrameReader:
             offset = end
             wanted = 2
         if offset < size:
-            self._partial = bytearray(buffer[offset:])
+            self._pieces = [buffer[offset:]]  # the same object when offset is 0
+            self._held = size - offset
             self._wanted = wanted
 
     def release(self) -> None:
         """Let go of a partly received frame (the connection is gone)."""
-        self._partial = bytearray()
+        self._pieces = []
 
     def flush(self, other: Callable[[bytes], None]) -> None:
         """Hand a partly received frame to the protocol (at the end of the stream, so it sees
         the same bytes it would have)."""
-        if self._partial:
-            partial, self._partial = bytes(self._partial), bytearray()
+        if self._pieces:
+            partial, self._pieces = b"".join(self._pieces), []
             other(partial)
