@@ -136,6 +136,13 @@ class FrameReader:
     __slots__ = ("_bypass", "_held", "_masked", "_pieces", "_protocol", "_wanted")
 
     def __init__(self, protocol: Protocol, *, masked: bool) -> None:
+        # The protocol's parser stands at a frame boundary here (`at_frame_boundary`), inside
+        # the handshake's parse generator, whose frame keeps the parsed request (server) or
+        # response (client), headers and all, for the connection's life: 2 KB a leg. The bare
+        # frame loop it is suspended in is the same parser without that frame.
+        parser = Protocol.parse(protocol)
+        next(parser)
+        protocol.parser = parser
         self._protocol = protocol
         self._masked = masked  # frames from a client are masked (RFC 6455 section 5.3)
         # The start of a frame not yet whole, as the reads that brought it: a 1 MiB setup

@@ -3,7 +3,9 @@ class of RFC 6455's header, masked and not."""
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from collections.abc import Sequence
 
 from hypothesis import given
@@ -116,6 +118,34 @@ def test_the_parser_is_at_a_frame_boundary_only_between_frames() -> None:
     server.receive_data(framed[4:])
     assert _messages_of(server.events_received()) == [("text", b"x" * 200)]
     assert at_frame_boundary(server)
+
+
+def test_a_frame_reader_lets_go_of_the_handshake_and_the_parser_reads_on() -> None:
+    """The handshake's parse generator keeps the request (server side) or the response
+    (client side) for the connection's life; the reader restarts the parser without it."""
+    client = ClientProtocol(parse_uri("ws://relay.test/v1/live"), max_size=None)
+    server = ServerProtocol(max_size=None)
+    client.send_request(client.connect())
+    server.receive_data(b"".join(client.data_to_send()))
+    (request,) = server.events_received()
+    assert isinstance(request, Request)
+    server.send_response(server.accept(request))
+    client.receive_data(b"".join(server.data_to_send()))
+    (response,) = client.events_received()
+    held: list[weakref.ref[object]] = [weakref.ref(request), weakref.ref(response)]
+    del request, response
+    gc.collect()
+    assert all(ref() is not None for ref in held)  # the parsers' frames hold them
+    FrameReader(server, masked=True)
+    FrameReader(client, masked=False)
+    gc.collect()
+    assert [ref() for ref in held] == [None, None]
+    # The restarted parsers still read every frame the readers hand them, control frames too.
+    assert at_frame_boundary(server)
+    assert at_frame_boundary(client)
+    assert _read(Frame(Opcode.PING, b"p").serialize(mask=True), server).data == b"p"
+    close = _read(Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=False), client)
+    assert close.opcode is Opcode.CLOSE
 
 
 def _stream_frames(frames: list[Frame]) -> bytes:

@@ -554,6 +554,11 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
                 # uvicorn's RuntimeError.
                 raise WebSocketDisconnect(*_close_sent(self.conn))
             await super().send(message)  # frames: bounded by the write deadline
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                # uvicorn keeps the handshake's request and response, headers and all (3 KB
+                # of a held session), and never reads them once the response is sent; the
+                # scope has its own copy of the request headers.
+                del self.request, self.response
             return
         if self.handshake_complete and not self.close_sent and not self.writable.is_set():
             try:
