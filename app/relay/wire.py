@@ -92,7 +92,6 @@ def client_frame(payload: bytes, opcode: int) -> bytes:
 # binary: the only frames `FrameReader` reads itself. (An uncompressed message is one of
 # these whatever the extensions: permessage-deflate marks compressed ones with RSV1.)
 _SIMPLE_FIRST_BYTES = frozenset((_FIN | TEXT, _FIN | BINARY))
-_LENGTH_16 = struct.Struct("!H")
 _LENGTH_64 = struct.Struct("!Q")
 
 
@@ -133,7 +132,7 @@ class FrameReader:
     buffer.
     """
 
-    __slots__ = ("_bypass", "_held", "_masked", "_pieces", "_protocol", "_wanted")
+    __slots__ = ("_bypass", "_held", "_mask_bit", "_pieces", "_protocol", "_wanted")
 
     def __init__(self, protocol: Protocol, *, masked: bool) -> None:
         # The protocol's parser stands at a frame boundary here (`at_frame_boundary`), inside
@@ -144,7 +143,8 @@ class FrameReader:
         next(parser)
         protocol.parser = parser
         self._protocol = protocol
-        self._masked = masked  # frames from a client are masked (RFC 6455 section 5.3)
+        # Frames from a client are masked (RFC 6455 section 5.3): the header's mask bit.
+        self._mask_bit = _MASKED if masked else 0
         # The start of a frame not yet whole, as the reads that brought it: a 1 MiB setup
         # arriving in many reads is joined once, when whole. (Growing one bytearray instead
         # reallocated it at every read, and glibc kept twice the held setups' size after a
@@ -178,7 +178,9 @@ class FrameReader:
         size = len(buffer)
         offset = 0
         protocol = self._protocol
-        masked = self._masked
+        mask_bit = self._mask_bit
+        # Set at admission, never while a read is handled: read once.
+        limit = protocol.max_message_size
         wanted = 2  # bytes the frame at `offset` needs before anything can be decided
         while size - offset >= wanted:
             first = buffer[offset]
@@ -189,7 +191,7 @@ class FrameReader:
                 wanted = 4
                 if size - offset < wanted:
                     break
-                length = _LENGTH_16.unpack_from(buffer, start)[0]
+                length = (buffer[start] << 8) | buffer[start + 1]
                 start += 2
             elif length == 127:
                 wanted = 10
@@ -197,7 +199,6 @@ class FrameReader:
                     break
                 length = _LENGTH_64.unpack_from(buffer, start)[0]
                 start += 8
-            limit = protocol.max_message_size
             if limit is not None and length > limit:
                 # The protocol refuses it (1009) from the header, without the payload.
                 self._bypass = True
@@ -210,7 +211,7 @@ class FrameReader:
                 break
             if (
                 first in _SIMPLE_FIRST_BYTES
-                and bool(has_mask) == masked
+                and has_mask == mask_bit
                 and protocol.state is _OPEN
                 and protocol.current_size is None
             ):
