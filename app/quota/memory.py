@@ -148,6 +148,12 @@ class MemoryQuotaStore:
         self._forget_if_idle(project, state)
         return leases
 
+    async def held(self, project: str) -> int:
+        state = self._live_project(project, self._clock())
+        held = len(state.leases)
+        self._forget_if_idle(project, state)
+        return held
+
     async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
         now = self._clock()
         # Counters of expired tokens would otherwise pile up for the life of the process.

@@ -115,6 +115,7 @@ class RedisQuotaStore:
         self._release = self._client.register_script(load_script("release"))
         self._tokens = self._client.register_script(load_script("tokens"))
         self._sessions = self._client.register_script(load_script("sessions"))
+        self._held = self._client.register_script(load_script("held"))
         self._consume_use = self._client.register_script(load_script("consume_use"))
         self._counters = self._client.register_script(load_script("counters"))
         self._coalescer = (
@@ -230,6 +231,14 @@ class RedisQuotaStore:
             details = json.loads(details_json)
             leases.append(Lease(project, details["user"], session_id, details["started_at"]))
         return sorted(leases, key=lambda lease: lease.started_at)
+
+    async def held(self, project: str) -> int:
+        with _store_errors("held"):
+            return int(
+                await self._call(
+                    self._held, self._project_keys(project, "leases", "details", "counted"), []
+                )
+            )
 
     async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
         with _store_errors("consume_use"):

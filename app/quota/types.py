@@ -145,6 +145,10 @@ class QuotaStore(Protocol):
     async def sessions(self, project: str) -> list[Lease]:
         """The project's live leases, oldest session first."""
 
+    async def held(self, project: str) -> int:
+        """How many live leases the project holds: `sessions`' length, without reading them
+        (the usage gauges ask every few seconds; a replica may hold thousands)."""
+
     async def consume_use(self, key: str, max_uses: int, expires_at: float) -> int | None:
         """Count one use of `key` (e.g. a token's jti, never the token itself): the uses left
         after this one, or None when they are used up or `expires_at` (unix time) has passed.

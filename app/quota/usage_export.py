@@ -31,7 +31,7 @@ async def refresh_quota_usage(
     """Set the gauges of every project from the store; drop those of removed projects.
     Raises QuotaStoreError when the store does not answer (the gauges keep their values)."""
     for name, limits in projects.items():
-        held = len(await store.sessions(name))
+        held = await store.held(name)
         window = await store.window(name, limits)
         metrics.quota_sessions_held.labels(name).set(held)
         metrics.quota_sessions_limit.labels(name).set(limits.max_sessions)

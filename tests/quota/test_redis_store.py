@@ -61,8 +61,10 @@ async def test_after_a_restart_that_lost_the_data_renew_restores_the_leases(
     redis_server.restart()
 
     assert await store.sessions("acme") == []
+    assert await store.held("acme") == 0
     assert await store.renew(LEASES, CAPS, 30) == Renewal(restored=2, over_cap=())
     assert await store.sessions("acme") == LEASES
+    assert await store.held("acme") == 2
 
 
 async def test_every_operation_raises_quota_store_error_quickly_when_redis_is_down(
@@ -77,6 +79,7 @@ async def test_every_operation_raises_quota_store_error_quickly_when_redis_is_do
         "charge": lambda: store.charge("acme", 1, LIMITS),
         "window": lambda: store.window("acme", LIMITS),
         "sessions": lambda: store.sessions("acme"),
+        "held": lambda: store.held("acme"),
         "consume_use": lambda: store.consume_use("jti", 1, time.time() + 60),
         "ping": store.ping,
     }

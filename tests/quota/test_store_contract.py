@@ -242,6 +242,9 @@ async def test_sessions_lists_live_leases_with_users_and_start_times_oldest_firs
 
     assert await backend.store.sessions("acme") == [oldest, newest]
     assert await backend.store.sessions("nobody") == []
+    # The gauges' count: the same leases, the expired one not among them.
+    assert await backend.store.held("acme") == 2
+    assert await backend.store.held("nobody") == 0
 
 
 async def test_each_project_has_its_own_slots(backend: Backend) -> None:
