@@ -7,6 +7,7 @@ here the point is what reaches the upstream, what the client sees, and what the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -138,6 +139,22 @@ async def test_a_client_over_its_frame_rate_is_closed_1008(acme: RunningRelay) -
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1008
     assert "frames/s" in closed.value.rcvd.reason
+
+
+async def test_a_client_over_its_byte_rate_is_closed_1008(acme: RunningRelay) -> None:
+    """Few frames, within the 20 frames/s, but 1.2 MB in a second against 1 MB/s."""
+    async with connect(acme.url, additional_headers={"x-goog-api-key": KEY}) as ws:
+        assert "setupComplete" in await setup_session(ws)
+        media = base64.b64encode(bytes(300_000)).decode()  # 400,000 bytes of base64
+        frame = json.dumps({"realtimeInput": {"video": {"mimeType": "image/jpeg", "data": media}}})
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(3):
+                await ws.send(frame)
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    assert "1000000 bytes/s" in closed.value.rcvd.reason
 
 
 @pytest.mark.parametrize(
