@@ -15,8 +15,9 @@ objects instead of CPython's 700. A session's set-up allocates a few hundred obj
 for milliseconds (handshake headers, ASGI messages, coroutine frames); at 700 many were still
 alive at a young collection, got promoted and were walked again by the older generations'
 passes. Measured over two storms of 500 sessions, the collector's CPU fell from about 470 ms to
-220 ms (docs/performance-storms.md); a young collection now pauses the loop about 2 ms,
-against 0.15 ms, and holds at most 10,000 young objects (a few MB) before it runs.
+220 ms (docs/performance-storms.md). The pauses are fewer, not all shorter: a young pass
+takes ~3 ms instead of 0.15, a middle one (every ten young) ~50 ms where a storm's full
+collections took 40-90 ms; at most 10,000 young objects (a few MB) wait for a pass.
 """
 
 from __future__ import annotations
