@@ -17,7 +17,7 @@ alive at a young collection, got promoted and were walked again by the older gen
 passes. Measured over two storms of 500 sessions, the collector's CPU fell from about 470 ms to
 220 ms (docs/performance-storms.md). The pauses are fewer, not all shorter: a young pass
 takes ~3 ms instead of 0.15, a middle one (every ten young) ~50 ms where a storm's full
-collections took 40-90 ms; at most 10,000 young objects (a few MB) wait for a pass.
+collections took 40-180 ms; at most 10,000 young objects (a few MB) wait for a pass.
 """
 
 from __future__ import annotations
