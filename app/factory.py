@@ -38,6 +38,7 @@ from app.relay.admission.pending import PendingAdmissions
 from app.relay.client.bounded_protocols import METRICS_STATE
 from app.relay.client.handles import ResumptionHandles
 from app.relay.heap import freeze_startup_heap
+from app.relay.live_dispatch import RelayApp
 from app.relay.metrics_port import metrics_port
 from app.relay.runtime import Relay
 from app.relay.session.drain import install_drain_on_sigterm
@@ -167,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await _stop(flusher)
 
-    app = FastAPI(
+    app = RelayApp(
         title="live-relay",
         version=__version__,
         lifespan=lifespan,

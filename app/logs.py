@@ -132,6 +132,20 @@ class RefusedHandshakeNoiseFilter(logging.Filter):
         return record.msg != "ASGI callable returned without completing handshake."
 
 
+class ConnectionStateNoiseFilter(logging.Filter):
+    """Drop the `websockets` protocol's "connection open" and "connection closed" lines.
+
+    uvicorn's websockets-sansio protocol hands its logger to the library, which logs both at
+    INFO for every client connection. They repeat uvicorn's handshake line and the session's
+    own start and end lines and carry nothing else; in a connection storm they were a third of
+    the CPU the relay spent logging per session.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # A tuple, compared by equality: a record's msg may be any object, even unhashable.
+        return record.msg not in ("connection open", "connection closed")
+
+
 class SessionFilter(logging.Filter):
     """Stamp the current session id (from `session_id_var`) on every record as `session`.
 
@@ -219,6 +233,7 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
             "redact_query": {"()": RedactQueryFilter},
             "refused_handshake_noise": {"()": RefusedHandshakeNoiseFilter},
             "wire_trace": {"()": WireTraceFilter},
+            "connection_state_noise": {"()": ConnectionStateNoiseFilter},
         },
         "formatters": {
             "json": {"()": JsonFormatter},
@@ -237,7 +252,12 @@ def configure_logging(settings: Settings) -> dict[str, Any]:
             # WebSocket handshake lines ("WebSocket /v1/live?access_token=..." [accepted]).
             "uvicorn.error": {
                 "level": level,
-                "filters": ["redact_query", "refused_handshake_noise", "wire_trace"],
+                "filters": [
+                    "connection_state_noise",
+                    "redact_query",
+                    "refused_handshake_noise",
+                    "wire_trace",
+                ],
             },
             # The upstream leg's client logs its handshake (with the Google bearer token) and
             # every frame at debug level: never below INFO, whatever RELAY_LOG_LEVEL says.

@@ -47,10 +47,14 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
+LIVE_PATH = "/v1/live"
+
 
 # A plain Starlette route: FastAPI's WebSocket route would hold its dependency-solving frames and
-# exit stack for the whole session, ~4 KB RSS per live session, for no dependency at all.
-@router.websocket_route("/v1/live")
+# exit stack for the whole session, ~4 KB RSS per live session, for no dependency at all. (The
+# app serves it without its router and middlewares, see live_dispatch.py; the route stays for
+# a relay under a root path.)
+@router.websocket_route(LIVE_PATH)
 async def live(websocket: WebSocket) -> None:
     await serve_live(websocket, "vertex")
 
