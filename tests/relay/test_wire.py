@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
@@ -32,8 +32,9 @@ from app.relay.wire import (
 BOUNDARIES = [0, 1, 125, 126, 127, 0xFFFF, 0x10000, 0x10001]
 
 
-def _pair() -> tuple[ClientProtocol, ServerProtocol]:
-    """A client and a server protocol past their opening handshake, in memory."""
+def _handshake() -> tuple[ClientProtocol, ServerProtocol, Request, Response]:
+    """A client and a server protocol past their opening handshake, in memory, and the
+    request and response they exchanged."""
     client = ClientProtocol(parse_uri("ws://relay.test/v1/live"), max_size=None)
     server = ServerProtocol(max_size=None)
     client.send_request(client.connect())
@@ -42,7 +43,13 @@ def _pair() -> tuple[ClientProtocol, ServerProtocol]:
     assert isinstance(request, Request)
     server.send_response(server.accept(request))
     client.receive_data(b"".join(server.data_to_send()))
-    client.events_received()
+    (response,) = client.events_received()
+    assert isinstance(response, Response)
+    return client, server, request, response
+
+
+def _pair() -> tuple[ClientProtocol, ServerProtocol]:
+    client, server, _, _ = _handshake()
     return client, server
 
 
@@ -123,15 +130,7 @@ def test_the_parser_is_at_a_frame_boundary_only_between_frames() -> None:
 def test_a_frame_reader_lets_go_of_the_handshake_and_the_parser_reads_on() -> None:
     """The handshake's parse generator keeps the request (server side) or the response
     (client side) for the connection's life; the reader restarts the parser without it."""
-    client = ClientProtocol(parse_uri("ws://relay.test/v1/live"), max_size=None)
-    server = ServerProtocol(max_size=None)
-    client.send_request(client.connect())
-    server.receive_data(b"".join(client.data_to_send()))
-    (request,) = server.events_received()
-    assert isinstance(request, Request)
-    server.send_response(server.accept(request))
-    client.receive_data(b"".join(server.data_to_send()))
-    (response,) = client.events_received()
+    client, server, request, response = _handshake()
     held: list[weakref.ref[object]] = [weakref.ref(request), weakref.ref(response)]
     del request, response
     gc.collect()
