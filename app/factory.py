@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gemini_paths.router)
     gemini_paths.refuse_unknown_websocket_paths(app)
     app.include_router(assets.router(demo_page=settings.demo_page))
+    # Middlewares never see `WS /v1/live`: RelayApp serves it past them (live_dispatch.py).
     app.add_middleware(TokenCors)
     app.include_router(health.router)
     app.include_router(admin.router)

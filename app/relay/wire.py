@@ -93,6 +93,8 @@ def client_frame(payload: bytes, opcode: int) -> bytes:
 # these whatever the extensions: permessage-deflate marks compressed ones with RSV1.)
 _SIMPLE_FIRST_BYTES = frozenset((_FIN | TEXT, _FIN | BINARY))
 _LENGTH_64 = struct.Struct("!Q")
+# Reads of a partly received frame smaller than this are gathered into chunks of about this size.
+_CHUNK = 64 * 1024
 
 
 _FRAME_LOOP = Protocol.parse.__code__
@@ -148,8 +150,10 @@ class FrameReader:
         # The start of a frame not yet whole, as the reads that brought it: a 1 MiB setup
         # arriving in many reads is joined once, when whole. (Growing one bytearray instead
         # reallocated it at every read, and glibc kept twice the held setups' size after a
-        # burst of them: tests/reliability/test_memory_bounds.py.)
-        self._pieces: list[bytes] = []
+        # burst of them: tests/reliability/test_memory_bounds.py.) Small reads are gathered
+        # into chunks of up to `_CHUNK` bytes, so a peer that trickles a frame a few bytes a
+        # read costs about the bytes it sent, not an object per read.
+        self._pieces: list[bytes | bytearray] = []
         self._held = 0  # bytes in `_pieces`
         self._wanted = 0  # the bytes `_pieces` must reach before they are read again
         self._bypass = False  # the protocol reads everything from now on
@@ -167,7 +171,13 @@ class FrameReader:
             return
         pieces = self._pieces
         if pieces:
-            pieces.append(data)
+            last = pieces[-1]
+            if len(data) >= _CHUNK:
+                pieces.append(data)
+            elif isinstance(last, bytearray) and len(last) < _CHUNK:
+                last += data
+            else:
+                pieces.append(bytearray(data))
             self._held += len(data)
             if self._held < self._wanted:
                 return

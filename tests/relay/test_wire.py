@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import tracemalloc
 import weakref
 from collections.abc import Sequence
 
@@ -254,3 +255,28 @@ def test_a_whole_frame_inside_a_fragmented_message_is_the_protocol_s_to_refuse()
     assert simple_frames == []
     assert server.close_sent is not None
     assert server.close_sent.code == 1002
+
+
+def test_a_frame_trickled_a_byte_a_read_is_held_at_about_its_size() -> None:
+    """A client (or upstream) that sends a frame a byte per TCP segment must not make the relay
+    hold a Python object per byte: ~40 times the bytes received."""
+    _, server = _pair()
+    frame = client_frame(b"x" * 100_000, TEXT)
+    reader = FrameReader(server, masked=True)
+    got: list[bytes] = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(len(frame) - 1):
+            reader.feed(frame[index : index + 1], lambda _op, data: got.append(data), _refuse)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert not got
+    assert held < 2 * len(frame), held
+    reader.feed(frame[-1:], lambda _op, data: got.append(data), _refuse)
+    assert got == [b"x" * 100_000]
+
+
+def _refuse(data: bytes) -> None:
+    raise AssertionError(f"handed to the protocol: {data[:20]!r}")
