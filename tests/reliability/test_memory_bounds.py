@@ -116,13 +116,14 @@ async def test_pending_connections_and_their_memory_are_capped(relay: RelayProce
     assert one_key_peak - baseline < 16 + 48, (baseline, one_key_peak)
     # 64 held connections x 1 MiB, plus generous room for buffers and the allocator.
     assert max(peaks) - baseline < 64 + 64, (baseline, peaks)
-    # After a burst, what stays is what the allocator keeps for reuse: run alone, 10-25 MB
+    # After a burst, what stays is what the allocator keeps for reuse: run alone, 5-25 MB
     # over the baseline (the soak's 15 bursts plateau there); in the parallel suite, where
-    # reads come in smaller pieces, up to the 64 held setups' size. It is reused, not added
-    # to: a ratchet (before: +30 MB a burst, the held setups never freed) grows it at every
-    # burst, and keeps more than the setups' size within two.
+    # reads come in smaller pieces, up to the 64 held setups' size, reached by the second
+    # burst (e.g. +17, +39, +39 MB). It is reused, not added to: a ratchet (before: +30 MB a
+    # burst, the held setups never freed) grows it at every burst, the last one included,
+    # and keeps more than the setups' size within two.
     assert max(afters) - baseline < 64 + 24, (baseline, afters)
-    assert afters[-1] - afters[0] < 16, (baseline, afters)
+    assert afters[-1] - afters[-2] < 16, (baseline, afters)
 
 
 async def test_a_setup_over_the_cap_is_closed_1009_before_it_is_buffered(
