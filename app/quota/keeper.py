@@ -76,12 +76,6 @@ PROVISIONAL_SECONDS = 2.0
 confirmed. Setups normally arrive within a round trip; a slower client's setup is admitted
 when it comes (see `confirm`)."""
 
-CONFIRM_GATHER_SECONDS = 0.05
-"""How long confirmations wait for others before going to the store together: one heartbeat-
-style renewal per project for every session confirmed meanwhile, instead of one script call
-each. A storm of 500 admissions confirms in a few dozen calls. Far inside a provisional lease's
-life: a setup is confirmed in time only while half of that life is still ahead (`confirm`)."""
-
 MAX_PENDING_RELEASES = 10_000
 """Releases kept for an unreachable store. Past this (a long outage under a flood of refused
 clients) the oldest are dropped: a lease nobody renews still expires within one TTL."""
@@ -119,9 +113,6 @@ class QuotaKeeper:
         """Releases the store has not confirmed: ended sessions and given-up admissions."""
         self._uncharged: dict[str, tuple[int, QuotaLimits]] = {}
         """project -> tokens not yet charged, and the project's latest limits."""
-        self._confirming: dict[str, tuple[Lease, QuotaLimits]] = {}
-        """Admitted sessions whose provisional lease the store has yet to make theirs."""
-        self._confirm_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -151,10 +142,6 @@ class QuotaKeeper:
         """Stop the heartbeat and try once, for at most a beat, to release the leases still
         held and write what is pending; whatever fails then expires within one lease TTL.
         Call it after the sessions ended; the store stays open (its opener closes it)."""
-        if self._confirm_timer is not None:  # their leases are released below
-            self._confirm_timer.cancel()
-            self._confirm_timer = None
-            self._confirming.clear()
         for task in (self._heartbeat, self._writer):
             if task is not None:
                 task.cancel()
@@ -234,11 +221,10 @@ class QuotaKeeper:
             if time.time() - lease.started_at > self._provisional_ttl / 2:
                 # A slow setup: its provisional lease may have lapsed and its slot gone.
                 return await self.admit(lease, limits)
-            # In time: the lease is held. Made the session's off the set-up's path, together
-            # with the others confirmed meanwhile; should it have lapsed by then (a store
-            # stall), the renewal takes it back within the caps or ends the session.
+            # In time: the lease is held. Made the session's off the set-up's path; should it
+            # have lapsed meanwhile (a store stall), the renewal that follows decides.
             self._live[lease.session_id] = (lease, limits)
-            self._confirm_later(lease, limits)
+            self._spawn(self._confirm_in_store(lease, limits))
             return None
         if refusal.kind not in ("sessions", "user_sessions"):
             return refusal
@@ -248,33 +234,22 @@ class QuotaKeeper:
         await self._settled(lease.project, lapse)
         return await self.admit(lease, limits)
 
-    def _confirm_later(self, lease: Lease, limits: QuotaLimits) -> None:
-        self._confirming[lease.session_id] = (lease, limits)
-        if self._confirm_timer is None:
-            self._confirm_timer = asyncio.get_running_loop().call_later(
-                CONFIRM_GATHER_SECONDS, self._confirm_gathered
-            )
-
-    def _confirm_gathered(self) -> None:
-        self._confirm_timer = None
-        gathered, self._confirming = self._confirming, {}
-        # A session that ended meanwhile is released, not confirmed (its release is in hand).
-        live = {sid: held for sid, held in gathered.items() if sid in self._live}
-        if live:
-            self._spawn(self._confirm_in_store(live))
-
-    async def _confirm_in_store(self, confirmed: dict[str, tuple[Lease, QuotaLimits]]) -> None:
-        """Make the provisional leases of `confirmed` sessions theirs: the heartbeat's renewal,
-        which also takes back, within the caps, a lease that lapsed before it came."""
-        leases = [lease for lease, _ in confirmed.values()]
-        limits = {lease.project: limits for lease, limits in confirmed.values()}
+    async def _confirm_in_store(self, lease: Lease, limits: QuotaLimits) -> None:
         try:
-            renewal = await self._store.renew(leases, limits, self._lease_ttl)
+            refusal = await self._store.acquire(lease, limits, self._lease_ttl)
         except QuotaStoreError as exc:
             self._lost_store(exc)
-            return  # the heartbeat renews them (or takes them back) once the store answers
+            return  # the heartbeat renews it (or takes it back) once the store answers
         self._found_store()
-        self._end_over_cap(renewal, confirmed)
+        if refusal is not None and lease.session_id in self._live:
+            # Its provisional lease lapsed before the confirmation and the cap filled up: the
+            # renewal of a lost lease takes it back if there is room, else ends the session.
+            try:
+                renewal = await self._store.renew([lease], {lease.project: limits}, self._lease_ttl)
+            except QuotaStoreError as exc:
+                self._lost_store(exc)
+                return
+            self._end_over_cap(renewal, {lease.session_id: (lease, limits)})
 
     def _releasing(self, project: str) -> bool:
         """Whether this process is still giving back a slot of `project`."""

@@ -401,63 +401,6 @@ async def test_each_admission_of_a_storm_gets_its_own_answer(store: RedisQuotaSt
         assert len(await held(store)) == 200
 
 
-async def _script_calls(redis_server: RedisServer) -> int:
-    client = Redis.from_url(redis_server.url)
-    try:
-        stats = await client.info("commandstats")
-    finally:
-        await client.aclose()
-    return sum(
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
-    )
-
-
-async def test_the_confirmations_of_a_storm_go_to_redis_together(
-    store: RedisQuotaStore, redis_server: RedisServer
-) -> None:
-    # Each admission is one script call; their 100 confirmations are one renewal (or a few),
-    # and make every lease a session's: the project then counts 100 sessions, none starting.
-    limits = QuotaLimits(max_sessions=100, tokens_per_minute=10**9)
-    storm = [Lease("acme", None, f"storm-{n}", time.time()) for n in range(100)]
-    async with running_keeper(store, ttl=30) as keeper:
-        before = await _script_calls(redis_server)
-
-        async def admitted(one: Lease) -> Refusal | None:
-            return await keeper.confirm(keeper.admit_in_background(one, limits), one, limits)
-
-        assert await asyncio.gather(*(admitted(one) for one in storm)) == [None] * 100
-
-        checks = 0
-
-        async def confirmed() -> bool:
-            nonlocal checks
-            checks += 1
-            refusal = await store.acquire(Lease("acme", None, "one-more", time.time()), limits, 30)
-            assert refusal is not None
-            return refusal.reason == (
-                'RESOURCE_EXHAUSTED: project "acme" has 100 of 100 concurrent sessions'
-            )
-
-        await eventually(confirmed, within=5)
-        calls = await _script_calls(redis_server) - before - checks
-        assert 100 < calls <= 103  # 100 admissions, then one renewal (or a few, on a slow loop)
-
-
-async def test_a_session_that_ends_before_its_confirmation_is_sent_is_not_confirmed(
-    store: RedisQuotaStore,
-) -> None:
-    limits = QuotaLimits(max_sessions=1)
-    one = Lease("acme", None, "short", time.time())
-    async with running_keeper(store, ttl=30) as keeper:
-        assert await keeper.confirm(keeper.admit_in_background(one, limits), one, limits) is None
-        await keeper.release(one)  # before the confirmation is sent
-        await asyncio.sleep(0.3)
-
-        assert await held(store) == set()
-        later = Lease("acme", None, "later", time.time())
-        assert await keeper.admit(later, limits) is None  # no slot was taken back for "short"
-
-
 async def test_start_opens_the_pools_connections_before_any_session(
     store: RedisQuotaStore, redis_server: RedisServer
 ) -> None:
