@@ -239,6 +239,12 @@ TARGETS = {
             for limit in (8, 16, 64, 128)
         ),
         Target(
+            "relay-no-resumption",
+            "the relay without transparent resumption (RELAY_RESUMPTION_ENABLED=false): no "
+            "replay buffer, what a streaming session holds beside it",
+            _relay(RELAY_RESUMPTION_ENABLED="false"),
+        ),
+        Target(
             "relay-2-workers",
             "the relay with 2 uvicorn workers on its one core",
             _relay(RELAY_WORKERS="2"),
