@@ -23,7 +23,12 @@ from app.relay.admission.pending import PendingSlot, credential_id
 from app.relay.client.bounded_protocols import admit_full_frames, client_lane, handshake_done
 from app.relay.client.client_frames import ClientFrames, FrameRules
 from app.relay.client.client_gone import client_left
-from app.relay.client.dialect import Dialect, GeminiDialectLeg, default_to_audio, translate_setup
+from app.relay.client.dialect import (
+    Dialect,
+    default_to_audio,
+    gemini_dialect_leg,
+    translate_setup,
+)
 from app.relay.client.refusals import Refusal, refuse
 from app.relay.client.setup_policy import AcceptedSetup, SetupPolicy, apply_setup_policy
 from app.relay.closes import (
@@ -38,7 +43,7 @@ from app.relay.closes import (
 from app.relay.runtime import Relay
 from app.relay.session.session import Session, SessionLimits, goaway_frame
 from app.relay.sniff import Usage
-from app.relay.upstream.estimated_usage import EstimatedUsageLeg
+from app.relay.upstream.estimated_usage import estimated_usage_leg
 from app.relay.upstream.resumable_upstream import ResumableUpstream, resumption_policy
 from app.relay.upstream.upstream import UpstreamUnavailable
 from app.relay.upstream.upstream_leg import UpstreamLeg, close_in_background
@@ -396,11 +401,9 @@ async def _relay(
         bytes_per_second=project.input_limits.bytes_per_second,
     )
     if setup.model in settings.estimated_usage_models:
-        leg = EstimatedUsageLeg(
-            leg
-        )  # app/relay/upstream/estimated_usage.py: its upstream reports none
+        leg = estimated_usage_leg(leg)  # app/relay/upstream/estimated_usage.py: none reported
     if dialect == "gemini":
-        leg = GeminiDialectLeg(leg)
+        leg = gemini_dialect_leg(leg)
     frames = ClientFrames(
         FrameRules(
             locks=_setup_policy(relay, principal).session_locks(),

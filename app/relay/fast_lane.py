@@ -47,3 +47,45 @@ def lane_of(leg: object) -> Lane | None:
     """`leg` when it has a fast lane, else None. (Duck-typed: `isinstance` against a
     runtime-checkable Protocol costs about 11 µs, paid at every session's start.)"""
     return cast(Lane, leg) if callable(getattr(leg, "set_sink", None)) else None
+
+
+class LaneOver:
+    """The fast lane of a leg that wraps another one (sealed handles, the Gemini dialect,
+    estimated usage): writes go to the wrapped leg's lane as `outgoing` makes them, and each
+    message the wrapped leg offers goes on to the session's sink unless the wrapper
+    `declines` it. A declined message reaches the wrapper's `recv`, which does to it what it
+    does on the generic path: the wrapper's rules hold on both paths, and a wrapper that
+    looks at every frame no longer costs its sessions the lane.
+
+    A subclass names the wrapper first and this class after it, so the wrapper's own
+    `outgoing` (the one its `send` uses) is the one found; it sets `_lane` (the wrapped
+    leg's) and `_sink` (None) when it is made.
+    """
+
+    _lane: Lane
+    _sink: MessageSink | None
+
+    def declines(self, message: str | bytes) -> bool:
+        """Whether a message from upstream must take the wrapper's `recv`."""
+        raise NotImplementedError
+
+    def outgoing(self, message: str | bytes) -> str | bytes | None:
+        """What a client message becomes upstream, as the wrapper's `send` makes it (None:
+        nothing is sent)."""
+        raise NotImplementedError
+
+    @property
+    def writable_now(self) -> bool:
+        return self._lane.writable_now
+
+    def send_now(self, message: str | bytes) -> int:
+        outgoing = self.outgoing(message)
+        return 0 if outgoing is None else self._lane.send_now(outgoing)
+
+    def set_sink(self, sink: MessageSink | None) -> None:
+        self._sink = sink
+        self._lane.set_sink(None if sink is None else self._through)
+
+    def _through(self, message: str | bytes) -> bool:
+        sink = self._sink
+        return sink is not None and not self.declines(message) and sink(message)

@@ -18,15 +18,14 @@ from tests.relay.conftest import API_KEY, MODEL, auth_headers, relay_settings
 from tests.support.relay import RelayProcess, running_relay
 from tests.support.wait import eventually
 
-ECHO_SETUP = json.dumps(
-    {
-        "setup": {
-            "model": MODEL,
-            "generationConfig": {"responseModalities": ["AUDIO"]},
-            "systemInstruction": {"parts": [{"text": ECHO_AUDIO_INSTRUCTION}]},
-        }
-    }
-)
+_ECHO = {
+    "model": MODEL,
+    "generationConfig": {"responseModalities": ["AUDIO"]},
+    "systemInstruction": {"parts": [{"text": ECHO_AUDIO_INSTRUCTION}]},
+}
+ECHO_SETUP = json.dumps({"setup": _ECHO})
+# The same, with the client's own resumption (sessionResumptionUpdates come to it).
+RESUMING_ECHO_SETUP = json.dumps({"setup": {**_ECHO, "sessionResumption": {}}})
 
 
 def audio_frame(number: int) -> str:
@@ -48,11 +47,17 @@ def echoed_number(frame: str | bytes) -> int | None:
     return None
 
 
-async def next_echo(ws: ClientConnection) -> int:
+async def next_echo(ws: ClientConnection, handles: list[str] | None = None) -> int:
+    """The number of the next echo; the handles of resumption updates before it go to
+    `handles`."""
     while True:
-        number = echoed_number(await asyncio.wait_for(ws.recv(), timeout=10))
+        frame = await asyncio.wait_for(ws.recv(), timeout=10)
+        number = echoed_number(frame)
         if number is not None:
             return number
+        update = json.loads(frame).get("sessionResumptionUpdate")
+        if update is not None and handles is not None:
+            handles.append(update.get("newHandle", ""))
 
 
 def ended_line(relay: RelayProcess) -> dict[str, object]:
@@ -63,25 +68,63 @@ def ended_line(relay: RelayProcess) -> dict[str, object]:
     return ended
 
 
-async def test_audio_takes_the_fast_lane_both_ways(tmp_path: Path) -> None:
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "path"),
+    [
+        (ECHO_SETUP, {}, None),
+        # The client's own resumption: its updates carry the relay's sealed handles, which
+        # take the generic path; the audio around them must not.
+        (RESUMING_ECHO_SETUP, {}, None),
+        (ECHO_SETUP, {"RELAY_RESUMPTION_ENABLED": "false"}, None),
+        (RESUMING_ECHO_SETUP, {"RELAY_RESUMPTION_ENABLED": "false"}, None),
+        # Each leg wrapper keeps the lane: the Gemini API dialect (the @google/genai SDK in
+        # Gemini API mode), estimated usage.
+        (json.dumps({"setup": {**_ECHO, "model": f"models/{MODEL}"}}), {}, GEMINI_PATH),
+        (ECHO_SETUP, {"RELAY_ESTIMATED_USAGE_MODELS": MODEL}, None),
+    ],
+    ids=[
+        "default",
+        "client_resumes",
+        "relay_resumption_off",
+        "relay_off_client_resumes",
+        "gemini_dialect",
+        "estimated_usage",
+    ],
+)
+async def test_audio_takes_the_fast_lane_both_ways(
+    tmp_path: Path, setup: str, env: dict[str, str], path: str | None
+) -> None:
     relay = RelayProcess(
-        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY}, tmp_path / "relay.log"
+        {"RELAY_UPSTREAM": "emulator", "RELAY_API_KEYS": API_KEY, **env}, tmp_path / "relay.log"
     )
+    url = relay.url() if path is None else relay.url().replace("/v1/live", path)
+    handles: list[str] = []  # the newHandle of every sessionResumptionUpdate the client got
     try:
-        async with connect(relay.url(), additional_headers=auth_headers()) as ws:
-            await ws.send(ECHO_SETUP)
+        async with connect(url, additional_headers=auth_headers()) as ws:
+            await ws.send(setup)
             assert "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
             for number in range(50):
                 await ws.send(audio_frame(number))
-                assert await next_echo(ws) == number
+                assert await next_echo(ws, handles) == number
         ended = ended_line(relay)
     finally:
         relay.kill()
     assert ended["frames_in"] == 51  # the setup, then the audio
     # One at a time, each after its echo: every chunk finds its pump waiting, and so does
-    # every echo.
+    # every echo, but for one that came while an update was on the generic path.
     assert ended["fast_frames_in"] == 50
-    assert ended["fast_frames_out"] == 50
+    fast_out = ended["fast_frames_out"]
+    assert isinstance(fast_out, int)
+    assert fast_out >= 50 - len(handles)
+    if setup == RESUMING_ECHO_SETUP:
+        assert handles, "the emulator sends updates to a client that asks for them"
+        # Sealed, on whichever path: never the upstream's own handle.
+        assert all(handle.startswith("lrh1.") for handle in handles if handle)
+    else:
+        assert handles == []
 
 
 async def test_frames_keep_their_order_across_both_paths(

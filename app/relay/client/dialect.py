@@ -45,6 +45,7 @@ from app import bounded_json
 from app.protocol.errors import ProtocolViolation
 from app.relay.client.setup_policy import AcceptedSetup, parse_setup_frame
 from app.relay.closes import POLICY_VIOLATION
+from app.relay.fast_lane import Lane, LaneOver, lane_of
 from app.relay.upstream.upstream_leg import UpstreamLeg
 
 # What a client speaks, chosen once per session by the path it connected to.
@@ -182,32 +183,29 @@ class GeminiDialectLeg:
 
     Wraps the session's upstream connection with the same `send` / `recv` / `close` surface;
     `Session` cannot tell it from the connection itself. One per session: it holds the
-    synthetic tool-call ids of that session.
+    synthetic tool-call ids of that session. Make it with `gemini_dialect_leg`.
     """
 
     def __init__(self, upstream: UpstreamLeg) -> None:
         self._upstream = upstream
         self._tool_ids = _ToolIds()
 
-    async def send(self, message: Data) -> None:
+    def outgoing(self, message: Data) -> Data | None:
+        """A client frame as Vertex takes it (None: nothing is left to send)."""
         if self._tool_ids.pending and _has_key(message, _TOOL_RESPONSE_KEYS):
-            message = self._tool_response(message)
-        elif _has_key(message, _AUDIO_STREAM_END_KEYS):
-            without = _without_audio_stream_end(message)
-            if without is None:
-                return
-            message = without
-        await self._upstream.send(message)
+            return self._tool_response(message)
+        if _has_key(message, _AUDIO_STREAM_END_KEYS):
+            return _without_audio_stream_end(message)
+        return message
+
+    async def send(self, message: Data) -> None:
+        outgoing = self.outgoing(message)
+        if outgoing is not None:
+            await self._upstream.send(outgoing)
 
     async def recv(self) -> Data:
         frame = await self._upstream.recv()
-        # Server frames are camelCase; audio frames (most of them) fail all three searches,
-        # made on the frame as it came (no copy of it per frame).
-        if isinstance(frame, bytes):
-            found = any(key in frame for key in _SERVER_KEYS_BYTES)
-        else:
-            found = any(key in frame for key in _SERVER_KEYS)
-        return self._server_message(frame) if found else frame
+        return self._server_message(frame) if _differs(frame) else frame
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._upstream.close(code, reason)
@@ -254,6 +252,34 @@ class GeminiDialectLeg:
                     del self._tool_ids.pending[call_id]
                     del function_response["id"]
         return _dumps_like(frame, message)
+
+
+class _GeminiDialectLane(GeminiDialectLeg, LaneOver):
+    """The dialect over a leg with a fast lane, which it keeps: client frames are translated
+    as `send` does, and an upstream frame that differs in the Gemini API declines the lane."""
+
+    def __init__(self, upstream: UpstreamLeg, lane: Lane) -> None:
+        super().__init__(upstream)
+        self._lane = lane
+        self._sink = None
+
+    def declines(self, message: Data) -> bool:
+        return _differs(message)
+
+
+def gemini_dialect_leg(upstream: UpstreamLeg) -> UpstreamLeg:
+    """`upstream` as a Gemini API client expects to see it, keeping its fast lane if any."""
+    lane = lane_of(upstream)
+    return GeminiDialectLeg(upstream) if lane is None else _GeminiDialectLane(upstream, lane)
+
+
+def _differs(frame: Data) -> bool:
+    """Whether a server frame may carry something the Gemini API names otherwise. Server frames
+    are camelCase; audio frames (most of them) fail all three searches, made on the frame as
+    it came (no copy of it per frame)."""
+    if isinstance(frame, bytes):
+        return any(key in frame for key in _SERVER_KEYS_BYTES)
+    return any(key in frame for key in _SERVER_KEYS)
 
 
 def _without_audio_stream_end(frame: Data) -> Data | None:

@@ -44,6 +44,7 @@ from app.auth.principal import Principal
 from app.protocol.errors import ProtocolViolation
 from app.relay.client.setup_policy import AcceptedSetup
 from app.relay.closes import POLICY_VIOLATION
+from app.relay.fast_lane import Lane, LaneOver, lane_of
 from app.relay.upstream.upstream_leg import UpstreamLeg
 from app.settings import Settings
 
@@ -178,7 +179,10 @@ class ResumptionHandles:
 
     def sealing_leg(self, upstream: UpstreamLeg, principal: Principal) -> UpstreamLeg:
         """`upstream` as the client may see it: every `newHandle` sealed for `principal`."""
-        return _SealingLeg(upstream, self, principal)
+        lane = lane_of(upstream)
+        if lane is None:
+            return _SealingLeg(upstream, self, principal)
+        return _SealingLane(upstream, lane, self, principal)
 
 
 class _SealingLeg:
@@ -235,3 +239,30 @@ class _SealingLeg:
         message = {**message, _UPDATE_KEY: update}
         text = json.dumps(message, separators=(",", ":"))
         return text.encode() if isinstance(frame, bytes) else text
+
+
+class _SealingLane(_SealingLeg, LaneOver):
+    """A sealing leg that keeps the wrapped leg's fast lane: a frame with an update declines
+    it, so `recv` seals it."""
+
+    __slots__ = ("_lane", "_sink")
+
+    def __init__(
+        self,
+        upstream: UpstreamLeg,
+        lane: Lane,
+        handles: ResumptionHandles,
+        principal: Principal,
+    ) -> None:
+        super().__init__(upstream, handles, principal)
+        self._lane = lane
+        self._sink = None
+
+    def outgoing(self, message: str | bytes) -> str | bytes:
+        return message  # sealing is of what comes back
+
+    def declines(self, message: str | bytes) -> bool:
+        # The same whole-frame search as `recv`'s: an update never takes the lane unsealed.
+        if isinstance(message, bytes):
+            return _UPDATE_KEY_BYTES in message
+        return _UPDATE_KEY_TEXT in message

@@ -25,6 +25,7 @@ import re
 
 from websockets.typing import Data
 
+from app.relay.fast_lane import Lane, LaneOver, lane_of
 from app.relay.sniff import TURN_COMPLETE_KEY, USAGE_KEY
 from app.relay.upstream.upstream_leg import UpstreamLeg
 
@@ -39,6 +40,8 @@ _REALTIME = re.compile(rb'"realtime_?[iI]nput"')
 _AUDIO_MIME = re.compile(rb'"audio/[^"]*')
 _RATE = re.compile(rb"rate=(\d+)")
 _DATA = re.compile(rb'"data"\s*:\s*"')
+_USAGE_TEXT = USAGE_KEY.decode()
+_TURN_COMPLETE_TEXT = TURN_COMPLETE_KEY.decode()
 
 
 def audio_seconds(frame: Data) -> float:
@@ -75,7 +78,8 @@ def estimated_usage(seconds: float) -> bytes:
 
 
 class EstimatedUsageLeg:
-    """The upstream leg of a session whose model reports no usage (see the module doc)."""
+    """The upstream leg of a session whose model reports no usage (see the module doc). Make
+    it with `estimated_usage_leg`."""
 
     def __init__(self, upstream: UpstreamLeg) -> None:
         self._upstream = upstream
@@ -83,9 +87,12 @@ class EstimatedUsageLeg:
         self._usage_seen = False  # the turn in progress brought its own usageMetadata
         self._pending: bytes | None = None  # an estimate to hand out after its turnComplete
 
-    async def send(self, message: Data) -> None:
+    def outgoing(self, message: Data) -> Data:
         self._audio_seconds += audio_seconds(message)
-        await self._upstream.send(message)
+        return message
+
+    async def send(self, message: Data) -> None:
+        await self._upstream.send(self.outgoing(message))
 
     async def recv(self) -> Data:
         if self._pending is not None:
@@ -103,3 +110,27 @@ class EstimatedUsageLeg:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._upstream.close(code, reason)
+
+
+class _EstimatedUsageLane(EstimatedUsageLeg, LaneOver):
+    """Estimated usage over a leg with a fast lane, which it keeps: client audio is counted as
+    `send` counts it, and a frame `recv` must see (usage, a turn's end, anything while an
+    estimate waits to go first) declines the lane."""
+
+    def __init__(self, upstream: UpstreamLeg, lane: Lane) -> None:
+        super().__init__(upstream)
+        self._lane = lane
+        self._sink = None
+
+    def declines(self, message: Data) -> bool:
+        if self._pending is not None:
+            return True
+        if isinstance(message, str):
+            return _USAGE_TEXT in message or _TURN_COMPLETE_TEXT in message
+        return USAGE_KEY in message or TURN_COMPLETE_KEY in message
+
+
+def estimated_usage_leg(upstream: UpstreamLeg) -> UpstreamLeg:
+    """`upstream` with usage estimated for a model that reports none, keeping its fast lane."""
+    lane = lane_of(upstream)
+    return EstimatedUsageLeg(upstream) if lane is None else _EstimatedUsageLane(upstream, lane)
