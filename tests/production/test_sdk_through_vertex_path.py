@@ -26,11 +26,13 @@ from tests.production.launch import (
     CredentialKind,
     vertex_launch,
 )
+from tests.relay.test_fast_lane import ended_line
 from tests.support.audio import silence, speech
 from tests.support.net import free_port
 from tests.support.relay import RelayProcess
 from tests.support.scrape import scrape, value
 from tests.support.sdk import receive_turn, send_audio, texts
+from tests.support.tcp_proxy import ConnectProxy
 from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import token_server
 
@@ -200,3 +202,34 @@ async def test_an_untrusted_endpoint_certificate_reaches_the_sdk_as_a_named_1011
     labels = {"cause": "tls_certificate", "status": "none"}
     assert value(samples, "relay_upstream_failures_total", **labels) == 1
     assert emulator.stats.setups == []
+
+
+async def test_a_session_reaches_vertex_through_the_egress_proxy_over_verified_tls(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    """Egress through an HTTP CONNECT proxy (`HTTPS_PROXY`): TLS to the endpoint runs inside
+    the tunnel, verified against its CA, and the session keeps the fast lane."""
+    proxy = ConnectProxy()
+    await proxy.start()
+    try:
+        with token_server() as tokens:
+            async with Emulator(ssl_context=tls_files.server_context()) as emulator:
+                endpoint = emulator.base_url.removeprefix("wss://")
+                launch = vertex_launch("service_account", tokens, emulator, tls_files, tmp_path)
+                env = launch.env | {"HTTPS_PROXY": proxy.url}
+                relay = RelayProcess(env, tmp_path / "relay.log", module=launch.module)
+                try:
+                    client = sdk_client(relay, tls_files)
+                    async with client.aio.live.connect(model=MODEL, config=AUDIO) as session:
+                        audio, spoken = await audio_turn(session)
+                    ended = ended_line(relay)
+                finally:
+                    relay.kill()
+    finally:
+        await proxy.stop()
+    assert len(audio) > 24_000
+    assert spoken
+    assert proxy.tunnels == [endpoint]
+    fast_in = ended["fast_frames_in"]
+    assert isinstance(fast_in, int)
+    assert fast_in > 0

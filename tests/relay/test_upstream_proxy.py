@@ -1,15 +1,21 @@
 """The upstream connector reads the proxy settings (HTTP_PROXY, NO_PROXY, ...) once, when the
-relay starts, not on every connection."""
+relay starts, not on every connection, and tunnels through the proxy they name with the same
+lean connection (and fast lane) as without one."""
 
 from __future__ import annotations
+
+import asyncio
+import json
 
 import pytest
 
 from app.emulator import Emulator
+from app.relay.upstream.lean_upstream import LeanConnection
 from app.relay.upstream.target import UpstreamTarget
 from app.relay.upstream.upstream import UpstreamConnector, UpstreamUnavailable, live_url
-from tests.relay.conftest import relay_settings
+from tests.relay.conftest import MODEL, relay_settings
 from tests.support.net import free_port
+from tests.support.tcp_proxy import ConnectProxy
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -49,3 +55,54 @@ async def test_a_proxy_set_after_start_is_not(
     no_proxy_environment.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
     upstream = await connector.connect()
     await upstream.close()
+
+
+async def test_a_connection_tunnels_through_the_proxy_and_keeps_the_lean_leg(
+    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    proxy = ConnectProxy()
+    await proxy.start()
+    try:
+        no_proxy_environment.setenv("http_proxy", proxy.url)
+        upstream = await _connector(emulator).connect()
+        try:
+            # The fast lane's leg, not the `websockets` asyncio client it once fell back to.
+            assert isinstance(upstream, LeanConnection)
+            model = UpstreamTarget("p", "l").model_path(MODEL)
+            await upstream.send(json.dumps({"setup": {"model": model}}))
+            first = await asyncio.wait_for(upstream.recv(), timeout=10)
+        finally:
+            await upstream.close()
+    finally:
+        await proxy.stop()
+    assert "setupComplete" in json.loads(first)
+    assert proxy.tunnels == [emulator.base_url.removeprefix("ws://")]
+
+
+async def test_a_proxy_that_refuses_the_tunnel_is_named_as_the_cause(
+    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    proxy = ConnectProxy(refuse_with=407)
+    await proxy.start()
+    try:
+        no_proxy_environment.setenv("http_proxy", proxy.url)
+        with pytest.raises(UpstreamUnavailable) as refused:
+            await _connector(emulator).connect()
+    finally:
+        await proxy.stop()
+    assert refused.value.cause == "proxy"
+    assert str(refused.value) == (
+        "upstream unavailable: the egress proxy refused the tunnel: HTTP 407"
+    )
+
+
+async def test_a_socks_proxy_is_refused_by_name(
+    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    no_proxy_environment.setenv("http_proxy", f"socks5://127.0.0.1:{free_port()}")
+    with pytest.raises(UpstreamUnavailable) as refused:
+        await _connector(emulator).connect()
+    assert refused.value.cause == "proxy"
+    assert str(refused.value) == (
+        "upstream unavailable: egress proxy: socks5 proxies are not supported: use an HTTP(S) proxy"
+    )

@@ -2,6 +2,9 @@
 
 Stopping closes the listener and cuts every proxied connection (as a server restart does), so
 the client sees refused connects and broken sockets, not a mock's exception.
+
+`ConnectProxy` is an HTTP CONNECT proxy, what `HTTPS_PROXY` names in a deployment whose egress
+goes through one: it tunnels to whatever each client asks for, and remembers what that was.
 """
 
 from __future__ import annotations
@@ -34,10 +37,15 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _open_target(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self.target)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
+            up_reader, up_writer = await self._open_target(reader, writer)
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
@@ -55,6 +63,39 @@ class TcpProxy:
             for each in (writer, up_writer):
                 each.transport.abort()
                 self._writers.discard(each)
+
+
+class ConnectProxy(TcpProxy):
+    """An HTTP CONNECT proxy on a free port: `http://127.0.0.1:{port}`."""
+
+    def __init__(self, refuse_with: int | None = None) -> None:
+        super().__init__("", 0)
+        self.refuse_with = refuse_with  # an HTTP status to answer every CONNECT with
+        self.tunnels: list[str] = []  # the host:port of every CONNECT, in order
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _open_target(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            raise ValueError(f"not a CONNECT request: {method}")
+        if self.refuse_with is not None:
+            writer.write(
+                f"HTTP/1.1 {self.refuse_with} Refused\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            writer.close()  # a FIN after the answer, not the reset an abort would send
+            await writer.wait_closed()
+            raise ValueError(f"CONNECT {target} refused with {self.refuse_with}")
+        host, _, port = target.rpartition(":")
+        upstream = await asyncio.open_connection(host, int(port))
+        self.tunnels.append(target)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        return upstream
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

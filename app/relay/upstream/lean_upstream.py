@@ -26,13 +26,15 @@ from collections import deque
 from collections.abc import Mapping
 from typing import cast
 
+from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
-from websockets.exceptions import ConcurrencyError, InvalidMessage
+from websockets.exceptions import ConcurrencyError, InvalidMessage, ProxyError
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import OPEN, State
-from websockets.uri import parse_uri
+from websockets.proxy import Proxy, parse_proxy
+from websockets.uri import WebSocketURI, parse_uri
 
 from app.relay.fast_lane import MessageSink
 from app.relay.wire import BINARY, TEXT, FrameReader, at_frame_boundary, client_frame
@@ -123,13 +125,18 @@ class LeanConnection(asyncio.Protocol):
         close_timeout: float,
         max_size: int | None,
         user_agent: str,
+        proxy: str | None = None,
     ) -> LeanConnection:
         """Connect and complete the opening handshake (the caller bounds the time it takes).
+
+        `proxy` is the URL of an HTTP(S) proxy to tunnel through (what
+        `websockets.proxy.get_proxy` finds in `HTTPS_PROXY` and the like); TLS to the upstream
+        then runs inside the tunnel, verified as without one.
 
         Raises what `websockets.asyncio.client.connect` raises: `OSError` (including
         `ssl.SSLError` and `socket.gaierror`) when TCP or TLS fails, `InvalidStatus` when the
         upgrade is refused with an HTTP status, another `InvalidHandshake` when the answer is
-        not a WebSocket handshake.
+        not a WebSocket handshake (`ProxyError` and its kinds when the proxy is the trouble).
         """
         uri = parse_uri(url)
         extensions = enable_client_permessage_deflate(None) if compression else None
@@ -146,13 +153,17 @@ class LeanConnection(asyncio.Protocol):
             close_timeout=close_timeout,
         )
         loop = connection._loop
-        await loop.create_connection(
-            lambda: connection,
-            uri.host,
-            uri.port,
-            ssl=ssl_context if uri.secure else None,
-            server_hostname=uri.host if uri.secure else None,
-        )
+        tls = ssl_context if uri.secure else None
+        if proxy is None:
+            await loop.create_connection(
+                lambda: connection,
+                uri.host,
+                uri.port,
+                ssl=tls,
+                server_hostname=uri.host if uri.secure else None,
+            )
+        else:
+            await _through_proxy(connection, parse_proxy(proxy), uri, tls, user_agent)
         handshake = connection._handshake
         assert handshake is not None
         try:
@@ -477,3 +488,32 @@ class LeanConnection(asyncio.Protocol):
             return
         self._protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._flush()
+
+
+async def _through_proxy(
+    connection: LeanConnection,
+    proxy: Proxy,
+    uri: WebSocketURI,
+    tls: ssl.SSLContext | None,
+    user_agent: str,
+) -> None:
+    """Open `connection` through an HTTP(S) proxy, as `websockets.asyncio.client.connect`
+    does: an HTTP CONNECT tunnel, then TLS to the upstream inside it."""
+    if not proxy.scheme.startswith("http"):
+        # websockets reaches SOCKS proxies through python-socks, not a dependency here.
+        raise ProxyError(f"{proxy.scheme} proxies are not supported: use an HTTP(S) proxy")
+    tunnel = await connect_http_proxy(
+        proxy, uri, user_agent_header=user_agent, ssl=True if proxy.scheme == "https" else None
+    )
+    try:
+        tunnel.set_protocol(connection)
+        if tls is not None:
+            secured = await connection._loop.start_tls(
+                tunnel, connection, tls, server_hostname=uri.host
+            )
+            assert secured is not None  # None only for a transport that is closing
+            tunnel = secured
+    except BaseException:
+        tunnel.abort()
+        raise
+    connection.connection_made(tunnel)

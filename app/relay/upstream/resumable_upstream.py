@@ -228,7 +228,7 @@ class ResumableUpstream:
         self._spare: asyncio.Task[UpstreamConnection] | None = None  # opened at a goAway
         self.switches = 0  # switches done, for the session's usage record
         # The fast lane (app/relay/fast_lane.py): the session's sink, and the current
-        # connection when it has a lane (a connection through an HTTP proxy has none).
+        # connection's lane when it has one (the relay's `LeanConnection` always does).
         self._sink: MessageSink | None = None
         self._lane: Lane | None = lane_of(connection)
 

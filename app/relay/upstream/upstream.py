@@ -2,9 +2,9 @@
 
 The session code only sees an `UpstreamConnection` (send, recv, close, state). What differs
 between Vertex and the emulator (the URL, the TLS context, the bearer token) lives in
-`UpstreamConnector`. Without an HTTP proxy a connection is a `LeanConnection` (the `websockets`
-sans-I/O protocol on an asyncio Protocol, less memory and CPU per session); through a proxy it
-is the `websockets` asyncio client, which speaks HTTP CONNECT.
+`UpstreamConnector`. A connection is a `LeanConnection` (the `websockets` sans-I/O protocol on
+an asyncio Protocol, less memory and CPU per session than its asyncio client), directly or
+through the egress proxy `HTTPS_PROXY` names.
 
 A connection that cannot be opened raises `UpstreamUnavailable`, whose `cause` is one word from
 `FAILURE_CAUSES` (a metric label) and whose message is safe to send the client as a close reason.
@@ -17,8 +17,13 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import (
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidStatus,
+    ProxyError,
+    WebSocketException,
+)
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
@@ -46,6 +51,7 @@ FAILURE_CAUSES = (
     "tls",  # any other TLS failure (protocol, handshake alert)
     "http_status",  # the upgrade was answered with an HTTP status (401, 403, 429, 5xx)
     "handshake",  # the upgrade answer was not a valid WebSocket handshake
+    "proxy",  # the egress proxy (HTTPS_PROXY) refused the tunnel or did not answer in HTTP
     "setup_timeout",  # connected, but setupComplete never came (counted at the session's end)
 )
 
@@ -94,6 +100,18 @@ def connect_failure(exc: BaseException) -> UpstreamUnavailable:
         return UpstreamUnavailable(
             f"upstream refused the connection: HTTP {status}", cause="http_status", status=status
         )
+    if isinstance(exc, InvalidProxyStatus):
+        status = exc.response.status_code
+        return UpstreamUnavailable(
+            f"upstream unavailable: the egress proxy refused the tunnel: HTTP {status}",
+            cause="proxy",
+        )
+    if isinstance(exc, InvalidProxyMessage):
+        return UpstreamUnavailable(
+            "upstream unavailable: the egress proxy did not answer in HTTP", cause="proxy"
+        )
+    if isinstance(exc, ProxyError):
+        return UpstreamUnavailable(f"upstream unavailable: egress proxy: {exc}", cause="proxy")
     if isinstance(exc, socket.gaierror):
         return UpstreamUnavailable("upstream unavailable: host name not resolved", cause="dns")
     if isinstance(exc, ConnectionRefusedError):
@@ -148,9 +166,7 @@ class UpstreamConnector:
             ) from None
         try:
             async with asyncio.timeout(deadline):
-                if self._proxy is None:
-                    return await self._connect_lean(headers)
-                return await self._connect_through_proxy(headers)
+                return await self._connect_lean(headers)
         except (TimeoutError, OSError, WebSocketException) as exc:
             raise connect_failure(exc) from None
 
@@ -169,20 +185,5 @@ class UpstreamConnector:
             # The service keeps its frames under 1 MiB; client frames are bounded by us.
             max_size=None,
             user_agent=USER_AGENT,
-        )
-
-    async def _connect_through_proxy(self, headers: Mapping[str, str]) -> UpstreamConnection:
-        settings = self._settings
-        return await connect(
-            self.url,
-            additional_headers=dict(headers),
-            ssl=self._ssl,
-            compression="deflate" if settings.upstream_permessage_deflate else None,
-            ping_interval=settings.upstream_ping_interval_seconds,
-            ping_timeout=settings.upstream_ping_timeout_seconds,
-            max_size=None,
-            close_timeout=CLOSE_TIMEOUT,
-            open_timeout=None,  # bounded by the caller's asyncio.timeout
-            user_agent_header=USER_AGENT,
             proxy=self._proxy,
         )

@@ -1,8 +1,9 @@
 """What a session's pumps need from the upstream side, whatever sits behind it.
 
-One upstream connection (`UpstreamConnection`: a `LeanConnection` or a `websockets` asyncio
-client connection) satisfies `UpstreamLeg`; so does `ResumableUpstream`, which keeps one session
-alive across several upstream connections. The session never knows which it has.
+One upstream connection (`UpstreamConnection`: the relay's is a `LeanConnection`; the
+`websockets` asyncio client's would do) satisfies `UpstreamLeg`; so does `ResumableUpstream`,
+which keeps one session alive across several upstream connections. The session never knows
+which it has.
 """
 
 from __future__ import annotations
