@@ -62,6 +62,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--compression", action="store_true", help="offer permessage-deflate (off by default)"
     )
     parser.add_argument(
+        "--resumption",
+        action="store_true",
+        help="ask for session resumption in the setup, as a long-lived SDK session does "
+        "(the endpoint then sends handle updates)",
+    )
+    parser.add_argument(
         "--open-timeout", type=float, default=10.0, help="seconds to connect and set up (10)"
     )
     parser.add_argument(
@@ -115,6 +121,7 @@ def _config_from(args: argparse.Namespace) -> LoadConfig:
         api_key=api_key,
         ca_file=args.ca_file,
         compression=args.compression,
+        resumption=args.resumption,
         open_timeout_seconds=args.open_timeout,
         drain_seconds=args.drain,
         storm_sessions=args.storm,

@@ -36,6 +36,8 @@ class LoadConfig:
     api_key: str | None = field(default=None, repr=False)
     ca_file: Path | None = None
     compression: bool = False
+    resumption: bool = False
+    """Ask for session resumption in the setup, as a long-lived SDK session does."""
     open_timeout_seconds: float = 10.0
     drain_seconds: float = 2.0
     progress_interval_seconds: float = 1.0

@@ -7,9 +7,11 @@ per tick, answered by the `turnComplete` that ends the model's reply).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Protocol
 
 from app.emulator.setup import ECHO_AUDIO_INSTRUCTION
+from app.loadtest.config import LoadConfig
 from app.loadtest.probe import AudioProbe, read_echo
 
 
@@ -28,7 +30,16 @@ class Exchange(Protocol):
         """The send time of the frame `message` answers, or None when it answers none."""
 
 
-def _setup(model: str, modality: str, **fields: object) -> bytes:
+def exchange_for(config: LoadConfig, probe: AudioProbe | None, session: int) -> Exchange:
+    """Session `session`'s exchange: stamped audio with `probe`, text turns without."""
+    # A long-lived SDK session asks for resumption: the endpoint then sends handle updates.
+    fields: dict[str, object] = {"sessionResumption": {}} if config.resumption else {}
+    if probe is None:
+        return TextExchange(session, config.model, fields)
+    return AudioExchange(probe, session, config.model, fields)
+
+
+def _setup(model: str, modality: str, fields: Mapping[str, object]) -> bytes:
     generation = {"generationConfig": {"responseModalities": [modality]}}
     setup = {"setup": {"model": model, **generation, **fields}}
     return json.dumps(setup, separators=(",", ":")).encode()
@@ -37,16 +48,19 @@ def _setup(model: str, modality: str, **fields: object) -> bytes:
 class AudioExchange:
     """Sends a stamped audio chunk per tick; the echo of a chunk answers it."""
 
-    def __init__(self, probe: AudioProbe, session: int, model: str) -> None:
+    def __init__(
+        self, probe: AudioProbe, session: int, model: str, fields: Mapping[str, object]
+    ) -> None:
         self._probe = probe
         self._session = session
         self._model = model
+        self._fields = fields  # more setup fields
         self._sequence = 0
 
     def setup_frame(self) -> bytes:
         # Asks any emulator for its load-test mode (app.emulator.setup.ECHO_AUDIO_INSTRUCTION).
         instruction = {"parts": [{"text": ECHO_AUDIO_INSTRUCTION}]}
-        return _setup(self._model, "AUDIO", systemInstruction=instruction)
+        return _setup(self._model, "AUDIO", {"systemInstruction": instruction, **self._fields})
 
     def next_frame(self, sent_ns: int) -> bytes:
         frame = self._probe.frame(self._session, self._sequence, sent_ns)
@@ -65,14 +79,15 @@ class AudioExchange:
 class TextExchange:
     """Sends a text turn per tick while no turn is running; `turnComplete` answers it."""
 
-    def __init__(self, session: int, model: str) -> None:
+    def __init__(self, session: int, model: str, fields: Mapping[str, object]) -> None:
         self._session = session
         self._model = model
+        self._fields = fields  # more setup fields
         self._turns = 0
         self._pending_since_ns: int | None = None
 
     def setup_frame(self) -> bytes:
-        return _setup(self._model, "TEXT")
+        return _setup(self._model, "TEXT", self._fields)
 
     def next_frame(self, sent_ns: int) -> bytes | None:
         if self._pending_since_ns is not None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.loadtest.config import LoadConfig
-from app.loadtest.exchange import AudioExchange, Exchange, TextExchange
+from app.loadtest.exchange import exchange_for
 from app.loadtest.pacer import Pacer
 from app.loadtest.probe import AudioProbe
 from app.loadtest.recorder import Recorder
@@ -63,14 +63,10 @@ async def run_load(config: LoadConfig, on_progress: ProgressCallback | None = No
     pacer = Pacer(round(config.interval_seconds * 1e9), config.sessions)
     probe = None if config.text_only else AudioProbe(config.chunk_ms)
 
-    def exchange_for(index: int) -> Exchange:
-        if probe is None:
-            return TextExchange(index, config.model)
-        return AudioExchange(probe, index, config.model)
-
     async def session_task(index: int) -> None:
         await asyncio.sleep(config.ramp_up_seconds * index / config.sessions)
-        session = Session(index, config, endpoint, exchange_for(index), recorder, pacer)
+        exchange = exchange_for(config, probe, index)
+        session = Session(index, config, endpoint, exchange, recorder, pacer)
         await session.run(stop_sending)
 
     async def storm(worker: StormWorker) -> None:

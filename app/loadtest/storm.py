@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from app.loadtest.config import LoadConfig
-from app.loadtest.exchange import AudioExchange, Exchange, TextExchange
+from app.loadtest.exchange import exchange_for
 from app.loadtest.pacer import Pacer
 from app.loadtest.probe import AudioProbe
 from app.loadtest.recorder import STORM_ERROR_PREFIX, Recorder, StormRecord
@@ -148,13 +148,9 @@ async def _worker() -> None:
     probe = None if config.text_only else AudioProbe(config.chunk_ms)
     stop = asyncio.Event()
 
-    def exchange_for(index: int) -> Exchange:
-        if probe is None:
-            return TextExchange(index, config.model)
-        return AudioExchange(probe, index, config.model)
-
     async def storm_session(index: int) -> None:
-        session = Session(index, config, endpoint, exchange_for(index), recorder, pacer, storm=True)
+        exchange = exchange_for(config, probe, index)
+        session = Session(index, config, endpoint, exchange, recorder, pacer, storm=True)
         await session.run(stop)
 
     _say({"event": "ready"})

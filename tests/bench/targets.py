@@ -245,6 +245,13 @@ TARGETS = {
             _relay(RELAY_RESUMPTION_ENABLED="false"),
         ),
         Target(
+            "relay-client-resumes",
+            "the relay with clients that ask for resumption, as long-lived SDK sessions do "
+            "(their handle updates are sealed for them)",
+            _relay(),
+            ("--resumption",),
+        ),
+        Target(
             "relay-2-workers",
             "the relay with 2 uvicorn workers on its one core",
             _relay(RELAY_WORKERS="2"),

@@ -68,6 +68,28 @@ async def test_loadtest_text_mode_times_whole_turns(emulator_target: Target) -> 
     assert stderr == ""
 
 
+async def test_loadtest_can_ask_for_resumption_as_a_long_lived_sdk_session(
+    relay_target: Target,
+) -> None:
+    status, stdout, stderr = await run_loadtest(
+        relay_target.url,
+        *relay_target.options,
+        "--resumption",
+        "--sessions=2",
+        "--duration=1.5",
+        "--ramp-up=0",
+        "--json",
+        "--quiet",
+    )
+    assert status == 0, stdout + stderr
+    report = json.loads(stdout)
+    assert report["errors"]["total"] == 0
+    assert report["frames"]["lost"] == 0
+    # The handle updates the relay sends a client that asked (none come without the flag:
+    # the sane-figures test above counts no other frame).
+    assert report["frames"]["other"] > 0
+
+
 @pytest.mark.parametrize(
     ("auth_failure", "error"),
     [
