@@ -47,19 +47,18 @@ async def test_loadtest_reports_sane_figures_and_no_errors(target: Target) -> No
     assert "measuring" in stderr  # progress was shown while it ran
 
 
-async def test_loadtest_text_mode_times_whole_turns(emulator_target: Target) -> None:
+async def short_run(url: str, *options: str) -> tuple[dict[str, Any], str]:
+    """Two sessions for 1.5 s, quietly: the JSON report, and what went to stderr."""
     status, stdout, stderr = await run_loadtest(
-        emulator_target.url,
-        "--text",
-        "--turn-interval=0.5",
-        "--sessions=2",
-        "--duration=1.5",
-        "--ramp-up=0",
-        "--json",
-        "--quiet",
+        url, *options, "--sessions=2", "--duration=1.5", "--ramp-up=0", "--json", "--quiet"
     )
     assert status == 0, stdout + stderr
-    report = json.loads(stdout)
+    report: dict[str, Any] = json.loads(stdout)
+    return report, stderr
+
+
+async def test_loadtest_text_mode_times_whole_turns(emulator_target: Target) -> None:
+    report, stderr = await short_run(emulator_target.url, "--text", "--turn-interval=0.5")
     assert report["mode"] == "text"
     assert report["errors"]["total"] == 0
     assert report["frames"]["answered"] == report["frames"]["sent"] >= 4
@@ -71,18 +70,7 @@ async def test_loadtest_text_mode_times_whole_turns(emulator_target: Target) -> 
 async def test_loadtest_can_ask_for_resumption_as_a_long_lived_sdk_session(
     relay_target: Target,
 ) -> None:
-    status, stdout, stderr = await run_loadtest(
-        relay_target.url,
-        *relay_target.options,
-        "--resumption",
-        "--sessions=2",
-        "--duration=1.5",
-        "--ramp-up=0",
-        "--json",
-        "--quiet",
-    )
-    assert status == 0, stdout + stderr
-    report = json.loads(stdout)
+    report, _ = await short_run(relay_target.url, *relay_target.options, "--resumption")
     assert report["errors"]["total"] == 0
     assert report["frames"]["lost"] == 0
     # The handle updates the relay sends a client that asked (none come without the flag:
