@@ -79,21 +79,45 @@ async def test_a_connection_tunnels_through_the_proxy_and_keeps_the_lean_leg(
     assert proxy.tunnels == [emulator.base_url.removeprefix("ws://")]
 
 
+@pytest.mark.parametrize(
+    ("refuse_with", "credentials", "userinfo", "status"),
+    [(403, None, "", 403), (None, "relay:s3cret", "relay:wrong@", 407)],
+    ids=["refused", "wrong_credentials"],
+)
 async def test_a_proxy_that_refuses_the_tunnel_is_named_as_the_cause(
-    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+    emulator: Emulator,
+    no_proxy_environment: pytest.MonkeyPatch,
+    refuse_with: int | None,
+    credentials: str | None,
+    userinfo: str,
+    status: int,
 ) -> None:
-    proxy = ConnectProxy(refuse_with=407)
+    proxy = ConnectProxy(refuse_with=refuse_with, credentials=credentials)
     await proxy.start()
     try:
-        no_proxy_environment.setenv("http_proxy", proxy.url)
+        no_proxy_environment.setenv("http_proxy", proxy.url.replace("//", f"//{userinfo}"))
         with pytest.raises(UpstreamUnavailable) as refused:
             await _connector(emulator).connect()
     finally:
         await proxy.stop()
     assert refused.value.cause == "proxy"
     assert str(refused.value) == (
-        "upstream unavailable: the egress proxy refused the tunnel: HTTP 407"
+        f"upstream unavailable: the egress proxy refused the tunnel: HTTP {status}"
     )
+
+
+async def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(
+    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+) -> None:
+    proxy = ConnectProxy(credentials="relay:s3cret")
+    await proxy.start()
+    try:
+        no_proxy_environment.setenv("http_proxy", proxy.url.replace("//", "//relay:s3cret@"))
+        upstream = await _connector(emulator).connect()
+        await upstream.close()
+    finally:
+        await proxy.stop()
+    assert proxy.tunnels == [emulator.base_url.removeprefix("ws://")]
 
 
 async def test_a_socks_proxy_is_refused_by_name(

@@ -10,6 +10,7 @@ goes through one: it tunnels to whatever each client asks for, and remembers wha
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 
 from tests.support.net import free_port
@@ -68,9 +69,15 @@ class TcpProxy:
 class ConnectProxy(TcpProxy):
     """An HTTP CONNECT proxy on a free port: `http://127.0.0.1:{port}`."""
 
-    def __init__(self, refuse_with: int | None = None) -> None:
+    def __init__(self, refuse_with: int | None = None, credentials: str | None = None) -> None:
         super().__init__("", 0)
         self.refuse_with = refuse_with  # an HTTP status to answer every CONNECT with
+        # "user:password" the proxy asks for (407 without them), as Basic authentication.
+        self._authorization = (
+            None
+            if credentials is None
+            else "Basic " + base64.b64encode(credentials.encode()).decode()
+        )
         self.tunnels: list[str] = []  # the host:port of every CONNECT, in order
 
     @property
@@ -84,13 +91,22 @@ class ConnectProxy(TcpProxy):
         method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
         if method != "CONNECT":
             raise ValueError(f"not a CONNECT request: {method}")
-        if self.refuse_with is not None:
-            writer.write(
-                f"HTTP/1.1 {self.refuse_with} Refused\r\nContent-Length: 0\r\n\r\n".encode()
-            )
+        lines = head.decode().split("\r\n")[1:]
+        headers = {
+            name.lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines)
+        }
+        refusal = self.refuse_with
+        if (
+            self._authorization is not None
+            and headers.get("proxy-authorization") != self._authorization
+        ):
+            refusal = 407
+        if refusal is not None:
+            writer.write(f"HTTP/1.1 {refusal} Refused\r\nContent-Length: 0\r\n\r\n".encode())
             writer.close()  # a FIN after the answer, not the reset an abort would send
             await writer.wait_closed()
-            raise ValueError(f"CONNECT {target} refused with {self.refuse_with}")
+            raise ValueError(f"CONNECT {target} refused with {refusal}")
         host, _, port = target.rpartition(":")
         upstream = await asyncio.open_connection(host, int(port))
         self.tunnels.append(target)
