@@ -401,7 +401,7 @@ async def _relay(
         bytes_per_second=project.input_limits.bytes_per_second,
     )
     if setup.model in settings.estimated_usage_models:
-        leg = estimated_usage_leg(leg)  # app/relay/upstream/estimated_usage.py: none reported
+        leg = estimated_usage_leg(leg)  # its model reports no usage: estimate it
     if dialect == "gemini":
         leg = gemini_dialect_leg(leg)
     frames = ClientFrames(
