@@ -66,6 +66,8 @@ HANDSHAKE_FIXES = {
     "bundle (ca-certificates)",
     "tls": "the TLS handshake failed: check RELAY_VERTEX_BASE_URL points at a TLS endpoint",
     "handshake": "the endpoint did not answer as a WebSocket: check RELAY_VERTEX_BASE_URL",
+    "proxy": "the egress proxy refused the tunnel: check HTTPS_PROXY, its credentials "
+    "(http://user:password@host:port) and that it allows CONNECT to the endpoint on port 443",
     "credentials": CREDENTIALS_FIX,
 }
 HTTP_FIXES = {

@@ -17,6 +17,7 @@ from app.doctor import diagnose
 from app.emulator import Emulator, EmulatorConfig
 from tests.production.launch import PROJECT, vertex_launch
 from tests.support.net import free_port
+from tests.support.tcp_proxy import ConnectProxy
 from tests.support.tls import TLSFiles, make_tls_files
 from tests.support.token_server import TokenServer, token_server, write_service_account
 
@@ -107,6 +108,11 @@ BROKEN: dict[str, tuple[dict[str, str | None], str, str]] = {
         "TLS + WebSocket handshake",
         "RELAY_VERTEX_CA_FILE",
     ),
+    "egress proxy refusing": (
+        {"HTTPS_PROXY": "a refusing proxy"},
+        "TLS + WebSocket handshake",
+        "check HTTPS_PROXY",
+    ),
 }
 
 
@@ -115,6 +121,8 @@ async def test_doctor_names_what_is_broken_and_exits_non_zero(
     case: str, tls_files: TLSFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     changes, failing_step, words = BROKEN[case]
+    proxy = ConnectProxy(refuse_with=403)
+    await proxy.start()
     with token_server() as tokens:
         config = EmulatorConfig(require_token=tokens.valid, known_projects=(PROJECT,))
         async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
@@ -126,9 +134,14 @@ async def test_doctor_names_what_is_broken_and_exits_non_zero(
                     env[name] = f"wss://127.0.0.1:{free_port()}"
                 elif value == "another CA":
                     env[name] = str(make_tls_files(tmp_path).ca_file)
+                elif value == "a refusing proxy":
+                    env[name] = proxy.url
                 else:
                     env[name] = value
-            code, output = await diagnose_here(env, tmp_path, monkeypatch)
+            try:
+                code, output = await diagnose_here(env, tmp_path, monkeypatch)
+            finally:
+                await proxy.stop()
     assert code != 0
     [failure] = [line for line in lines_of(output, "FAIL") if failing_step in line]
     assert words in failure
