@@ -16,6 +16,7 @@ from app.relay.upstream.upstream import UpstreamConnector, UpstreamUnavailable, 
 from tests.relay.conftest import MODEL, relay_settings
 from tests.support.net import free_port
 from tests.support.tcp_proxy import ConnectProxy
+from tests.support.tls import TLSFiles
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -57,12 +58,19 @@ async def test_a_proxy_set_after_start_is_not(
     await upstream.close()
 
 
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["http_proxy", "https_proxy"])
 async def test_a_connection_tunnels_through_the_proxy_and_keeps_the_lean_leg(
-    emulator: Emulator, no_proxy_environment: pytest.MonkeyPatch
+    emulator: Emulator,
+    no_proxy_environment: pytest.MonkeyPatch,
+    tls_files: TLSFiles,
+    proxy_tls: bool,
 ) -> None:
-    proxy = ConnectProxy()
+    proxy = ConnectProxy(tls=tls_files.server_context() if proxy_tls else None)
     await proxy.start()
     try:
+        # An https:// proxy is verified against the system's CAs, which OpenSSL reads from
+        # SSL_CERT_FILE when it is set: the test CA here (without it: certificate verify failed).
+        no_proxy_environment.setenv("SSL_CERT_FILE", str(tls_files.ca_file))
         no_proxy_environment.setenv("http_proxy", proxy.url)
         upstream = await _connector(emulator).connect()
         try:

@@ -4,7 +4,8 @@ Stopping closes the listener and cuts every proxied connection (as a server rest
 the client sees refused connects and broken sockets, not a mock's exception.
 
 `ConnectProxy` is an HTTP CONNECT proxy, what `HTTPS_PROXY` names in a deployment whose egress
-goes through one: it tunnels to whatever each client asks for, and remembers what that was.
+goes through one (plain, or itself behind TLS): it tunnels to whatever each client asks for,
+and remembers what that was.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ssl
 
 from tests.support.net import free_port
 
@@ -69,8 +71,14 @@ class TcpProxy:
 class ConnectProxy(TcpProxy):
     """An HTTP CONNECT proxy on a free port: `http://127.0.0.1:{port}`."""
 
-    def __init__(self, refuse_with: int | None = None, credentials: str | None = None) -> None:
+    def __init__(
+        self,
+        refuse_with: int | None = None,
+        credentials: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__("", 0)
+        self._tls = tls  # an https:// proxy: clients speak TLS to it
         self.refuse_with = refuse_with  # an HTTP status to answer every CONNECT with
         # "user:password" the proxy asks for (407 without them), as Basic authentication.
         self._authorization = (
@@ -82,7 +90,12 @@ class ConnectProxy(TcpProxy):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, ssl=self._tls
+        )
 
     async def _open_target(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
