@@ -5,7 +5,9 @@ lean connection (and fast lane) as without one."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 
 import pytest
 
@@ -138,3 +140,31 @@ async def test_a_socks_proxy_is_refused_by_name(
     assert str(refused.value) == (
         "upstream unavailable: egress proxy: socks5 proxies are not supported: use an HTTP(S) proxy"
     )
+
+
+async def test_an_untrusted_endpoint_behind_the_proxy_fails_once_and_quietly(
+    no_proxy_environment: pytest.MonkeyPatch,
+    tls_files: TLSFiles,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """TLS to the endpoint fails inside the tunnel (no CA trusts it): the connect names the
+    cause, and no error about a failure nobody read is logged after it."""
+    proxy = ConnectProxy()
+    await proxy.start()
+    try:
+        async with Emulator(ssl_context=tls_files.server_context()) as emulator:
+            no_proxy_environment.setenv("https_proxy", proxy.url)
+            cause = None
+            try:
+                await _connector(emulator).connect()
+            except UpstreamUnavailable as failed:
+                cause = failed.cause
+            # The aborted socket's last callbacks run, the traceback is let go: an unread
+            # future's exception is logged when it is collected.
+            await asyncio.sleep(0.1)
+            gc.collect()
+    finally:
+        await proxy.stop()
+    assert cause == "tls_certificate"
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []

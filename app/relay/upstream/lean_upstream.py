@@ -154,22 +154,24 @@ class LeanConnection(asyncio.Protocol):
         )
         loop = connection._loop
         tls = ssl_context if uri.secure else None
-        if proxy is None:
-            await loop.create_connection(
-                lambda: connection,
-                uri.host,
-                uri.port,
-                ssl=tls,
-                server_hostname=uri.host if uri.secure else None,
-            )
-        else:
-            await _through_proxy(connection, parse_proxy(proxy), uri, tls, user_agent)
         handshake = connection._handshake
         assert handshake is not None
         try:
+            if proxy is None:
+                await loop.create_connection(
+                    lambda: connection,
+                    uri.host,
+                    uri.port,
+                    ssl=tls,
+                    server_hostname=uri.host if uri.secure else None,
+                )
+            else:
+                await _through_proxy(connection, parse_proxy(proxy), uri, tls, user_agent)
             await handshake
         except BaseException:
-            handshake.cancel()  # nobody will read a failure that comes later
+            # Nobody will read a failure that comes later: through a proxy, a TLS failure
+            # inside the tunnel still reaches connection_lost, which would fail the future.
+            handshake.cancel()
             connection.abort()
             raise
         connection._handshake = None
