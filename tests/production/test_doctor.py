@@ -121,27 +121,27 @@ async def test_doctor_names_what_is_broken_and_exits_non_zero(
     case: str, tls_files: TLSFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     changes, failing_step, words = BROKEN[case]
-    proxy = ConnectProxy(refuse_with=403)
-    await proxy.start()
-    with token_server() as tokens:
-        config = EmulatorConfig(require_token=tokens.valid, known_projects=(PROJECT,))
-        async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
-            env = base_env(tokens, emulator, tls_files, tmp_path)
-            for name, value in changes.items():
-                if value is None:
-                    del env[name]
-                elif value == "closed port":
-                    env[name] = f"wss://127.0.0.1:{free_port()}"
-                elif value == "another CA":
-                    env[name] = str(make_tls_files(tmp_path).ca_file)
-                elif value == "a refusing proxy":
-                    env[name] = proxy.url
-                else:
-                    env[name] = value
-            try:
+    proxy = ConnectProxy(refuse_with=403)  # started for the case that names it
+    try:
+        with token_server() as tokens:
+            config = EmulatorConfig(require_token=tokens.valid, known_projects=(PROJECT,))
+            async with Emulator(config, ssl_context=tls_files.server_context()) as emulator:
+                env = base_env(tokens, emulator, tls_files, tmp_path)
+                for name, value in changes.items():
+                    if value is None:
+                        del env[name]
+                    elif value == "closed port":
+                        env[name] = f"wss://127.0.0.1:{free_port()}"
+                    elif value == "another CA":
+                        env[name] = str(make_tls_files(tmp_path).ca_file)
+                    elif value == "a refusing proxy":
+                        await proxy.start()
+                        env[name] = proxy.url
+                    else:
+                        env[name] = value
                 code, output = await diagnose_here(env, tmp_path, monkeypatch)
-            finally:
-                await proxy.stop()
+    finally:
+        await proxy.stop()
     assert code != 0
     [failure] = [line for line in lines_of(output, "FAIL") if failing_step in line]
     assert words in failure

@@ -26,7 +26,6 @@ from tests.production.launch import (
     CredentialKind,
     vertex_launch,
 )
-from tests.relay.test_fast_lane import ended_line
 from tests.support.audio import silence, speech
 from tests.support.net import free_port
 from tests.support.relay import RelayProcess
@@ -222,7 +221,7 @@ async def test_a_session_reaches_vertex_through_the_egress_proxy_over_verified_t
                     client = sdk_client(relay, tls_files)
                     async with client.aio.live.connect(model=MODEL, config=AUDIO) as session:
                         audio, spoken = await audio_turn(session)
-                    ended = ended_line(relay)
+                    ended = relay.session_ended()
                 finally:
                     relay.kill()
     finally:

@@ -60,14 +60,6 @@ async def next_echo(ws: ClientConnection, handles: list[str] | None = None) -> i
             handles.append(update.get("newHandle", ""))
 
 
-def ended_line(relay: RelayProcess) -> dict[str, object]:
-    relay.wait_for_log('"session ended"')
-    lines = [json.loads(line) for line in relay.output().splitlines() if line.startswith("{")]
-    (ended,) = [line for line in lines if line.get("msg") == "session ended"]
-    assert isinstance(ended, dict)
-    return ended
-
-
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 
 
@@ -109,7 +101,7 @@ async def test_audio_takes_the_fast_lane_both_ways(
             for number in range(50):
                 await ws.send(audio_frame(number))
                 assert await next_echo(ws, handles) == number
-        ended = ended_line(relay)
+        ended = relay.session_ended()
     finally:
         relay.kill()
     assert ended["frames_in"] == 51  # the setup, then the audio

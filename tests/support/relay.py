@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -142,6 +143,14 @@ class RelayProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} not in the relay's log:\n{self.output()}")
             time.sleep(0.05)
+
+    def session_ended(self) -> dict[str, object]:
+        """The one session's "session ended" line, as JSON, once it is logged."""
+        self.wait_for_log('"session ended"')
+        lines = [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+        (ended,) = [line for line in lines if line.get("msg") == "session ended"]
+        assert isinstance(ended, dict)
+        return ended
 
     async def until_workers_ready(self, workers: int) -> None:
         """Wait (up to 30 s) until every worker logged "relay ready": before that the kernel hands
