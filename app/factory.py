@@ -35,8 +35,9 @@ from app.quota.usage_export import exporting_quota_usage
 from app.relay import admin, endpoint, gemini_paths, health
 from app.relay.admission.early_connect import EarlyConnects
 from app.relay.admission.pending import PendingAdmissions
-from app.relay.client.bounded_protocols import METRICS_STATE
+from app.relay.client.bounded_protocols import INPUT_BUDGET_STATE, METRICS_STATE
 from app.relay.client.handles import ResumptionHandles
+from app.relay.client.input_budget import InputBudget
 from app.relay.heap import freeze_startup_heap
 from app.relay.live_dispatch import RelayApp
 from app.relay.metrics_port import metrics_port
@@ -72,15 +73,19 @@ async def _open_upstream(
 
 
 async def _flush_traffic(
-    sessions: LiveSessions, metrics: RelayMetrics, replay_budget: ReplayBudget
+    sessions: LiveSessions,
+    metrics: RelayMetrics,
+    replay_budget: ReplayBudget,
+    input_budget: InputBudget,
 ) -> None:
-    """Move frame and byte counts of live sessions, and the replay bytes they hold, into
+    """Move frame and byte counts of live sessions, and the bytes the budgets see held, into
     metrics every few seconds."""
     while True:
         await asyncio.sleep(TRAFFIC_FLUSH_SECONDS)
         t = sessions.take_traffic()
         metrics.add_traffic(t.frames_in, t.bytes_in, t.frames_out, t.bytes_out)
         replay_budget.report()
+        input_budget.report()
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -133,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
             replay_budget = ReplayBudget(settings.resumption_buffer_budget_bytes, metrics)
+            input_budget = InputBudget(settings.client_input_budget_bytes, metrics)
             app.state.relay = Relay(
                 settings=settings,
                 connector=connector,
@@ -151,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ledger=ledger,
                 budgets=Budgets(store, ledger_metrics, fail_open=settings.quota_fail_open),
                 replay_budget=replay_budget,
+                input_budget=input_budget,
             )
             # The token route needs the authenticator, which needs the store this lifespan
             # opens; routes are looked up per request, so adding it here is safe.
@@ -158,13 +165,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.metrics_enabled and not settings.metrics_on_client_port:
                 port = stack.enter_context(metrics_port(registry, settings))
                 logger.info("metrics on port %d", port)
-            flusher = asyncio.create_task(_flush_traffic(sessions, metrics, replay_budget))
+            flusher = asyncio.create_task(
+                _flush_traffic(sessions, metrics, replay_budget, input_budget)
+            )
             install_drain_on_sigterm(sessions, settings.drain_seconds)
             freeze_startup_heap()
             logger.info("relay ready, upstream %s", connector.url)
             try:
-                # Lifespan state reaches uvicorn's protocols too: they count their refusals.
-                yield {METRICS_STATE: metrics}
+                # Lifespan state reaches uvicorn's protocols too: they count their refusals
+                # and charge what they hold for clients.
+                yield {METRICS_STATE: metrics, INPUT_BUDGET_STATE: input_budget}
             finally:
                 await _stop(flusher)
 

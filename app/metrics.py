@@ -111,7 +111,7 @@ class RelayMetrics:
             "Client sessions ended, by outcome: refused before relaying (setup_rejected, "
             "quota_refused, upstream_unavailable) or how an admitted one ended (client_closed, "
             "upstream_closed, upstream_lost, time_limit, idle, tokens, quota_lost, rate_limited, "
-            "frame_too_big, message_refused, switch_failed, drain, error).",
+            "frame_too_big, message_refused, switch_failed, input_shed, drain, error).",
             ["project", "outcome"],
             registry=registry,
         )
@@ -289,6 +289,20 @@ class RelayMetrics:
             "relay_replay_budget_bytes_held",
             "Bytes of unconfirmed client input held by the replay buffers of all sessions, "
             "against the process's replay budget (refreshed every few seconds).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.client_input_shed_total = Counter(
+            "relay_client_input_shed_total",
+            "Client connections closed 1013 at the process's budget of client input held in "
+            "memory (RELAY_CLIENT_INPUT_BUDGET_BYTES): those holding the most, first.",
+            registry=registry,
+        )
+        self.client_input_bytes_held = Gauge(
+            "relay_client_input_bytes_held",
+            "Bytes of client input held before it can go upstream (frames still arriving, "
+            "frames sent before setupComplete), against the process's input budget "
+            "(refreshed every few seconds).",
             registry=registry,
             multiprocess_mode="livesum",
         )

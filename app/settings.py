@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(
         8 * MiB, gt=0, description="Largest client frame after setup; larger: close 1009."
     )
+    client_input_budget_bytes: int = Field(
+        256 * MiB,
+        gt=0,
+        description="Client input one process holds before it can go upstream (frames still "
+        "arriving, frames sent before setupComplete); past it, the connections holding the "
+        "most are closed 1013 first. At least RELAY_MAX_FRAME_BYTES.",
+    )
     setup_timeout_seconds: float = Field(
         30.0, gt=0, description="Time a client has to send its setup frame after connecting."
     )
@@ -362,6 +369,11 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
         if self.goaway_notice_seconds >= self.max_session_seconds:
             raise ValueError("goaway_notice_seconds must be below max_session_seconds")
+        if self.client_input_budget_bytes < self.max_frame_bytes:
+            raise ValueError(
+                "client_input_budget_bytes must be at least max_frame_bytes: one largest frame "
+                "arriving would be shed"
+            )
         if self.max_pending_admissions_per_credential > self.max_pending_admissions_per_project:
             raise ValueError(
                 "max_pending_admissions_per_credential must not exceed "

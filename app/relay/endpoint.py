@@ -20,7 +20,12 @@ from app.quota.refusals import over_budget_reason
 from app.quota.types import Lease, QuotaLimits
 from app.relay.admission.early_connect import UpstreamOpening
 from app.relay.admission.pending import PendingSlot, credential_id
-from app.relay.client.bounded_protocols import admit_full_frames, client_lane, handshake_done
+from app.relay.client.bounded_protocols import (
+    admit_full_frames,
+    client_lane,
+    handshake_done,
+    held_input,
+)
 from app.relay.client.client_frames import ClientFrames, FrameRules
 from app.relay.client.client_gone import client_left
 from app.relay.client.dialect import (
@@ -412,7 +417,14 @@ async def _relay(
         )
     )
     session = Session(
-        websocket, leg, setup_frame, limits, charge, frames, client_lane=client_lane(websocket)
+        websocket,
+        leg,
+        setup_frame,
+        limits,
+        charge,
+        frames,
+        client_lane=client_lane(websocket),
+        held_input=held_input(websocket),
     )
     relay.sessions.add(session, session_id)
     metrics.sessions_active.labels(project.name).inc()

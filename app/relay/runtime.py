@@ -13,6 +13,7 @@ from app.quota.types import QuotaStore
 from app.relay.admission.early_connect import EarlyConnects
 from app.relay.admission.pending import PendingAdmissions
 from app.relay.client.handles import ResumptionHandles
+from app.relay.client.input_budget import InputBudget
 from app.relay.session.registry import LiveSessions
 from app.relay.upstream.replay_budget import ReplayBudget
 from app.relay.upstream.upstream import UpstreamConnector
@@ -36,3 +37,4 @@ class Relay:
     ledger: Ledger  # one usage record per session (docs/usage.md)
     budgets: Budgets  # tokens and cost per day and month, in the quota store
     replay_budget: ReplayBudget  # bytes every session's replay buffer holds, together
+    input_budget: InputBudget  # bytes held for clients before they can go upstream, together

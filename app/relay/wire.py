@@ -18,11 +18,14 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.protocol import OPEN as _OPEN
 from websockets.protocol import Protocol
 from websockets.streams import StreamReader
+
+if TYPE_CHECKING:
+    from app.relay.client.input_budget import InputHolder
 
 try:  # the C implementation `websockets` itself uses when it is built
     from websockets.speedups import apply_mask
@@ -134,9 +137,11 @@ class FrameReader:
     buffer.
     """
 
-    __slots__ = ("_bypass", "_held", "_mask_bit", "_pieces", "_protocol", "_wanted")
+    __slots__ = ("_bypass", "_held", "_holder", "_mask_bit", "_pieces", "_protocol", "_wanted")
 
-    def __init__(self, protocol: Protocol, *, masked: bool) -> None:
+    def __init__(
+        self, protocol: Protocol, *, masked: bool, holder: InputHolder | None = None
+    ) -> None:
         # The protocol's parser stands at a frame boundary here (`at_frame_boundary`), inside
         # the handshake's parse generator, whose frame keeps the parsed request (server) or
         # response (client), headers and all, for the connection's life: 2 KB a leg. The bare
@@ -157,6 +162,8 @@ class FrameReader:
         self._held = 0  # bytes in `_pieces`
         self._wanted = 0  # the bytes `_pieces` must reach before they are read again
         self._bypass = False  # the protocol reads everything from now on
+        # Charged with `_held`, when the bytes are a client's (app/relay/client/input_budget.py).
+        self._holder = holder
 
     def feed(
         self,
@@ -179,6 +186,8 @@ class FrameReader:
             else:
                 pieces.append(bytearray(data))
             self._held += len(data)
+            if self._holder is not None:
+                self._holder.charge(len(data))
             if self._held < self._wanted:
                 return
             buffer = b"".join(pieces)
@@ -211,7 +220,7 @@ class FrameReader:
                 start += 8
             if limit is not None and length > limit:
                 # The protocol refuses it (1009) from the header, without the payload.
-                self._bypass = True
+                self._hand_over()
                 other(buffer[offset:])
                 return
             has_mask = second & _MASKED
@@ -234,24 +243,37 @@ class FrameReader:
                 other(buffer[offset:end])
                 if protocol.state is not _OPEN:
                     # Closing or failed: the protocol reads (or discards) the rest itself.
-                    self._bypass = True
+                    self._hand_over()
                     if end < size:
                         other(buffer[end:])
                     return
             offset = end
             wanted = 2
-        if offset < size:
+        held = size - offset
+        if held:
             self._pieces = [buffer[offset:]]  # the same object when offset is 0
-            self._held = size - offset
             self._wanted = wanted
+        if held != self._held:  # a frame was started or finished: seldom for small frames
+            if self._holder is not None:
+                self._holder.charge(held - self._held)
+            self._held = held
+
+    def _hand_over(self) -> None:
+        """The protocol reads everything from now on; what was held here goes to it."""
+        self._bypass = True
+        self.release()
 
     def release(self) -> None:
-        """Let go of a partly received frame (the connection is gone)."""
+        """Let go of a partly received frame (the connection is gone, or was shed)."""
         self._pieces = []
+        if self._holder is not None:
+            self._holder.charge(-self._held)
+        self._held = 0
 
     def flush(self, other: Callable[[bytes], None]) -> None:
         """Hand a partly received frame to the protocol (at the end of the stream, so it sees
         the same bytes it would have)."""
         if self._pieces:
             partial, self._pieces = b"".join(self._pieces), []
+            self.release()
             other(partial)

@@ -182,6 +182,26 @@ REPLAYS: list[dict[str, Any]] = [
             quiet("LiveRelayReplayBuffersDropped", "31m"),  # none for over 10 minutes
         ],
     },
+    {
+        "interval": "1m",
+        "input_series": [
+            # Within budget for 10 minutes, then three connections shed at minute 12.
+            {
+                "series": 'relay_client_input_shed_total{instance="relay:9100"}',
+                "values": "0x11 3x20",
+            },
+        ],
+        "alert_rule_test": [
+            quiet("LiveRelayClientInputShed", "10m"),
+            alert(
+                "LiveRelayClientInputShed",
+                "14m",
+                {"severity": "warning", "instance": "relay:9100"},
+                "relay:9100 shed 3 client connections at its input budget",
+            ),
+            quiet("LiveRelayClientInputShed", "31m"),
+        ],
+    },
 ]
 
 

@@ -53,6 +53,8 @@ EXPECTED_METRICS = {
     "relay_upstream_switch_cut_turns": "counter",
     "relay_replay_buffers_dropped": "counter",
     "relay_replay_budget_bytes_held": "gauge",
+    "relay_client_input_shed": "counter",
+    "relay_client_input_bytes_held": "gauge",
     "relay_build_info": "gauge",
 }
 

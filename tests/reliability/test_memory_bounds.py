@@ -137,3 +137,50 @@ async def test_a_setup_over_the_cap_is_closed_1009_before_it_is_buffered(
     writer.transport.abort()
     assert answer[0] == 0x88  # a close frame
     assert struct.unpack("!H", answer[2:4])[0] == 1009
+
+
+INPUT_BUDGET = 16 * MiB
+
+
+async def test_the_input_budget_bounds_what_all_pending_connections_hold_together(
+    tmp_path: Path,
+) -> None:
+    """64 connections each hold a 1 MiB setup that never completes: every one is within its
+    own caps, 64 MiB in all. With a 16 MiB input budget the process keeps about that much: the
+    largest holders are closed 1013 as they pass it."""
+    relay = RelayProcess(
+        {
+            "RELAY_UPSTREAM": "emulator",
+            "RELAY_API_KEYS": ",".join(KEYS),
+            "RELAY_LOG_LEVEL": "warning",
+            "RELAY_CLIENT_INPUT_BUDGET_BYTES": str(INPUT_BUDGET),
+        },
+        tmp_path / "relay.log",
+    )
+    try:
+        baseline = rss_mib(relay.process.pid)
+        held = await asyncio.gather(
+            *(
+                hold_incomplete_setup(relay.port, KEYS[n % len(KEYS)], SETUP_CAP - 64)
+                for n in range(64)
+            )
+        )
+        await asyncio.sleep(1)  # let the relay read what it will read
+        peak = rss_mib(relay.process.pid)
+        codes = []
+        for writer, status in held:
+            assert status == 101
+            reader = writer.transport.get_protocol()._stream_reader  # type: ignore[attr-defined]
+            with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
+                answer = await asyncio.wait_for(reader.readexactly(4), timeout=0.2)
+                if answer[0] == 0x88:  # a close frame
+                    codes.append(struct.unpack("!H", answer[2:4])[0])
+            writer.transport.abort()
+    finally:
+        relay.kill()
+    record("memory_input_budget_16_mib_64_pending_peak_mib", round(peak, 1))
+    # 64 MiB sent: about 48 of the connections are over the budget and closed.
+    assert codes.count(1013) >= 44, codes
+    assert len(codes) == codes.count(1013), codes
+    # The budget, plus room for buffers and the allocator (64 held before: < 64 + 64).
+    assert peak - baseline < 16 + 32, (baseline, peak)

@@ -40,6 +40,7 @@ from websockets.protocol import OPEN
 
 from app.metrics import RelayMetrics
 from app.relay.client.handshake_pacing import Turn, pacer_for
+from app.relay.client.input_budget import SHED_CODE, InputBudget, InputHolder
 from app.relay.client.receive_queue import ReceiveQueue
 from app.relay.fast_lane import Lane, MessageSink
 from app.relay.wire import BINARY, TEXT, FrameReader, at_frame_boundary, server_frame
@@ -74,8 +75,10 @@ INVALID_UTF8_REASON = "Text frame is not valid UTF-8."
 # The ASGI scope extension through which the endpoint tells the protocol a session is admitted.
 ADMISSION_EXTENSION = "live-relay.admission"
 
-# The lifespan-state key under which the app's lifespan gives these protocols its metrics.
+# The lifespan-state keys under which the app's lifespan gives these protocols its metrics and
+# the process's budget for client input held in memory (app/relay/client/input_budget.py).
 METRICS_STATE = "live-relay.metrics"
+INPUT_BUDGET_STATE = "live-relay.input-budget"
 
 # The `reason` of relay_connections_refused_total for each HTTP refusal.
 _REFUSAL_REASONS = {
@@ -131,6 +134,11 @@ def _metrics_of(app_state: dict[str, Any]) -> RelayMetrics | None:
     """The app's metrics; None when its lifespan did not run (uvicorn with `lifespan="off"`)."""
     metrics = app_state.get(METRICS_STATE)
     return metrics if isinstance(metrics, RelayMetrics) else None
+
+
+def _input_budget_of(app_state: dict[str, Any]) -> InputBudget | None:
+    budget = app_state.get(INPUT_BUDGET_STATE)
+    return budget if isinstance(budget, InputBudget) else None
 
 
 def _count_refusal(metrics: RelayMetrics | None, status: int) -> None:
@@ -365,6 +373,7 @@ class _Admission:
     answered: Callable[[], None]
     admit: Callable[[], None]
     lane: Lane  # the connection's fast lane (app/relay/fast_lane.py)
+    held_input: InputHolder | None  # its account with the process's input budget
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -377,6 +386,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
       and every closing connection is aborted `close_timeout_seconds` after it began closing.
     - Frames: until the endpoint admits the session, frames are limited to the setup size
       (`pre_admission_frame_bytes`), so memory is bounded before any quota is charged.
+    - Input held: a partly received frame or message is charged to the process's
+      `InputBudget`; a connection it sheds lets go of it, reads no more and is closed 1013.
     - Handshakes websockets refuses (414/431, or unreadable) are answered and closed.
     """
 
@@ -395,6 +406,10 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._sink: MessageSink | None = None  # the fast lane's, while a session runs
         self._plain = False  # admitted, and no extension: frames may be built by hand
         self._reader: FrameReader | None = None  # reads simple frames after the handshake
+        budget = _input_budget_of(self.app_state)
+        self._input = None if budget is None else InputHolder(budget, self)
+        self._fragments_held = 0  # bytes of a fragmented message not yet whole
+        self._input_shed = False  # shed at the input budget: reads nothing more
 
     # --- admission ------------------------------------------------------------------------
 
@@ -404,7 +419,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             _count_refusal(self.metrics, self.response.status_code)
             self._abort_later()
             return
-        admission = _Admission(self._end_turn, self._admit, self)
+        admission = _Admission(self._end_turn, self._admit, self, self._input)
         self.scope["extensions"][ADMISSION_EXTENSION] = {"admission": admission}
 
     def _admit(self) -> None:
@@ -457,6 +472,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         traceback (ERROR is for the relay's own faults). And a message goes to the fast lane's
         sink first when nothing is queued ahead of it; one it takes is not queued and reading
         goes on. Valid text is decoded once, as there."""
+        if self._fragments_held:
+            self._hold_fragments(-self._fragments_held)
         if self.close_sent:
             super().send_receive_event_to_app()
             return
@@ -494,12 +511,61 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    # A fragmented message (rare: browsers and the SDKs send whole ones) is gathered by uvicorn
+    # in `frames` until its last fragment; what it holds meanwhile is charged too.
+
+    def handle_text(self, event: Any) -> None:
+        super().handle_text(event)
+        if self.frames:
+            self._hold_fragments(len(event.data))
+
+    def handle_bytes(self, event: Any) -> None:
+        super().handle_bytes(event)
+        if self.frames:
+            self._hold_fragments(len(event.data))
+
+    def handle_cont(self, event: Any) -> None:
+        super().handle_cont(event)
+        if self.frames:
+            self._hold_fragments(len(event.data))
+
+    def _hold_fragments(self, size: int) -> None:
+        self._fragments_held += size
+        if self._input is not None:
+            self._input.charge(size)
+
+    # --- the input budget (app/relay/client/input_budget.py) --------------------------------
+
+    def release_input(self) -> None:
+        """Shed: let go of every byte held for the client, now, and read nothing more (its
+        close reply included: the close timeout ends the connection)."""
+        self._input_shed = True
+        if self._reader is not None:
+            self._reader.release()
+        self.frames = []
+        self._fragments_held = 0
+        self.conn.reader.buffer.clear()
+        if not self.disconnected:
+            self.transport.pause_reading()
+
+    def close_for_input(self, reason: str) -> None:
+        """Shed while no session runs here: the protocol closes the connection itself."""
+        if self.disconnected or self.close_sent:
+            return
+        if not self.handshake_complete or self.conn.state is not OPEN:
+            self._close_then_abort()  # not answered yet, or closing: only the socket is left
+            return
+        self.conn.send_close(SHED_CODE, reason)
+        self.handle_parser_exception()
+
     # --- reading, and handshake refusals ----------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._input_shed:
+            return
         reader = self._reader
         if reader is None and self.handshake_initiated and at_frame_boundary(self.conn):
-            reader = self._reader = FrameReader(self.conn, masked=True)
+            reader = self._reader = FrameReader(self.conn, masked=True, holder=self._input)
         if reader is None:
             self._protocol_received(data)
         else:
@@ -633,6 +699,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.frames = []
         if self._reader is not None:
             self._reader.release()
+        if self._input is not None:
+            self._input.clear()
 
 
 def _handshake_status(refusal: Exception | None) -> int:
@@ -648,6 +716,13 @@ def _admission(websocket: WebSocket) -> _Admission | None:
     """None when the server is not the relay's uvicorn (e.g. a test client)."""
     extension = websocket.scope.get("extensions", {}).get(ADMISSION_EXTENSION)
     return None if extension is None else extension["admission"]
+
+
+def held_input(websocket: WebSocket) -> InputHolder | None:
+    """The client connection's account with the input budget; None when the server is not the
+    relay's uvicorn, or runs without the app's lifespan."""
+    admission = _admission(websocket)
+    return None if admission is None else admission.held_input
 
 
 def client_lane(websocket: WebSocket) -> Lane | None:

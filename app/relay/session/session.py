@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from app.protocol.errors import ProtocolViolation
 from app.relay.client.client_frames import ClientFrames
+from app.relay.client.input_budget import SHED_CODE, InputHolder
 from app.relay.closes import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -139,6 +140,9 @@ class Session:
     frames: ClientFrames  # what each client frame may be, and what of it goes upstream
     # The client connection's fast lane (app/relay/fast_lane.py); None: the generic path only.
     client_lane: Lane | None = None
+    # The client connection's account with the process's input budget: frames held for
+    # setupComplete are charged to it, and a shed ends the session (input_budget.py).
+    held_input: InputHolder | None = None
     traffic: Traffic = field(default_factory=Traffic)
     started_at: float = field(default_factory=time.time)
     ending: Ending | None = None
@@ -151,6 +155,8 @@ class Session:
         self._queued: list[str | bytes] = []
         # Bytes waiting for setupComplete: held in memory, so bounded by one largest frame.
         self._queued_bytes = 0
+        if self.held_input is not None:
+            self.held_input.close = self._shed
         # One loop timer serves the time limit's goAway and end and the idle check: each
         # TimerHandle is about 500 bytes of a held session (tests/bench/session_memory.py).
         self._timer: asyncio.TimerHandle | None = None
@@ -206,6 +212,9 @@ class Session:
             self.ending = self._ended.result()
         finally:
             self._stop_fast_lane()
+            self._release_queued()
+            if self.held_input is not None:
+                self.held_input.close = None  # the connection closes itself from now on
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -285,7 +294,10 @@ class Session:
                 except ConnectionClosed as closed:  # the upstream pump may not have seen it yet
                     return upstream_ended(closed)
                 continue
-            self._queued_bytes += len(frame) + HELD_FRAME_OVERHEAD_BYTES
+            held = len(frame) + HELD_FRAME_OVERHEAD_BYTES
+            self._queued_bytes += held
+            if self.held_input is not None:
+                self.held_input.charge(held)
             if self._queued_bytes > self.limits.max_frame_bytes:
                 return Ending(
                     "relay",
@@ -423,8 +435,17 @@ class Session:
         # No await between the last length check and this flag: the client pump cannot slip
         # a frame into the queue that would then be left behind.
         self._ready = True
+        self._release_queued()
+
+    def _release_queued(self) -> None:
         self._queued = []
+        if self.held_input is not None:
+            self.held_input.charge(-self._queued_bytes)
         self._queued_bytes = 0
+
+    def _shed(self, reason: str) -> None:
+        """The process's input budget shed this session's connection (input_budget.py)."""
+        self.end(Ending("relay", SHED_CODE, reason, "input_shed"))
 
     def _account(self, frame: bytes) -> None:
         usage = read_usage(frame)
