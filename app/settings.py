@@ -371,8 +371,9 @@ class Settings(BaseSettings):
             raise ValueError("goaway_notice_seconds must be below max_session_seconds")
         if self.client_input_budget_bytes < self.max_frame_bytes:
             raise ValueError(
-                "client_input_budget_bytes must be at least max_frame_bytes: one largest frame "
-                "arriving would be shed"
+                f"RELAY_CLIENT_INPUT_BUDGET_BYTES ({self.client_input_budget_bytes}) must be at "
+                f"least RELAY_MAX_FRAME_BYTES ({self.max_frame_bytes}): a single largest frame "
+                "would go over it"
             )
         if self.max_pending_admissions_per_credential > self.max_pending_admissions_per_project:
             raise ValueError(

@@ -116,3 +116,19 @@ def test_serve_refuses_keys_and_signing_keys_that_can_never_work() -> None:
     assert "RELAY_TOKEN_SIGNING_KEY" in result.stderr
     assert "mysecret" not in result.stderr  # secrets are named by position, never echoed
     assert "tooshortkey" not in result.stderr
+
+
+def test_serve_refuses_an_input_budget_smaller_than_one_frame() -> None:
+    result = run_cli(
+        "serve",
+        env={
+            "RELAY_API_KEYS": "lr_fine_key_" + "k" * 20,
+            "RELAY_MAX_FRAME_BYTES": "1048576",
+            "RELAY_CLIENT_INPUT_BUDGET_BYTES": "65536",
+        },
+    )
+    assert result.returncode == 2
+    assert (
+        "RELAY_CLIENT_INPUT_BUDGET_BYTES (65536) must be at least RELAY_MAX_FRAME_BYTES (1048576)"
+        in result.stderr
+    )
