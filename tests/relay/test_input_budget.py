@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.emulator import Emulator, EmulatorConfig
 from app.emulator.config import Faults
+from app.logs import SessionFilter
 from app.relay.client.input_budget import SHED_REASON
 from tests.relay.conftest import MODEL, auth_headers, relay_settings
 from tests.relay.test_resumption import frames_until_turn_complete
@@ -70,6 +71,8 @@ async def test_input_held_for_setup_complete_is_bounded_across_sessions(
     under its own limit, their sum passes the process's budget, the largest holder is closed
     1013, and the other three are served once setupComplete comes."""
     caplog.set_level(logging.WARNING, logger="app.relay.client.input_budget")
+    caplog.set_level(logging.INFO, logger="app.relay.endpoint")
+    caplog.handler.addFilter(SessionFilter())  # as the relay's own log handler stamps lines
     slow_setup = EmulatorConfig(faults=Faults(setup_delay_seconds=3))
     async with relay_with_budget(slow_setup) as relay, AsyncExitStack() as stack:
         clients = []
@@ -105,6 +108,9 @@ async def test_input_held_for_setup_complete_is_bounded_across_sessions(
     [record] = [r for r in caplog.records if r.name == "app.relay.client.input_budget"]
     assert "client connection shed" in record.getMessage()
     assert record.held_bytes >= 50 * KiB  # type: ignore[attr-defined]
+    # The line names the session it shed, not the one whose frame went over the budget.
+    [shed_end] = [r for r in caplog.records if getattr(r, "outcome", None) == "input_shed"]
+    assert record.session == shed_end.session  # type: ignore[attr-defined]
 
 
 async def open_session(relay: RunningRelay) -> ClientConnection:

@@ -24,6 +24,7 @@ closed under them. The process may pass the budget by what arrives in one loop t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -67,7 +68,9 @@ class InputBudget:
     def _over(self) -> None:
         if not self._reclaim_scheduled:
             self._reclaim_scheduled = True
-            asyncio.get_running_loop().call_soon(self.reclaim)
+            # In a context of its own: the charge that went over is another connection's,
+            # maybe another tenant's, and its session must not be stamped on these lines.
+            asyncio.get_running_loop().call_soon(self.reclaim, context=contextvars.Context())
 
     def reclaim(self) -> None:
         """Shed the largest holders until the bytes held are within the budget again.
@@ -90,7 +93,11 @@ class InputBudget:
                 self.max_bytes,
                 size,
                 SHED_CODE,
-                extra={"held_bytes": size, "budget_held_bytes": self.held},
+                extra={
+                    "session": holder.session,  # None before a session runs on it
+                    "held_bytes": size,
+                    "budget_held_bytes": self.held,
+                },
             )
         self.report()
 
@@ -103,7 +110,7 @@ class InputBudget:
 class InputHolder:
     """What one client connection holds, charged to the process's `InputBudget`."""
 
-    __slots__ = ("_budget", "_owner", "close", "held", "is_shed")
+    __slots__ = ("_budget", "_owner", "close", "held", "is_shed", "session")
 
     def __init__(self, budget: InputBudget, owner: InputOwner) -> None:
         self._budget = budget
@@ -111,6 +118,7 @@ class InputHolder:
         # While a session runs on the connection: the session's own end, which closes both
         # legs and says why in its log line and outcome.
         self.close: Callable[[str], None] | None = None
+        self.session: str | None = None  # that session's id, for the shed's log line
         self.held = 0
         self.is_shed = False
 

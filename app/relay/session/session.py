@@ -22,6 +22,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
+from app.logs import session_id_var
 from app.protocol.errors import ProtocolViolation
 from app.relay.client.client_frames import ClientFrames
 from app.relay.client.input_budget import SHED_CODE, InputHolder
@@ -157,6 +158,7 @@ class Session:
         self._queued_bytes = 0
         if self.held_input is not None:
             self.held_input.close = self._shed
+            self.held_input.session = session_id_var.get()
         # One loop timer serves the time limit's goAway and end and the idle check: each
         # TimerHandle is about 500 bytes of a held session (tests/bench/session_memory.py).
         self._timer: asyncio.TimerHandle | None = None
