@@ -99,6 +99,9 @@ class EmulatorConfig:
     max_handles: int = 10_000
     # Load-test mode: every audio chunk is answered at once by the very same base64 string.
     echo_audio: bool = False
+    # Accept permessage-deflate when a client offers it. Whether the real service does is not
+    # documented; off, as the relay's own default (RELAY_UPSTREAM_PERMESSAGE_DEFLATE).
+    permessage_deflate: bool = False
     # The behaviour reported for the real service: realtime input while a tool call is
     # unanswered ends the session (1008). Off by default: interrupting a pending call with
     # speech or text then cancels it (toolCallCancellation), as the API reference describes.

@@ -76,7 +76,7 @@ class Emulator:
             port,
             ssl=ssl_context,
             process_request=self._process_request,
-            compression=None,
+            compression="deflate" if self.config.permessage_deflate else None,
             max_size=MAX_CLIENT_FRAME_BYTES,
             # The service answers pings but does not send its own.
             ping_interval=None,
@@ -142,6 +142,8 @@ class Emulator:
         stats = self.stats
         stats.connections_accepted += 1
         stats.connections_open += 1
+        if ws.protocol.extensions:
+            stats.compressed_connections += 1
         number = stats.connections_accepted
         if not self.config.faults.apply_to(number) and hasattr(ws, "holds_pongs"):
             ws.holds_pongs = False

@@ -27,6 +27,8 @@ class ConsumedMessage:
 class EmulatorStats:
     connections_accepted: int = 0
     connections_open: int = 0
+    # Connections that negotiated permessage-deflate (EmulatorConfig.permessage_deflate).
+    compressed_connections: int = 0
     # By kind: setup, client_content, tool_response, context_update, audio, video, text,
     # activity_start, activity_end, audio_stream_end (a legacy media chunk counts as audio or
     # video).
