@@ -32,12 +32,15 @@ def test_project_without_overrides_takes_the_settings_defaults(tmp_path: Path) -
         tmp_path,
         f'[projects.p]\napi_keys = ["{hash_api_key(KEY)}"]\n',
         default_max_sessions=7,
+        default_max_sessions_per_user=3,
         default_tokens_per_minute=1000,
     )
     project = registry.get("p")
     assert project is not None
     assert project.enabled
-    assert project.quota == QuotaLimits(max_sessions=7, tokens_per_minute=1000)
+    assert project.quota == QuotaLimits(
+        max_sessions=7, max_sessions_per_user=3, tokens_per_minute=1000
+    )
     assert project.models(make_settings()) == DEFAULT_ALLOWED_MODELS
     assert registry.for_api_key(KEY) is project
     assert registry.for_api_key(ACME_KEY) is None

@@ -277,3 +277,41 @@ async def test_a_projects_own_prices_come_before_the_table(
     expected = (tokens["prompt_text"] * 100.0 + tokens["response_text"] * 1000.0) / 1_000_000
     assert row["costUsd"] == pytest.approx(expected, abs=1e-6)
     assert "acme" in answer.json()["prices"]["source"]
+
+
+async def test_a_prices_file_replaces_the_built_in_table_in_reports(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'source = "our contract with Google"\nas_of = "2026-11-01"\n\n'
+        f'[models."{MODEL}"]\ninput = {{ TEXT = 7.0 }}\noutput = {{ TEXT = 70.0 }}\n'
+    )
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    settings = relay_settings(
+        emulator,
+        None,
+        ledger_url=url,
+        ledger_spool_dir=tmp_path / "spool",
+        ledger_prices_file=prices,
+        admin_token=ADMIN_TOKEN,
+    )
+    store = open_ledger_store(url, timeout_seconds=5)
+    try:
+        async with running_relay(settings) as relay:
+            reports = await session(relay, auth_headers(), ["priced by the file"])
+            await final_records(store, "default", 1)
+            async with httpx.AsyncClient() as http:
+                answer = await http.get(
+                    f"{relay.http_url}/v1/projects/default/usage/report",
+                    params={"start": START, "end": END},
+                    headers=ADMIN,
+                )
+    finally:
+        await store.aclose()
+    body = answer.json()
+    [row] = body["rows"]
+    tokens = expected_tokens(reports)
+    expected = (tokens["prompt_text"] * 7.0 + tokens["response_text"] * 70.0) / 1_000_000
+    assert row["costUsd"] == pytest.approx(expected, abs=1e-6)
+    assert body["prices"] == {"source": "our contract with Google", "asOf": "2026-11-01"}

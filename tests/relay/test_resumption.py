@@ -365,6 +365,40 @@ async def test_a_service_refusing_resumes_while_the_old_connection_is_open_gets_
     assert [record.digest for record in consumed] == sent.digests
 
 
+async def test_an_operator_can_ask_for_break_before_make_and_nothing_is_lost(
+    tls_files: TLSFiles,
+) -> None:
+    """RELAY_RESUMPTION_MAKE_BEFORE_BREAK=false: every switch closes the old connection before
+    it opens the new one (for a service that refuses a resume while the old one is open)."""
+    sent = SentLog()
+    async with (
+        Emulator(SHORT_LIVED) as emulator,
+        running_relay(
+            relay_settings(emulator, tls_files, resumption_make_before_break=False)
+        ) as relay,
+    ):
+        client = sdk_client(relay, tls_files)
+        async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+            await ask(session, "remember this: the door code is 4711", sent)
+            async with streaming_silence(session, sent):
+                await wait_for_connections(emulator, 3)
+            recalled = await ask(session, "what is the door code?", sent)
+        consumed = list(emulator.stats.consumed)
+        metrics = relay.state.metrics
+        causes = ("goaway", "closed", "lost", "error")
+        made_first = sum(
+            metrics.upstream_switches_total.labels(cause, "make_before_break")._value.get()
+            for cause in causes
+        )
+        broke_first = sum(
+            metrics.upstream_switches_total.labels(cause, "break_before_make")._value.get()
+            for cause in causes
+        )
+    assert 'Before that you said "remember this: the door code is 4711"' in recalled
+    assert (made_first, broke_first >= 2) == (0, True)
+    assert [record.digest for record in consumed] == sent.digests
+
+
 async def test_input_over_the_replay_buffer_bound_fails_the_next_switch_explicitly() -> None:
     # Input consumed while the model is silent is confirmed at most once a minute here.
     slow_updates = dataclasses.replace(SHORT_LIVED, resumption_update_interval_seconds=60)
