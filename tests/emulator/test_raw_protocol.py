@@ -468,3 +468,14 @@ async def test_a_client_that_vanishes_mid_reply_leaves_the_emulator_healthy(
             await recv_setup_complete(ws)
 
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("accepting", [False, True])
+async def test_permessage_deflate_is_negotiated_only_when_configured(accepting: bool) -> None:
+    # websockets' client offers permessage-deflate, as the SDKs do.
+    async with Emulator(EmulatorConfig(permessage_deflate=accepting)) as emulator:
+        async with raw_connection(emulator) as ws:
+            assert bool(ws.protocol.extensions) is accepting
+            await ws.send(raw_setup(**TEXT))
+            await recv_setup_complete(ws)
+        assert emulator.stats.compressed_connections == (1 if accepting else 0)
