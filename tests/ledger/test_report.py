@@ -240,6 +240,38 @@ async def _run(*command: str, env: dict[str, str]) -> subprocess.CompletedProces
     )
 
 
+async def one_priced_session(
+    emulator: Emulator, tmp_path: Path, project: str, **settings: Any
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """One text session through a relay with `settings` and a SQLite ledger: the tokens the
+    upstream reported, and the project's usage report."""
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    store = open_ledger_store(url, timeout_seconds=5)
+    try:
+        async with running_relay(
+            relay_settings(
+                emulator,
+                None,
+                ledger_url=url,
+                ledger_spool_dir=tmp_path / "spool",
+                admin_token=ADMIN_TOKEN,
+                **settings,
+            )
+        ) as relay:
+            reports = await session(relay, auth_headers(), ["priced, please"])
+            await final_records(store, project, 1)
+            async with httpx.AsyncClient() as http:
+                answer = await http.get(
+                    f"{relay.http_url}/v1/projects/{project}/usage/report",
+                    params={"start": START, "end": END},
+                    headers=ADMIN,
+                )
+    finally:
+        await store.aclose()
+    body: dict[str, Any] = answer.json()
+    return expected_tokens(reports), body
+
+
 async def test_a_projects_own_prices_come_before_the_table(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -249,34 +281,13 @@ async def test_a_projects_own_prices_come_before_the_table(
         f'[projects.acme.prices."{MODEL}"]\n'
         "input = { TEXT = 100.0 }\noutput = { TEXT = 1000.0 }\n"
     )
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    settings = relay_settings(
-        emulator,
-        None,
-        api_keys=(),
-        projects_file=projects,
-        ledger_url=url,
-        ledger_spool_dir=tmp_path / "spool",
-        admin_token=ADMIN_TOKEN,
+    tokens, body = await one_priced_session(
+        emulator, tmp_path, "acme", api_keys=(), projects_file=projects
     )
-    store = open_ledger_store(url, timeout_seconds=5)
-    try:
-        async with running_relay(settings) as relay:
-            reports = await session(relay, auth_headers(), ["priced by the project"])
-            await final_records(store, "acme", 1)
-            async with httpx.AsyncClient() as http:
-                answer = await http.get(
-                    f"{relay.http_url}/v1/projects/acme/usage/report",
-                    params={"start": START, "end": END},
-                    headers=ADMIN,
-                )
-    finally:
-        await store.aclose()
-    [row] = answer.json()["rows"]
-    tokens = expected_tokens(reports)
+    [row] = body["rows"]
     expected = (tokens["prompt_text"] * 100.0 + tokens["response_text"] * 1000.0) / 1_000_000
     assert row["costUsd"] == pytest.approx(expected, abs=1e-6)
-    assert "acme" in answer.json()["prices"]["source"]
+    assert "acme" in body["prices"]["source"]
 
 
 async def test_a_prices_file_replaces_the_built_in_table_in_reports(
@@ -287,31 +298,10 @@ async def test_a_prices_file_replaces_the_built_in_table_in_reports(
         'source = "our contract with Google"\nas_of = "2026-11-01"\n\n'
         f'[models."{MODEL}"]\ninput = {{ TEXT = 7.0 }}\noutput = {{ TEXT = 70.0 }}\n'
     )
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    settings = relay_settings(
-        emulator,
-        None,
-        ledger_url=url,
-        ledger_spool_dir=tmp_path / "spool",
-        ledger_prices_file=prices,
-        admin_token=ADMIN_TOKEN,
+    tokens, body = await one_priced_session(
+        emulator, tmp_path, "default", ledger_prices_file=prices
     )
-    store = open_ledger_store(url, timeout_seconds=5)
-    try:
-        async with running_relay(settings) as relay:
-            reports = await session(relay, auth_headers(), ["priced by the file"])
-            await final_records(store, "default", 1)
-            async with httpx.AsyncClient() as http:
-                answer = await http.get(
-                    f"{relay.http_url}/v1/projects/default/usage/report",
-                    params={"start": START, "end": END},
-                    headers=ADMIN,
-                )
-    finally:
-        await store.aclose()
-    body = answer.json()
     [row] = body["rows"]
-    tokens = expected_tokens(reports)
     expected = (tokens["prompt_text"] * 7.0 + tokens["response_text"] * 70.0) / 1_000_000
     assert row["costUsd"] == pytest.approx(expected, abs=1e-6)
     assert body["prices"] == {"source": "our contract with Google", "asOf": "2026-11-01"}
