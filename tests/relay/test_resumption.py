@@ -341,6 +341,19 @@ async def test_a_connection_dropped_mid_reply_is_resumed_and_the_question_answer
     assert consumed[1].digest == hashlib.sha256(chunk).hexdigest()
 
 
+async def door_code_across_switches(
+    relay: RunningRelay, tls_files: TLSFiles, emulator: Emulator, sent: SentLog, connections: int
+) -> str:
+    """Through the SDK: a door code to remember, silence streamed until the emulator has
+    accepted `connections` connections (the session switched), then the question: the reply."""
+    client = sdk_client(relay, tls_files)
+    async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
+        await ask(session, "remember this: the door code is 4711", sent)
+        async with streaming_silence(session, sent):
+            await wait_for_connections(emulator, connections)
+        return await ask(session, "what is the door code?", sent)
+
+
 async def test_a_service_refusing_resumes_while_the_old_connection_is_open_gets_break_before_make(
     tls_files: TLSFiles,
 ) -> None:
@@ -350,13 +363,8 @@ async def test_a_service_refusing_resumes_while_the_old_connection_is_open_gets_
         Emulator(refusing) as emulator,
         running_relay(relay_settings(emulator, tls_files)) as relay,
     ):
-        client = sdk_client(relay, tls_files)
-        async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
-            await ask(session, "remember this: the door code is 4711", sent)
-            async with streaming_silence(session, sent):
-                # The first switch costs two connections (one refused), later ones one each.
-                await wait_for_connections(emulator, 5)
-            recalled = await ask(session, "what is the door code?", sent)
+        # The first switch costs two connections (one refused), later ones one each.
+        recalled = await door_code_across_switches(relay, tls_files, emulator, sent, 5)
         consumed = list(emulator.stats.consumed)
         fallbacks = switches(relay)
         made_first = switches(relay, mode="make_before_break")
@@ -378,12 +386,7 @@ async def test_an_operator_can_ask_for_break_before_make_and_nothing_is_lost(
             relay_settings(emulator, tls_files, resumption_make_before_break=False)
         ) as relay,
     ):
-        client = sdk_client(relay, tls_files)
-        async with client.aio.live.connect(model=MODEL, config=TEXT) as session:
-            await ask(session, "remember this: the door code is 4711", sent)
-            async with streaming_silence(session, sent):
-                await wait_for_connections(emulator, 3)
-            recalled = await ask(session, "what is the door code?", sent)
+        recalled = await door_code_across_switches(relay, tls_files, emulator, sent, 3)
         consumed = list(emulator.stats.consumed)
         made_first = switches(relay, mode="make_before_break")
         broke_first = switches(relay, mode="break_before_make")
