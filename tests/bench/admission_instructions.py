@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from websockets.asyncio.client import connect
 
 from tests.bench.processes import python, running
 from tests.relay.conftest import API_KEY, MODEL
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
 
 SETUP = json.dumps({"setup": {"model": MODEL}})
@@ -89,27 +88,26 @@ def main() -> int:
         }
         upstream = python("-m", "tests.bench.echo_upstream", "--port", str(upstream_port))
         try:
-            with running(upstream, log=workdir / "upstream.log", port=upstream_port):
-                relay = subprocess.Popen(
+            with (
+                running(upstream, log=workdir / "upstream.log", port=upstream_port),
+                # Under callgrind the relay starts some fifty times slower.
+                running(
                     relay_command,
-                    env={k: v for k, v in os.environ.items() if not k.startswith("RELAY_")} | env,
-                    stdout=(workdir / "relay.log").open("ab"),
-                    stderr=subprocess.STDOUT,
-                )
-                try:
-                    wait_for_port(relay_port, timeout=600)
-                    url = f"ws://127.0.0.1:{relay_port}/v1/live"
-                    asyncio.run(storm(url, args.warm_up, args.at_once))
-                    time.sleep(5)  # the warm-up's sessions end under valgrind's pace
-                    subprocess.run(["callgrind_control", "--zero", str(relay.pid)], check=True)
-                    started = time.perf_counter()
-                    asyncio.run(storm(url, args.admissions, args.at_once))
-                    time.sleep(5)
-                    subprocess.run(["callgrind_control", "--dump", str(relay.pid)], check=True)
-                    elapsed = time.perf_counter() - started
-                finally:
-                    relay.terminate()
-                    relay.wait(timeout=120)
+                    log=workdir / "relay.log",
+                    port=relay_port,
+                    env=env,
+                    startup_seconds=600,
+                ) as relay,
+            ):
+                url = f"ws://127.0.0.1:{relay_port}/v1/live"
+                asyncio.run(storm(url, args.warm_up, args.at_once))
+                time.sleep(5)  # the warm-up's sessions end under valgrind's pace
+                subprocess.run(["callgrind_control", "--zero", str(relay.pid)], check=True)
+                started = time.perf_counter()
+                asyncio.run(storm(url, args.admissions, args.at_once))
+                time.sleep(5)
+                subprocess.run(["callgrind_control", "--dump", str(relay.pid)], check=True)
+                elapsed = time.perf_counter() - started
         finally:
             redis.stop()
         dumps = sorted(workdir.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)

@@ -48,8 +48,10 @@ def running(
     log: Path,
     port: int,
     env: Mapping[str, str] | None = None,
+    startup_seconds: float = 30,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` (output to `log`) until the block ends; it must listen on `port`."""
+    """Run `command` (output to `log`) until the block ends; it must listen on `port` within
+    `startup_seconds`."""
     full_env = {
         key: value for key, value in os.environ.items() if not key.startswith("RELAY_")
     } | dict(env or {})
@@ -59,7 +61,7 @@ def running(
         )
         try:
             try:
-                wait_for_port(port, timeout=30)
+                wait_for_port(port, timeout=startup_seconds)
             except TimeoutError:
                 raise RuntimeError(
                     f"{' '.join(command)} did not listen on {port}; its log:\n{log.read_text()}"
